@@ -1,0 +1,137 @@
+# ecr — build, test, benchmark, demo.
+#
+#   make              build build/ecr and build/libecr.a
+#   make test         unit + CLI tests, then the same unit tests under ASan+UBSan
+#   make bench        benchmarks (each prints its ratio against a peer)
+#   make demo         end-to-end run on the bundled lo10 corpus
+#
+# Options: NO_BLAS=1 (portable matrix products), NO_OMP=1 (single-threaded),
+#          SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer; builds into build-san/).
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+else
+BUILD   ?= build
+OPT     := -O3 -march=native -g
+endif
+
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Isrc
+LDLIBS  := -lm
+
+# ---- dependency detection ------------------------------------------------------------
+FOUND :=
+# cJSON and utf8proc are required.
+ifeq ($(shell pkg-config --exists libcjson && echo y),y)
+  CFLAGS_BASE += $(shell pkg-config --cflags libcjson)
+  LDLIBS += $(shell pkg-config --libs libcjson)
+  FOUND += cJSON-$(shell pkg-config --modversion libcjson)
+else
+  $(error cJSON not found: apt-get install libcjson-dev)
+endif
+ifeq ($(shell pkg-config --exists libutf8proc && echo y),y)
+  CFLAGS_BASE += $(shell pkg-config --cflags libutf8proc)
+  LDLIBS += $(shell pkg-config --libs libutf8proc)
+  FOUND += utf8proc-$(shell pkg-config --modversion libutf8proc)
+else
+  $(error utf8proc not found: apt-get install libutf8proc-dev)
+endif
+# OpenMP (optional).
+ifneq ($(NO_OMP),1)
+  ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo y),y)
+    CFLAGS_BASE += -fopenmp -DECR_HAVE_OMP=1
+    LDLIBS += -fopenmp
+    FOUND += OpenMP
+  endif
+endif
+# OpenBLAS (optional). Prefer Debian's OpenMP build so BLAS threads and ours cooperate.
+ifneq ($(NO_BLAS),1)
+  OB_OMP := /usr/lib/$(MULTIARCH)/openblas-openmp
+  ifneq ($(wildcard $(OB_OMP)/libopenblas.so),)
+    CFLAGS_BASE += -I/usr/include/$(MULTIARCH)/openblas-openmp -DECR_HAVE_BLAS=1
+    LDLIBS += -L$(OB_OMP) -Wl,-rpath,$(OB_OMP) -lopenblas
+    FOUND += OpenBLAS(openmp)
+  else ifeq ($(shell pkg-config --exists openblas && echo y),y)
+    CFLAGS_BASE += $(shell pkg-config --cflags openblas) -DECR_HAVE_BLAS=1
+    LDLIBS += $(shell pkg-config --libs openblas)
+    FOUND += OpenBLAS-$(shell pkg-config --modversion openblas)
+  endif
+endif
+
+CFLAGS  := $(CFLAGS_BASE) $(OPT) $(EXTRA_CFLAGS)
+LDFLAGS := $(OPT)
+
+SRC      := $(sort $(wildcard src/*.c))
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/cli/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+LIB      := $(BUILD)/libecr.a
+ECR      := $(BUILD)/ecr
+DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
+
+.PHONY: all test test-unit test-cli test-san bench demo data clean found
+all: found $(ECR) $(LIB)
+
+found:
+	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)"
+
+$(BUILD)/obj/%.o: src/%.c include/ecr.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icli -c $< -o $@
+
+$(LIB): $(OBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+$(ECR): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# The bundled corpus ships xz-compressed; decompress on demand.
+build/data/lo10/%.jsonl: data/lo10/%.jsonl.xz
+	@mkdir -p $(dir $@)
+	xz -dc $< > $@.tmp && mv $@.tmp $@
+data: $(DATA)
+
+# Unit tests: each tests/test_*.c is a program that exits non-zero on any failed check.
+test-unit: $(TEST_BIN) $(ECR) $(DATA)
+	@fail=0; for t in $(TEST_BIN); do \
+	  ECR_BIN=$(ECR) $$t || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
+
+# CLI tests: tests/cli_*.sh drive the binary (exit codes, messages, no half-written files).
+test-cli: $(ECR) $(DATA)
+	@fail=0; for t in $(sort $(wildcard tests/cli_*.sh)); do \
+	  ECR_BIN=$(ECR) bash $$t || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
+
+test-san:
+	$(MAKE) --no-print-directory SAN=1 test-unit test-cli
+
+test: all test-unit test-cli
+	$(MAKE) --no-print-directory test-san
+	@echo "make test: all passed"
+
+bench: $(BENCH_BIN) $(ECR) $(DATA)
+	@for b in $(BENCH_BIN); do ECR_BIN=$(ECR) $$b || exit 1; done
+	@for b in $(sort $(wildcard bench/bench_*.sh)); do ECR_BIN=$(ECR) bash $$b || exit 1; done
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,53 @@
+/* cli.h — internal to the ecr command-line tool: argument parsing and command entry
+ * points. Only the CLI calls exit(); library code returns statuses. */
+#ifndef ECR_CLI_H
+#define ECR_CLI_H
+#include "ecr.h"
+
+/* Parsed `--flag value` arguments of one subcommand. Usage:
+ *   cli_args a; cli_args_init(&a, "ecr prepare", argc, argv, usage_text);
+ *   if (a.help) return 0;                        // --help printed usage on stdout
+ *   const char *out = cli_str(&a, "--out", NULL); ...
+ *   if (!cli_finish(&a)) return 2;               // unknown flag / bad value / missing
+ * Positional arguments (not starting with "--") are collected in pos[]. */
+typedef struct cli_args {
+    const char *cmd;          /* "ecr prepare", for messages          */
+    int argc;
+    char **argv;
+    unsigned char *used;      /* argv entries consumed by a lookup    */
+    const char *pos[64];      /* positional arguments                 */
+    int npos;
+    int help;                 /* --help was given (usage printed)     */
+    int error;                /* a lookup failed (message printed)    */
+} cli_args;
+
+void cli_args_init(cli_args *a, const char *cmd, int argc, char **argv, const char *usage);
+/* Value of `--flag value`, or `def` when absent. `required` flags: pass def = NULL and
+ * call cli_require. */
+const char *cli_str(cli_args *a, const char *flag, const char *def);
+const char *cli_require(cli_args *a, const char *flag);
+long long cli_int(cli_args *a, const char *flag, long long def, long long lo, long long hi);
+double cli_float(cli_args *a, const char *flag, double def, double lo, double hi);
+/* 1 if the boolean `--flag` is present. */
+int cli_flag(cli_args *a, const char *flag);
+/* Every `--flag value` occurrence in order (for repeatable flags like --set); returns the
+ * count, values in out[] up to cap. */
+int cli_multi(cli_args *a, const char *flag, const char **out, int cap);
+/* Reports unknown flags and earlier errors; returns 1 when the command may proceed. */
+int cli_finish(cli_args *a);
+void cli_args_free(cli_args *a);
+
+/* Prints "ecr: <message>" from ecr_last_error() on stderr, returns the exit code. */
+int cli_fail(ecr_status st);
+
+/* Subcommands: each returns the process exit code. */
+int cmd_tokenizer(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_prepare(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_anchors(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+#endif

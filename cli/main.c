@@ -1,0 +1,46 @@
+/* main.c — the `ecr` binary: dispatches to one subcommand. */
+#include "cli.h"
+
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+/* Commands that are built. Each cmd_*.c file implements one. */
+static const command commands[] = {
+    /* one line per command, in pipeline order */
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *fp) {
+    fprintf(fp, "ecr %s — compact language models with Embedding Consistency Regulation\n\n"
+                "usage: ecr <command> [flags]   (ecr <command> --help for its flags)\n\ncommands:\n",
+            ECR_VERSION);
+    for (size_t i = 0; commands[i].name; i++)
+        fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(fp, "\nexit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--version")) {
+            printf("ecr %s\n", ECR_VERSION);
+            return 0;
+        }
+    }
+    for (size_t i = 0; commands[i].name; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "ecr: unknown command '%s' (ecr --help lists them)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,371 @@
+/*
+ * ecr.h — the one public header of libecr.
+ *
+ * libecr trains compact Llama-style language models on the CPU and keeps their
+ * embedding space from collapsing with Embedding Consistency Regulation (ECR).
+ *
+ * Conventions (they hold for every function below unless its comment says otherwise):
+ *   - Functions return an ecr_status: ECR_OK (0) on success, a negative code on failure.
+ *     On failure a one-line, human-readable message naming the file and place at fault is
+ *     available from ecr_last_error() (thread-local; overwritten by the next failure).
+ *   - Library code never calls exit() and never prints to stdout; progress, when asked
+ *     for, goes to stderr.
+ *   - Every *_free(NULL) is a no-op.
+ *   - Ownership: an object returned through an `**out` parameter belongs to the caller,
+ *     who releases it with the matching *_free. Pointers returned by accessors borrow
+ *     from their object and stay valid until that object is freed or modified.
+ *   - Files are written atomically: to a temporary name in the same directory, then
+ *     renamed; on failure nothing is left behind.
+ */
+#ifndef ECR_H
+#define ECR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ECR_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------
+ * Status codes and errors
+ * ---------------------------------------------------------------------------------- */
+
+typedef enum ecr_status {
+    ECR_OK = 0,
+    ECR_E_INVALID = -1,  /* bad input: malformed file, wrong shape, bad argument (CLI exit 2) */
+    ECR_E_IO = -2,       /* open/read/write/rename failed (CLI exit 1)                      */
+    ECR_E_NOMEM = -3,    /* allocation failed (CLI exit 1)                                  */
+    ECR_E_RUNTIME = -4,  /* runtime failure, e.g. a NaN loss (CLI exit 1)                    */
+} ecr_status;
+
+/* The message of the most recent failure on this thread ("" if none). Borrowed. */
+const char *ecr_last_error(void);
+
+/* A short name for a status ("ok", "invalid input", ...). Static string. */
+const char *ecr_status_name(ecr_status st);
+
+/* Records a failure message (printf-style) for ecr_last_error() and returns `st`, so
+ * library code can write `return ecr_fail(ECR_E_INVALID, "%s: bad header", path);`. */
+ecr_status ecr_fail(ecr_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* CLI exit code for a status: 0 for ECR_OK, 2 for ECR_E_INVALID, 1 otherwise. */
+int ecr_exit_code(ecr_status st);
+
+/* ------------------------------------------------------------------------------------
+ * safetensors (https://huggingface.co/docs/safetensors): the one binary format.
+ *
+ * Layout: u64 little-endian header length N, N bytes of JSON header, packed data.
+ * The reader mmaps the file and validates everything before exposing any tensor:
+ * header length within the file and at most 100 MB, JSON well-formed, each entry has a
+ * known dtype, a shape of non-negative ints and data_offsets [begin, end] with
+ * end - begin == numel * dtype size, offsets inside the data region, tensors sorted by
+ * offset cover the data region with no overlap and no gap, no duplicate names,
+ * "__metadata__" (optional) maps strings to strings.
+ * ---------------------------------------------------------------------------------- */
+
+typedef enum ecr_dtype {
+    ECR_F32, ECR_F16, ECR_BF16, ECR_I64, ECR_I32, ECR_U16, ECR_U8, ECR_U32,
+    ECR_DTYPE_COUNT
+} ecr_dtype;
+
+/* "F32", "F16", ... Static string. */
+const char *ecr_dtype_name(ecr_dtype dt);
+/* Bytes per element. */
+size_t ecr_dtype_size(ecr_dtype dt);
+
+#define ECR_MAX_DIMS 8
+
+typedef struct ecr_tensor_view {
+    const char *name;          /* borrowed from the file object              */
+    ecr_dtype dtype;
+    int ndim;
+    int64_t shape[ECR_MAX_DIMS];
+    size_t numel;
+    size_t nbytes;
+    const void *data;          /* borrowed; points into the mapping (may be unaligned for
+                                  nothing: the reader guarantees alignment to the dtype
+                                  size or copies the tensor to aligned memory)          */
+} ecr_tensor_view;
+
+typedef struct ecr_st_file ecr_st_file;
+
+/* Opens and validates `path`. On success *out owns the mapping. */
+ecr_status ecr_st_open(const char *path, ecr_st_file **out);
+/* Validates an in-memory image (used by the fuzz test); `buf` must outlive *out. */
+ecr_status ecr_st_open_memory(const void *buf, size_t len, const char *label, ecr_st_file **out);
+void ecr_st_close(ecr_st_file *f);
+
+size_t ecr_st_count(const ecr_st_file *f);                       /* number of tensors   */
+const ecr_tensor_view *ecr_st_at(const ecr_st_file *f, size_t i); /* in file order       */
+const ecr_tensor_view *ecr_st_find(const ecr_st_file *f, const char *name); /* or NULL  */
+/* Metadata value for `key`, or NULL. Borrowed. */
+const char *ecr_st_meta(const ecr_st_file *f, const char *key);
+size_t ecr_st_meta_count(const ecr_st_file *f);
+/* i-th metadata pair (sorted by key). */
+void ecr_st_meta_at(const ecr_st_file *f, size_t i, const char **key, const char **value);
+
+/* Looks up `name` and checks its dtype and shape (ndim entries; -1 matches any size).
+ * Error message names the file and the tensor. */
+ecr_status ecr_st_get(const ecr_st_file *f, const char *name, ecr_dtype dtype, int ndim,
+                      const int64_t *shape, const ecr_tensor_view **out);
+
+/* Writer: collect tensors (data is copied or borrowed, see below), then write. */
+typedef struct ecr_st_writer ecr_st_writer;
+ecr_status ecr_st_writer_create(ecr_st_writer **out);
+void ecr_st_writer_free(ecr_st_writer *w);
+/* Adds a tensor. `data` is borrowed: it must stay valid until ecr_st_writer_write. */
+ecr_status ecr_st_writer_add(ecr_st_writer *w, const char *name, ecr_dtype dtype, int ndim,
+                             const int64_t *shape, const void *data);
+ecr_status ecr_st_writer_meta(ecr_st_writer *w, const char *key, const char *value);
+/* Writes atomically to `path` (temp file + fsync + rename). */
+ecr_status ecr_st_writer_write(ecr_st_writer *w, const char *path);
+
+/* fp16 / bf16 conversions (round to nearest even). */
+uint16_t ecr_f32_to_f16(float x);
+float ecr_f16_to_f32(uint16_t h);
+uint16_t ecr_f32_to_bf16(float x);
+float ecr_bf16_to_f32(uint16_t h);
+
+/* ------------------------------------------------------------------------------------
+ * .npy: float32 (<f4), C-order, 1-D or 2-D. Anything else is refused with a message
+ * saying what the file holds.
+ * ---------------------------------------------------------------------------------- */
+
+/* Reads `path`; *data (malloc'd, caller frees with free()) holds rows*cols floats.
+ * A 1-D array reads as rows = n, cols = 1. */
+ecr_status ecr_npy_read(const char *path, float **data, int64_t *rows, int64_t *cols);
+/* Reads only the header: shape and dtype string (e.g. "<f4") for `ecr inspect`. */
+ecr_status ecr_npy_info(const char *path, char *descr, size_t descr_len, int *fortran,
+                        int *ndim, int64_t shape[ECR_MAX_DIMS]);
+/* Writes a rows x cols <f4 C-order matrix atomically. */
+ecr_status ecr_npy_write(const char *path, const float *data, int64_t rows, int64_t cols);
+
+/* ------------------------------------------------------------------------------------
+ * Atomic file output helpers (used by every writer).
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_atomic_file {
+    FILE *fp;                 /* write here                                   */
+    char *final_path;
+    char *tmp_path;
+} ecr_atomic_file;
+
+/* Opens a temporary file beside `path`. */
+ecr_status ecr_atomic_open(ecr_atomic_file *af, const char *path);
+/* Flushes, fsyncs, closes and renames over `path`. On failure removes the temp file. */
+ecr_status ecr_atomic_commit(ecr_atomic_file *af);
+/* Closes and removes the temp file (safe after a failed commit, and on a zeroed struct). */
+void ecr_atomic_abort(ecr_atomic_file *af);
+
+/* ------------------------------------------------------------------------------------
+ * Byte-level BPE tokenizer (GPT-2 byte-to-unicode mapping), stored as tokenizer.json in
+ * the Hugging Face `tokenizers` layout. Pre-tokenisation splits text into runs of
+ * letters (with marks), numbers, punctuation/symbols and whitespace using utf8proc
+ * categories, so Latin, Cyrillic, CJK text all work. Special tokens:
+ * "<|endoftext|>" (id 0) and "<|pad|>" (id 1); byte tokens follow at ids 2..257.
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_tokenizer ecr_tokenizer;
+
+typedef struct ecr_tokenizer_train_opts {
+    int vocab_size;           /* total, including specials and the 256 bytes (default 8192) */
+    int min_frequency;        /* pairs seen fewer times are not merged (default 2)           */
+    int threads;              /* 0 = all                                                     */
+    int quiet;                /* no progress on stderr                                       */
+} ecr_tokenizer_train_opts;
+
+void ecr_tokenizer_train_opts_default(ecr_tokenizer_train_opts *o);
+/* Trains on `n` UTF-8 texts (each NUL-terminated and valid UTF-8). */
+ecr_status ecr_tokenizer_train(const char *const *texts, size_t n,
+                               const ecr_tokenizer_train_opts *opts, ecr_tokenizer **out);
+ecr_status ecr_tokenizer_load(const char *path, ecr_tokenizer **out);
+ecr_status ecr_tokenizer_save(const ecr_tokenizer *tok, const char *path);
+void ecr_tokenizer_free(ecr_tokenizer *tok);
+
+int ecr_tokenizer_vocab_size(const ecr_tokenizer *tok);
+int ecr_tokenizer_eot_id(const ecr_tokenizer *tok);
+int ecr_tokenizer_pad_id(const ecr_tokenizer *tok);
+/* Token string (byte-to-unicode form, as in tokenizer.json) of `id`, or NULL. Borrowed. */
+const char *ecr_tokenizer_token(const ecr_tokenizer *tok, int id);
+
+/* Encodes `len` bytes of UTF-8 `text` (no specials added). Returns the token count in
+ * *n_out; ids written to `ids` up to `cap` (call with cap 0 to size). Invalid UTF-8 is
+ * ECR_E_INVALID with the byte offset in the message. Thread-safe on a shared tokenizer. */
+ecr_status ecr_tokenizer_encode(const ecr_tokenizer *tok, const char *text, size_t len,
+                                int32_t *ids, size_t cap, size_t *n_out);
+/* Decodes ids to bytes (specials decode to nothing). Writes up to `cap` bytes plus a NUL
+ * when room; *len_out is the full length. Out-of-range id is ECR_E_INVALID. */
+ecr_status ecr_tokenizer_decode(const ecr_tokenizer *tok, const int32_t *ids, size_t n,
+                                char *out, size_t cap, size_t *len_out);
+/* Length in bytes that token `id` decodes to (0 for specials). */
+size_t ecr_tokenizer_token_bytes(const ecr_tokenizer *tok, int id);
+
+/* ------------------------------------------------------------------------------------
+ * Corpus (JSONL) and prepared data (data.safetensors).
+ *
+ * Prepared data tensors:
+ *   tokens  [n_tokens]  U16 (vocab <= 65536) or U32    token ids of all texts, back to back
+ *   offsets [n_texts+1] I64                             text i is tokens[offsets[i]:offsets[i+1]]
+ *   n_bytes [n_texts]   I32                             UTF-8 bytes of each text (for bits/byte)
+ *   group   [n_texts]   I32   index into the group table (-1: none)
+ *   lang    [n_texts]   I32   index into the lang table  (-1: none)
+ *   label   [n_texts]   I32   index into the label table (-1: none)
+ * Metadata: "format": "ecr-data-1", "vocab_size", "n_texts", "source" (file name),
+ *   "langs" / "labels" (JSON arrays of strings), "groups_count", "tokenizer_hash".
+ * Group strings are not stored (only their indices: texts with equal group share one).
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_corpus {
+    size_t n;                 /* texts                                              */
+    char **text;              /* n NUL-terminated UTF-8 strings (owned)            */
+    char **id;                /* n strings or NULL entries (owned)                 */
+    char **group, **lang, **label; /* likewise; NULL entry when the field is absent */
+} ecr_corpus;
+
+/* Reads a JSONL corpus. Bad lines give ECR_E_INVALID "file:line: reason". */
+ecr_status ecr_corpus_read(const char *path, ecr_corpus **out);
+void ecr_corpus_free(ecr_corpus *c);
+
+typedef struct ecr_data {
+    ecr_st_file *file;        /* owned                                              */
+    size_t n_texts;
+    size_t n_tokens;
+    int vocab_size;
+    const uint16_t *tok16;    /* one of these two is non-NULL (borrowed from file)  */
+    const uint32_t *tok32;
+    const int64_t *offsets;   /* [n_texts + 1] */
+    const int32_t *n_bytes, *group, *lang, *label;
+    int n_langs, n_labels, n_groups;
+    char **langs, **labels;   /* owned string tables                                */
+} ecr_data;
+
+ecr_status ecr_prepare(const char *corpus_path, const char *tokenizer_path,
+                       const char *out_path, int threads, int quiet);
+ecr_status ecr_data_open(const char *path, ecr_data **out);
+void ecr_data_free(ecr_data *d);
+/* Token id j of the whole stream. */
+static inline uint32_t ecr_data_token(const ecr_data *d, size_t j) {
+    return d->tok16 ? d->tok16[j] : d->tok32[j];
+}
+
+
+/* ------------------------------------------------------------------------------------
+ * Model: decoder-only, Llama-style (see DESIGN.md). fp32. All parameters live in one
+ * flat block (and gradients in a second block of the same layout).
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_config {
+    int vocab_size;           /* V                                      (vocab_size)              */
+    int dim;                  /* d, residual width                      (hidden_size)             */
+    int n_layers;             /*                                        (num_hidden_layers)       */
+    int n_heads;              /* head_dim = dim / n_heads               (num_attention_heads)     */
+    int hidden_dim;           /* SwiGLU width                           (intermediate_size)       */
+    int max_seq_len;          /* longest row T                          (max_position_embeddings) */
+    float rope_theta;         /*                                        (rope_theta)              */
+    float norm_eps;           /*                                        (rms_norm_eps)            */
+    int tied;                 /* LM head shares the embeddings          (tie_word_embeddings)     */
+    int ecr_dim;              /* D, rows of the ECR projection P [D, d]; 0 = no projection        */
+} ecr_config;
+
+/* Presets: "tiny" (2x128), "small" (4x256), "base" (6x384); vocab 8192, T 256. */
+ecr_status ecr_config_preset(const char *name, ecr_config *cfg);
+/* Applies "key=value" (our field names above or the Hugging Face names in parentheses). */
+ecr_status ecr_config_set(ecr_config *cfg, const char *assignment);
+ecr_status ecr_config_validate(const ecr_config *cfg);
+
+/* A packed batch: B rows of T tokens, several texts back to back in each row. A text of
+ * n tokens occupies n+1 slots: inputs [EOT, t1..tn], targets [t1..tn, EOT]. Attention of
+ * slot t covers slots t-pos[t] .. t (its own text only). */
+typedef struct ecr_batch {
+    int B, T;
+    int32_t *tokens;          /* [B*T] input ids (pad id in padding)                          */
+    int32_t *targets;         /* [B*T] next-token ids; -1 = no loss (padding)                 */
+    int32_t *pos;             /* [B*T] position inside its text (0 at the EOT that opens it)  */
+    int32_t *text;            /* [B*T] text index within the batch, -1 for padding            */
+    int n_texts;
+    int64_t *text_id;         /* [n_texts] row of the text in the prepared data file          */
+} ecr_batch;
+
+typedef struct ecr_model ecr_model;
+
+typedef struct ecr_param_info {
+    const char *name;         /* Hugging Face Llama name, e.g. "model.layers.0.mlp.up_proj.weight" */
+    size_t offset;            /* into the flat parameter block                                */
+    size_t numel;
+    int ndim;
+    int64_t shape[2];
+    int decay;                /* 1 if AdamW weight decay applies (matrices, not norms/embeddings) */
+} ecr_param_info;
+
+/* Creates a model with freshly initialised weights (deterministic in `seed`). */
+ecr_status ecr_model_create(const ecr_config *cfg, uint64_t seed, ecr_model **out);
+void ecr_model_free(ecr_model *m);
+const ecr_config *ecr_model_config(const ecr_model *m);
+size_t ecr_model_num_params(const ecr_model *m);
+float *ecr_model_params(ecr_model *m);          /* [num_params], borrowed                    */
+float *ecr_model_grads(ecr_model *m);           /* [num_params], borrowed                    */
+size_t ecr_model_num_tensors(const ecr_model *m);
+const ecr_param_info *ecr_model_tensor(const ecr_model *m, size_t i);
+void ecr_model_zero_grad(ecr_model *m);
+
+/* Saves a model folder: config.json (Hugging Face LlamaConfig keys) + model.safetensors
+ * (F32, Hugging Face names; ECR projection as "ecr.proj.weight") + tokenizer.json copied
+ * from `tokenizer_path` (may be NULL). `meta` is NULL or a NULL-terminated key, value,
+ * key, value... list stored in the safetensors metadata. Atomic per file. */
+ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
+                          const char *const *meta);
+/* Loads a model folder (F32, F16 or BF16 tensors are accepted and converted to fp32). */
+ecr_status ecr_model_load(const char *dir, ecr_model **out);
+
+typedef struct ecr_forward_out {
+    float loss;               /* mean token cross-entropy over targets >= 0 (nats)            */
+    double loss_sum;          /* sum of token cross-entropies                                 */
+    int64_t n_targets;        /* tokens with a target                                         */
+    const float *text_loss;   /* [n_texts] summed cross-entropy per text; borrowed            */
+    const float *pooled;      /* [n_texts, dim] h: mean final-norm output over a text's slots
+                                 1..n (its tokens, not the opening EOT); borrowed             */
+    const float *logits;      /* [B*T, V]; borrowed                                           */
+} ecr_forward_out;
+
+/* Forward pass on a packed batch; keeps the activations for ecr_model_backward. */
+ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *out);
+/* Backward of   lm_scale * loss  +  sum_i <dpooled[i], pooled[i]>  (+ sum <dlogits, logits>
+ * when dlogits is non-NULL, [B*T, V]) for the batch of the last forward; ACCUMULATES into
+ * the gradient block. dpooled and dlogits may be NULL. */
+ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
+                              const float *dpooled, const float *dlogits);
+
+/* Incremental decoding with a KV cache (never touches the ECR projection). */
+typedef struct ecr_kv_cache ecr_kv_cache;
+ecr_status ecr_kv_cache_create(const ecr_model *m, int max_len, ecr_kv_cache **out);
+void ecr_kv_cache_free(ecr_kv_cache *c);
+void ecr_kv_cache_reset(ecr_kv_cache *c);
+/* Feeds `token` at the next position; writes the next-token logits [V]. */
+ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *logits);
+
+/* Threads for OpenMP and BLAS (0 = all cores). */
+void ecr_set_threads(int n);
+int ecr_get_threads(void);
+
+/* ------------------------------------------------------------------------------------
+ * Training (src/train.c) — section owned by the trainer.
+ * ---------------------------------------------------------------------------------- */
+
+/* ------------------------------------------------------------------------------------
+ * Utilities
+ * ---------------------------------------------------------------------------------- */
+
+/* FNV-1a 64-bit hash of a buffer, as 16 hex digits in `out` (17 bytes). */
+void ecr_hash_hex(const void *buf, size_t len, char out[17]);
+/* Monotonic seconds. */
+double ecr_now(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ECR_H */

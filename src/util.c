@@ -1,0 +1,108 @@
+/* util.c — status codes, the thread-local error message, atomic file output, hashing. */
+#define _POSIX_C_SOURCE 200809L
+#include "ecr.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char g_err[1024];
+
+const char *ecr_last_error(void) { return g_err; }
+
+const char *ecr_status_name(ecr_status st) {
+    switch (st) {
+    case ECR_OK: return "ok";
+    case ECR_E_INVALID: return "invalid input";
+    case ECR_E_IO: return "i/o error";
+    case ECR_E_NOMEM: return "out of memory";
+    case ECR_E_RUNTIME: return "runtime failure";
+    }
+    return "unknown status";
+}
+
+ecr_status ecr_fail(ecr_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    /* Keep the message on one line. */
+    for (char *p = g_err; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    return st;
+}
+
+int ecr_exit_code(ecr_status st) {
+    if (st == ECR_OK) return 0;
+    return st == ECR_E_INVALID ? 2 : 1;
+}
+
+/* ---- atomic output ----------------------------------------------------------------- */
+
+ecr_status ecr_atomic_open(ecr_atomic_file *af, const char *path) {
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path);
+    af->final_path = malloc(n + 1);
+    af->tmp_path = malloc(n + 32);
+    if (!af->final_path || !af->tmp_path) {
+        ecr_atomic_abort(af);
+        return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+    }
+    memcpy(af->final_path, path, n + 1);
+    snprintf(af->tmp_path, n + 32, "%s.tmp.%ld", path, (long)getpid());
+    af->fp = fopen(af->tmp_path, "wb");
+    if (!af->fp) {
+        int e = errno;
+        ecr_atomic_abort(af);
+        return ecr_fail(ECR_E_IO, "%s: cannot create: %s", path, strerror(e));
+    }
+    return ECR_OK;
+}
+
+ecr_status ecr_atomic_commit(ecr_atomic_file *af) {
+    ecr_status st = ECR_OK;
+    int e = 0;
+    if (fflush(af->fp) != 0 || ferror(af->fp)) { e = errno; st = ECR_E_IO; }
+    if (st == ECR_OK && fsync(fileno(af->fp)) != 0) { e = errno; st = ECR_E_IO; }
+    if (fclose(af->fp) != 0 && st == ECR_OK) { e = errno; st = ECR_E_IO; }
+    af->fp = NULL;
+    if (st == ECR_OK && rename(af->tmp_path, af->final_path) != 0) { e = errno; st = ECR_E_IO; }
+    if (st != ECR_OK) {
+        ecr_fail(st, "%s: write failed: %s", af->final_path, strerror(e));
+        remove(af->tmp_path);
+    }
+    free(af->final_path);
+    free(af->tmp_path);
+    af->final_path = af->tmp_path = NULL;
+    return st;
+}
+
+void ecr_atomic_abort(ecr_atomic_file *af) {
+    if (!af) return;
+    if (af->fp) fclose(af->fp);
+    if (af->tmp_path) remove(af->tmp_path);
+    free(af->final_path);
+    free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+}
+
+/* ---- misc -------------------------------------------------------------------------- */
+
+void ecr_hash_hex(const void *buf, size_t len, char out[17]) {
+    const unsigned char *p = buf;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+double ecr_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
