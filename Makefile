@@ -20,6 +20,11 @@ BUILD   ?= build
 OPT     := -O3 -march=native -g
 endif
 
+# V=1 shows full command lines.
+Q ?= @
+ifeq ($(V),1)
+Q :=
+endif
 CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Isrc
 LDLIBS  := -lm
 
@@ -85,26 +90,32 @@ found:
 
 $(BUILD)/obj/%.o: src/%.c include/ecr.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC   $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Icli -c $< -o $@
+	@echo "  CC   $<"
+	$(Q)$(CC) $(CFLAGS) -Icli -c $< -o $@
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
-	ar rcs $@ $^
+	@echo "  AR   $@"
+	$(Q)ar rcs $@ $^
 
 $(ECR): $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+	@echo "  LINK $@"
+	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
+	@echo "  TEST $@"
+	$(Q)$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+	@echo "  BENCH $@"
+	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # The bundled corpus ships xz-compressed; decompress on demand.
 build/data/lo10/%.jsonl: data/lo10/%.jsonl.xz
