@@ -216,7 +216,9 @@ size_t ecr_tokenizer_token_bytes(const ecr_tokenizer *tok, int id);
  *   lang    [n_texts]   I32   index into the lang table  (-1: none)
  *   label   [n_texts]   I32   index into the label table (-1: none)
  * Metadata: "format": "ecr-data-1", "vocab_size", "n_texts", "source" (file name),
- *   "langs" / "labels" (JSON arrays of strings), "groups_count", "tokenizer_hash".
+ *   "langs" / "labels" (JSON arrays of strings, in order of first appearance),
+ *   "groups_count", "tokenizer_hash" (ecr_hash_hex of the tokenizer file) and
+ *   "tokenizer.json" (the whole tokenizer file, so a prepared file is self-contained).
  * Group strings are not stored (only their indices: texts with equal group share one).
  * ---------------------------------------------------------------------------------- */
 
@@ -242,10 +244,15 @@ typedef struct ecr_data {
     const int32_t *n_bytes, *group, *lang, *label;
     int n_langs, n_labels, n_groups;
     char **langs, **labels;   /* owned string tables                                */
+    const char *tokenizer_json; /* the embedded tokenizer.json text (borrowed), or NULL */
 } ecr_data;
 
+/* Reads the corpus, encodes every text (in parallel; see ecr_set_threads) and writes the
+ * prepared file atomically. Progress on stderr unless `quiet`. */
 ecr_status ecr_prepare(const char *corpus_path, const char *tokenizer_path,
-                       const char *out_path, int threads, int quiet);
+                       const char *out_path, int quiet);
+/* Opens and validates a prepared file (token ids below vocab_size, offsets monotonic,
+ * index columns inside their tables). */
 ecr_status ecr_data_open(const char *path, ecr_data **out);
 void ecr_data_free(ecr_data *d);
 /* Token id j of the whole stream. */
