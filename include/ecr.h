@@ -360,8 +360,192 @@ void ecr_set_threads(int n);
 int ecr_get_threads(void);
 
 /* ------------------------------------------------------------------------------------
- * Training (src/train.c) — section owned by the trainer.
+ * Training (src/batcher.c, src/train.c, src/generate.c) — section owned by the trainer.
+ *
+ * Packed batches. A batcher turns prepared data into ecr_batch'es of B rows x T slots.
+ * Each epoch visits the texts in the order a sampler gives (default: a Fisher-Yates
+ * shuffle seeded by (seed, epoch)); a greedy first-fit packer over a lookahead window of
+ * the next `window` texts fills each row: it places the first waiting text that still
+ * fits, and closes the row (padding: pad id, target -1, text -1) when none does. A text
+ * of n tokens takes n+1 slots (inputs [EOT, t1..tn], targets [t1..tn, EOT], pos 0..n).
+ * A text longer than T-1 tokens is truncated to its first T-1 tokens: inputs
+ * [EOT, t1..t(T-1)], targets [t1..tT] (the true next token; no closing EOT).
+ * Batches never span two epochs: the last batch of an epoch may be partly padding.
  * ---------------------------------------------------------------------------------- */
+
+/* Sampler: the order in which epoch `epoch` visits the texts of `d`. Writes up to
+ * d->n_texts row indices (each < n_texts, each at most once) to order[] and their count
+ * to *n_out. Must depend only on (ctx, d, seed, epoch) so that a data cursor (epoch,
+ * position) resumes exactly. This is the seam for a group-aware sampler. */
+typedef ecr_status (*ecr_sampler_fn)(void *ctx, const ecr_data *d, uint64_t seed,
+                                     int64_t epoch, int64_t *order, size_t *n_out);
+/* Every text once, shuffled by Fisher-Yates with a PRNG seeded from (seed, epoch). */
+ecr_status ecr_sampler_shuffle(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
+                               int64_t *order, size_t *n_out);
+/* Every text once, in file order (evaluation, embedding). */
+ecr_status ecr_sampler_sequential(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
+                                  int64_t *order, size_t *n_out);
+
+#define ECR_MAX_WINDOW 256
+
+typedef struct ecr_batcher_opts {
+    int B, T;                 /* rows and slots per row (T >= 2)                             */
+    int window;               /* packer lookahead, 1..ECR_MAX_WINDOW (default 64)            */
+    uint64_t seed;            /* passed to the sampler                                       */
+    ecr_sampler_fn sampler;   /* NULL = ecr_sampler_shuffle                                  */
+    void *sampler_ctx;
+    int32_t eot_id, pad_id;   /* default 0 and 1 (the tokenizer's specials)                  */
+} ecr_batcher_opts;
+
+void ecr_batcher_opts_default(ecr_batcher_opts *o);
+
+typedef struct ecr_batcher ecr_batcher;
+
+/* Allocates a B x T batch (all padding, n_texts 0). Free with ecr_batch_free. */
+ecr_status ecr_batch_create(int B, int T, ecr_batch **out);
+void ecr_batch_free(ecr_batch *b);
+
+/* A batcher over `d` (borrowed: must outlive the batcher), positioned at the start of
+ * epoch 0. Fails with ECR_E_INVALID if the options are out of range or d has no texts. */
+ecr_status ecr_batcher_create(const ecr_data *d, const ecr_batcher_opts *o, ecr_batcher **out);
+void ecr_batcher_free(ecr_batcher *b);
+
+/* Packs the next batch into *out (borrowed from the batcher; valid until the next call).
+ * *epoch_end (may be NULL) is set to 1 when this batch finished its epoch (the cursor then
+ * points at the start of the next epoch). */
+ecr_status ecr_batcher_next(ecr_batcher *b, const ecr_batch **out, int *epoch_end);
+
+/* The data cursor, for exact resume: an array of ecr_batcher_cursor_len() int64 values
+ * [epoch, position in the epoch's order, number waiting in the window, their text ids...]
+ * (fixed length 3 + window). set_cursor validates it (ECR_E_INVALID naming the field). */
+size_t ecr_batcher_cursor_len(const ecr_batcher *b);
+void ecr_batcher_get_cursor(const ecr_batcher *b, int64_t *cursor);
+ecr_status ecr_batcher_set_cursor(ecr_batcher *b, const int64_t *cursor, size_t len);
+/* Epochs done as a fraction (epoch + share of this epoch's texts already packed). */
+double ecr_batcher_progress(const ecr_batcher *b);
+
+/* Number of batches epoch `epoch` makes (a dry run of the packer; the batcher is not
+ * moved). */
+ecr_status ecr_batcher_epoch_batches(const ecr_batcher *b, int64_t epoch, int64_t *n);
+
+typedef struct ecr_batcher_stats {
+    int64_t n_truncated;      /* texts of the data longer than T-1 tokens                    */
+    int64_t max_tokens;       /* longest text, in tokens                                     */
+    int64_t batches;          /* batches packed so far by ecr_batcher_next                   */
+    int64_t slots, filled;    /* slots in those batches, and slots holding text              */
+} ecr_batcher_stats;
+void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
+
+/* ---- Training loop -------------------------------------------------------------------
+ *
+ * ecr_train reads prepared data, builds (or resumes) a model and trains it with AdamW on
+ * packed batches, with linear warmup then cosine decay of the learning rate to min_lr and
+ * gradient clipping by global norm. It writes into out_dir:
+ *   config.json, model.safetensors, tokenizer.json   the model folder (ecr_model_save);
+ *                                                    the tokenizer comes from --tokenizer or
+ *                                                    from the data's "tokenizer.json" metadata
+ *   train_state.safetensors   "adam.m", "adam.v" [num_params] F32, "step" [1] I64,
+ *                             "rng" [4] I64, "data_cursor" [3+window] I64; metadata
+ *                             "format" = "ecr-train-state-1", "step", "options" (JSON of the
+ *                             options that must match to resume) and "options_hash"
+ *   log.jsonl                 one record per step {"step","loss","lr","grad_norm" (before
+ *                             clipping),"clipped","tokens","tokens_per_s","elapsed_s"} and per
+ *                             validation pass {"step","val_loss","val_bpb","val_tokens"}
+ * Checkpoints are written every save_every steps and at the end (model files first, then
+ * the train state; each file atomic; model.safetensors metadata "ecr_step" says its step).
+ * resume: continues from out_dir's checkpoint with exactly the same numbers as an
+ * uninterrupted run (same threads); log records after the checkpoint's step are dropped.
+ * A non-finite loss or gradient norm stops training with ECR_E_RUNTIME and the message
+ * "step N: loss is NaN; last good checkpoint at step M kept" (nothing more is written).
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_train_opts {
+    const char *data_path;      /* prepared training data (required)                         */
+    const char *valid_path;     /* prepared validation data, or NULL                         */
+    const char *tokenizer_path; /* NULL: the tokenizer embedded in the data's metadata       */
+    const char *out_dir;        /* model folder (created if missing)                         */
+    ecr_config config;          /* vocab_size 0 = the data's; otherwise must equal it         */
+    int64_t steps;              /* total optimizer steps; 0 = from epochs                    */
+    double epochs;              /* used when steps == 0 (default 1)                          */
+    int64_t tokens_per_step;    /* B*T (default 4096; B = tokens_per_step / T, at least 1)   */
+    int seq_len;                /* T; 0 = min(config.max_seq_len, 256)                       */
+    float lr;                   /* peak learning rate (default 1e-3)                         */
+    float min_lr;               /* end of the cosine (default lr / 10; < 0 means default)    */
+    int64_t warmup;             /* linear warmup steps (default -1: 2% of steps, <= 1000)    */
+    float weight_decay;         /* AdamW decoupled decay on matrices (default 0.1)           */
+    float beta1, beta2, eps;    /* default 0.9, 0.95, 1e-8                                   */
+    float grad_clip;            /* global-norm clip (default 1.0; 0 = off)                   */
+    uint64_t seed;              /* init and data order (default 1)                           */
+    int threads;                /* 0 = all cores                                             */
+    int resume;                 /* continue from out_dir's checkpoint                        */
+    int log_every;              /* progress line on stderr every N steps (default 10)        */
+    int eval_every;             /* validation every N steps (default 0: only at the end)     */
+    int save_every;             /* checkpoint every N steps (default 0: only at the end)     */
+    int quiet;                  /* no progress on stderr                                     */
+    /* For tests: */
+    int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
+                                   keeping the schedule of `steps`                          */
+    int64_t nan_at_step;        /* > 0: pretend the loss of this step is NaN                 */
+} ecr_train_opts;
+
+void ecr_train_opts_default(ecr_train_opts *o);
+/* Trains as described above. Progress on stderr unless quiet. */
+ecr_status ecr_train(const ecr_train_opts *o);
+
+/* ---- Language-model evaluation -------------------------------------------------------- */
+
+typedef struct ecr_lm_stats {
+    double loss_sum;          /* summed token cross-entropy (nats), incl. the closing EOT    */
+    int64_t tokens;           /* target tokens                                               */
+    int64_t bytes;            /* UTF-8 bytes of the texts                                    */
+    int64_t texts;
+} ecr_lm_stats;
+
+typedef struct ecr_lm_eval {
+    ecr_lm_stats overall;
+    int n_langs;              /* = d->n_langs; per_lang[i] is language d->langs[i]           */
+    ecr_lm_stats *per_lang;   /* owned; free with ecr_lm_eval_release                        */
+    int64_t n_truncated;      /* texts longer than T-1 tokens (only their first T-1 tokens
+                                 and a byte share in proportion are counted)                */
+} ecr_lm_eval;
+
+/* Mean loss, perplexity and bits per byte of a stats record (0 when empty). */
+double ecr_lm_loss(const ecr_lm_stats *s);
+double ecr_lm_ppl(const ecr_lm_stats *s);
+double ecr_lm_bpb(const ecr_lm_stats *s);
+
+/* Evaluates `m` on every text of `d` in file order, packed in batches of
+ * tokens_per_batch slots with rows of seq_len (0: the model's max_seq_len). Deterministic.
+ * Fills *out (release with ecr_lm_eval_release). Token ids must be < the model's vocab. */
+ecr_status ecr_eval_lm(ecr_model *m, const ecr_data *d, int seq_len, int64_t tokens_per_batch,
+                       int quiet, ecr_lm_eval *out);
+void ecr_lm_eval_release(ecr_lm_eval *e);
+
+/* ---- Generation ----------------------------------------------------------------------- */
+
+typedef struct ecr_gen_opts {
+    int max_tokens;           /* new tokens at most (default 200)                            */
+    float temperature;        /* 0 = greedy (default 0.8)                                    */
+    int top_k;                /* 0 = off (default 40)                                        */
+    float top_p;              /* 1 = off (default 0.95)                                      */
+    uint64_t seed;            /* default 1                                                   */
+} ecr_gen_opts;
+
+void ecr_gen_opts_default(ecr_gen_opts *o);
+
+/* Called with each new token; return non-zero to stop. */
+typedef int (*ecr_token_fn)(void *ctx, int32_t id);
+
+/* Feeds `prompt` (n_prompt >= 1 ids, e.g. EOT then the prompt's tokens) through a KV cache
+ * and samples until `eot_id`, max_tokens or the model's max_seq_len. Calls on_token for
+ * every sampled token except the final EOT. *n_out (may be NULL) = tokens generated. */
+ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, int32_t eot_id,
+                        const ecr_gen_opts *o, ecr_token_fn on_token, void *ctx, size_t *n_out);
+
+/* Samples one id from logits[V] (modified in place) with the options' temperature, top-k and
+ * top-p; `rng` is a 64-bit state advanced by the call. Temperature 0 = argmax (lowest id on
+ * ties). */
+int32_t ecr_sample_logits(float *logits, int V, const ecr_gen_opts *o, uint64_t *rng);
 
 /* ------------------------------------------------------------------------------------
  * Utilities

@@ -1,0 +1,332 @@
+/* batcher.c — packed batches of prepared data (see "Training" in ecr.h).
+ *
+ * An epoch is an order of texts (from a sampler). A window of the next `window` texts of
+ * that order waits to be packed; each row takes, again and again, the first waiting text
+ * that still fits, then refills the window from the order. A row closes when no waiting
+ * text fits; the rest of it is padding. The cursor (epoch, position in the order, the
+ * waiting texts) is all the state there is, so saving it resumes exactly. */
+#include "ecr.h"
+#include "train_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- PRNG (splitmix64) ------------------------------------------------------------- */
+
+uint64_t ecr_tr_rng_next(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t ecr_tr_rng_below(uint64_t *state, uint64_t n) {
+    uint64_t threshold = (0 - n) % n; /* 2^64 mod n: reject the biased low values */
+    for (;;) {
+        uint64_t r = ecr_tr_rng_next(state);
+        if (r >= threshold) return r % n;
+    }
+}
+
+double ecr_tr_rng_unit(uint64_t *state) {
+    return (double)(ecr_tr_rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+uint64_t ecr_tr_rng_seed(uint64_t seed, uint64_t stream) {
+    uint64_t s = seed ^ 0x6A09E667F3BCC908ULL;
+    uint64_t a = ecr_tr_rng_next(&s);
+    s = a ^ (stream * 0xD1B54A32D192ED03ULL);
+    return ecr_tr_rng_next(&s);
+}
+
+/* ---- samplers ------------------------------------------------------------------------ */
+
+ecr_status ecr_sampler_shuffle(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
+                               int64_t *order, size_t *n_out) {
+    (void)ctx;
+    size_t n = d->n_texts;
+    for (size_t i = 0; i < n; i++) order[i] = (int64_t)i;
+    uint64_t rng = ecr_tr_rng_seed(seed, (uint64_t)epoch);
+    for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+        size_t j = (size_t)ecr_tr_rng_below(&rng, i);
+        int64_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    *n_out = n;
+    return ECR_OK;
+}
+
+ecr_status ecr_sampler_sequential(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
+                                  int64_t *order, size_t *n_out) {
+    (void)ctx; (void)seed; (void)epoch;
+    for (size_t i = 0; i < d->n_texts; i++) order[i] = (int64_t)i;
+    *n_out = d->n_texts;
+    return ECR_OK;
+}
+
+/* ---- batches ------------------------------------------------------------------------- */
+
+ecr_status ecr_batch_create(int B, int T, ecr_batch **out) {
+    *out = NULL;
+    if (B < 1 || T < 2 || (int64_t)B * T > (1LL << 30))
+        return ecr_fail(ECR_E_INVALID, "batch: B=%d T=%d is out of range", B, T);
+    size_t n = (size_t)B * (size_t)T;
+    ecr_batch *b = calloc(1, sizeof *b);
+    if (!b) return ecr_fail(ECR_E_NOMEM, "batch: out of memory");
+    b->B = B;
+    b->T = T;
+    b->tokens = malloc(n * sizeof *b->tokens);
+    b->targets = malloc(n * sizeof *b->targets);
+    b->pos = calloc(n, sizeof *b->pos);
+    b->text = malloc(n * sizeof *b->text);
+    b->text_id = malloc(n * sizeof *b->text_id); /* every text takes >= 1 slot */
+    if (!b->tokens || !b->targets || !b->pos || !b->text || !b->text_id) {
+        ecr_batch_free(b);
+        return ecr_fail(ECR_E_NOMEM, "batch: out of memory for %d x %d", B, T);
+    }
+    for (size_t i = 0; i < n; i++) {
+        b->tokens[i] = 0;
+        b->targets[i] = -1;
+        b->text[i] = -1;
+    }
+    *out = b;
+    return ECR_OK;
+}
+
+void ecr_batch_free(ecr_batch *b) {
+    if (!b) return;
+    free(b->tokens);
+    free(b->targets);
+    free(b->pos);
+    free(b->text);
+    free(b->text_id);
+    free(b);
+}
+
+/* ---- the packer ---------------------------------------------------------------------- */
+
+/* Position inside one epoch: the epoch's order, how far it has been read, and the texts
+ * read but not packed yet (in order). */
+typedef struct pack_state {
+    int64_t epoch;
+    int64_t *order;
+    size_t n_order, next;
+    int n_wait;
+    int64_t wait[ECR_MAX_WINDOW];
+} pack_state;
+
+struct ecr_batcher {
+    const ecr_data *d;
+    ecr_batcher_opts o;
+    int32_t *slots;           /* [n_texts] slots a text takes: min(n, T-1) + 1          */
+    pack_state ps;            /* ps.order is owned ([n_texts])                          */
+    ecr_batch *batch;
+    ecr_batcher_stats stats;
+};
+
+void ecr_batcher_opts_default(ecr_batcher_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->B = 16;
+    o->T = 256;
+    o->window = 64;
+    o->seed = 1;
+    o->eot_id = 0;
+    o->pad_id = 1;
+}
+
+/* Fills ps->order for `epoch` and resets the position. */
+static ecr_status start_epoch(const ecr_batcher *b, pack_state *ps, int64_t epoch) {
+    ecr_sampler_fn fn = b->o.sampler ? b->o.sampler : ecr_sampler_shuffle;
+    size_t n = 0;
+    ecr_status st = fn(b->o.sampler_ctx, b->d, b->o.seed, epoch, ps->order, &n);
+    if (st) return st;
+    if (n == 0 || n > b->d->n_texts)
+        return ecr_fail(ECR_E_INVALID, "batcher: sampler gave %zu texts for epoch %lld (data has %zu)",
+                        n, (long long)epoch, b->d->n_texts);
+    for (size_t i = 0; i < n; i++)
+        if (ps->order[i] < 0 || (size_t)ps->order[i] >= b->d->n_texts)
+            return ecr_fail(ECR_E_INVALID, "batcher: sampler gave text %lld, outside [0, %zu)",
+                            (long long)ps->order[i], b->d->n_texts);
+    ps->epoch = epoch;
+    ps->n_order = n;
+    ps->next = 0;
+    ps->n_wait = 0;
+    return ECR_OK;
+}
+
+/* Takes the first waiting text that needs at most `room` slots (after refilling the
+ * window); returns its id, or -1 when none fits. */
+static int64_t take_fitting(const ecr_batcher *b, pack_state *ps, int room) {
+    while (ps->n_wait < b->o.window && ps->next < ps->n_order)
+        ps->wait[ps->n_wait++] = ps->order[ps->next++];
+    for (int i = 0; i < ps->n_wait; i++) {
+        int64_t id = ps->wait[i];
+        if (b->slots[id] <= room) {
+            memmove(ps->wait + i, ps->wait + i + 1, (size_t)(ps->n_wait - i - 1) * sizeof *ps->wait);
+            ps->n_wait--;
+            return id;
+        }
+    }
+    return -1;
+}
+
+static int epoch_done(const pack_state *ps) { return ps->n_wait == 0 && ps->next >= ps->n_order; }
+
+/* Writes text `id` into `batch` at slot `s0` as batch text `bt`. */
+static void place_text(const ecr_batcher *b, ecr_batch *batch, int64_t id, int s0, int bt) {
+    const ecr_data *d = b->d;
+    size_t start = (size_t)d->offsets[id];
+    int n = (int)(d->offsets[id + 1] - d->offsets[id]);
+    int k = b->slots[id] - 1; /* tokens kept */
+    batch->tokens[s0] = b->o.eot_id;
+    for (int j = 0; j < k; j++) {
+        int32_t t = (int32_t)ecr_data_token(d, start + (size_t)j);
+        batch->tokens[s0 + 1 + j] = t;
+        batch->targets[s0 + j] = t;
+    }
+    batch->targets[s0 + k] = k < n ? (int32_t)ecr_data_token(d, start + (size_t)k) : b->o.eot_id;
+    for (int j = 0; j <= k; j++) {
+        batch->pos[s0 + j] = j;
+        batch->text[s0 + j] = bt;
+    }
+    batch->text_id[bt] = id;
+}
+
+/* Packs one batch from `ps`; with batch == NULL only advances the state (dry run).
+ * Returns the slots filled with text. */
+static int64_t pack_batch(const ecr_batcher *b, pack_state *ps, ecr_batch *batch) {
+    int B = b->o.B, T = b->o.T, nt = 0;
+    int64_t filled = 0;
+    for (int r = 0; r < B; r++) {
+        int used = 0;
+        int64_t id;
+        while (used < T && (id = take_fitting(b, ps, T - used)) >= 0) {
+            if (batch) place_text(b, batch, id, r * T + used, nt);
+            nt++;
+            used += b->slots[id];
+        }
+        filled += used;
+        if (batch)
+            for (int s = r * T + used; s < (r + 1) * T; s++) {
+                batch->tokens[s] = b->o.pad_id;
+                batch->targets[s] = -1;
+                batch->pos[s] = 0;
+                batch->text[s] = -1;
+            }
+    }
+    if (batch) batch->n_texts = nt;
+    return filled;
+}
+
+ecr_status ecr_batcher_create(const ecr_data *d, const ecr_batcher_opts *o, ecr_batcher **out) {
+    *out = NULL;
+    if (!d || d->n_texts == 0) return ecr_fail(ECR_E_INVALID, "batcher: the data has no texts");
+    if (o->B < 1 || o->T < 2 || (int64_t)o->B * o->T > (1LL << 30))
+        return ecr_fail(ECR_E_INVALID, "batcher: B=%d T=%d is out of range (B >= 1, T >= 2)", o->B, o->T);
+    if (o->window < 1 || o->window > ECR_MAX_WINDOW)
+        return ecr_fail(ECR_E_INVALID, "batcher: window %d is out of range [1, %d]", o->window,
+                        ECR_MAX_WINDOW);
+    ecr_batcher *b = calloc(1, sizeof *b);
+    if (!b) return ecr_fail(ECR_E_NOMEM, "batcher: out of memory");
+    b->d = d;
+    b->o = *o;
+    b->slots = malloc(d->n_texts * sizeof *b->slots);
+    b->ps.order = malloc(d->n_texts * sizeof *b->ps.order);
+    ecr_status st = (b->slots && b->ps.order) ? ECR_OK : ecr_fail(ECR_E_NOMEM, "batcher: out of memory");
+    if (!st) st = ecr_batch_create(o->B, o->T, &b->batch);
+    for (size_t i = 0; !st && i < d->n_texts; i++) {
+        int64_t n = d->offsets[i + 1] - d->offsets[i];
+        if (n > b->stats.max_tokens) b->stats.max_tokens = n;
+        if (n > o->T - 1) b->stats.n_truncated++;
+        b->slots[i] = (int32_t)(n > o->T - 1 ? o->T : n + 1);
+    }
+    if (!st) st = start_epoch(b, &b->ps, 0);
+    if (st) {
+        ecr_batcher_free(b);
+        return st;
+    }
+    *out = b;
+    return ECR_OK;
+}
+
+void ecr_batcher_free(ecr_batcher *b) {
+    if (!b) return;
+    free(b->slots);
+    free(b->ps.order);
+    ecr_batch_free(b->batch);
+    free(b);
+}
+
+ecr_status ecr_batcher_next(ecr_batcher *b, const ecr_batch **out, int *epoch_end) {
+    int64_t filled = pack_batch(b, &b->ps, b->batch);
+    b->stats.batches++;
+    b->stats.slots += (int64_t)b->o.B * b->o.T;
+    b->stats.filled += filled;
+    int end = epoch_done(&b->ps);
+    if (end) {
+        ecr_status st = start_epoch(b, &b->ps, b->ps.epoch + 1);
+        if (st) return st;
+    }
+    if (epoch_end) *epoch_end = end;
+    *out = b->batch;
+    return ECR_OK;
+}
+
+size_t ecr_batcher_cursor_len(const ecr_batcher *b) { return 3 + (size_t)b->o.window; }
+
+void ecr_batcher_get_cursor(const ecr_batcher *b, int64_t *c) {
+    size_t len = ecr_batcher_cursor_len(b);
+    memset(c, 0, len * sizeof *c);
+    c[0] = b->ps.epoch;
+    c[1] = (int64_t)b->ps.next;
+    c[2] = b->ps.n_wait;
+    for (int i = 0; i < b->ps.n_wait; i++) c[3 + i] = b->ps.wait[i];
+}
+
+ecr_status ecr_batcher_set_cursor(ecr_batcher *b, const int64_t *c, size_t len) {
+    if (len != ecr_batcher_cursor_len(b))
+        return ecr_fail(ECR_E_INVALID, "data cursor: %zu values, expected %zu (window %d)", len,
+                        ecr_batcher_cursor_len(b), b->o.window);
+    if (c[0] < 0) return ecr_fail(ECR_E_INVALID, "data cursor: epoch %lld is negative", (long long)c[0]);
+    if (c[2] < 0 || c[2] > b->o.window)
+        return ecr_fail(ECR_E_INVALID, "data cursor: %lld waiting texts, window is %d", (long long)c[2],
+                        b->o.window);
+    for (int64_t i = 0; i < c[2]; i++)
+        if (c[3 + i] < 0 || (size_t)c[3 + i] >= b->d->n_texts)
+            return ecr_fail(ECR_E_INVALID, "data cursor: waiting text %lld is outside the data (%zu texts)",
+                            (long long)c[3 + i], b->d->n_texts);
+    ecr_status st = start_epoch(b, &b->ps, c[0]);
+    if (st) return st;
+    if (c[1] < 0 || (size_t)c[1] > b->ps.n_order)
+        return ecr_fail(ECR_E_INVALID, "data cursor: position %lld is outside the epoch (%zu texts)",
+                        (long long)c[1], b->ps.n_order);
+    b->ps.next = (size_t)c[1];
+    b->ps.n_wait = (int)c[2];
+    for (int i = 0; i < b->ps.n_wait; i++) b->ps.wait[i] = c[3 + i];
+    return ECR_OK;
+}
+
+double ecr_batcher_progress(const ecr_batcher *b) {
+    const pack_state *ps = &b->ps;
+    double done = (double)ps->next - (double)ps->n_wait;
+    return (double)ps->epoch + (ps->n_order ? done / (double)ps->n_order : 0.0);
+}
+
+ecr_status ecr_batcher_epoch_batches(const ecr_batcher *b, int64_t epoch, int64_t *n) {
+    pack_state ps;
+    memset(&ps, 0, sizeof ps);
+    ps.order = malloc(b->d->n_texts * sizeof *ps.order);
+    if (!ps.order) return ecr_fail(ECR_E_NOMEM, "batcher: out of memory");
+    ecr_status st = start_epoch(b, &ps, epoch);
+    int64_t count = 0;
+    while (!st && !epoch_done(&ps)) {
+        pack_batch(b, &ps, NULL);
+        count++;
+    }
+    free(ps.order);
+    *n = count;
+    return st;
+}
+
+void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s) { *s = b->stats; }
