@@ -1,0 +1,195 @@
+/* matmul.c — sgemm through BLAS, a portable cache-blocked fallback, and thread control.
+ *
+ * The fallback follows the GotoBLAS scheme: C is cut into NC-column slabs, K into KC-deep
+ * panels; each panel of op(B) is packed once into NR-wide micro-panels (shared by all
+ * threads), each MC x KC block of op(A) into MR-tall micro-panels (per thread), and an
+ * MR x NR register-tile kernel (plain C that gcc vectorises with -O3 -march=native)
+ * accumulates into C. Each element of C is summed in the same order whatever the thread
+ * count, so results are reproducible across thread counts. */
+#include "ecr.h"
+#include "matmul.h"
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef ECR_HAVE_OMP
+#include <omp.h>
+#endif
+#ifdef ECR_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+/* ---- threads ------------------------------------------------------------------------- */
+
+void ecr_set_threads(int n) {
+#ifdef ECR_HAVE_OMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    n = 1;
+#endif
+#ifdef ECR_HAVE_BLAS
+    openblas_set_num_threads(n);
+#endif
+}
+
+int ecr_get_threads(void) {
+#ifdef ECR_HAVE_OMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* ---- portable sgemm ------------------------------------------------------------------ */
+
+enum { MR = 6, NR = 16, MC = 96, KC = 256, NC = 2048 };
+
+/* Element (i, k) of op(A) and (k, j) of op(B). */
+#define OPA(i, k) (ta ? A[(size_t)(k) * lda + (i)] : A[(size_t)(i) * lda + (k)])
+#define OPB(k, j) (tb ? B[(size_t)(j) * ldb + (k)] : B[(size_t)(k) * ldb + (j)])
+
+/* Packs op(A)[i0:i0+mc, p0:p0+kc] as ceil(mc/MR) micro-panels [kc][MR], zero-padded. */
+static void pack_a(float *restrict ap, int ta, const float *A, int lda, int i0, int mc, int p0,
+                   int kc) {
+    for (int ir = 0; ir < mc; ir += MR) {
+        int mr = mc - ir < MR ? mc - ir : MR;
+        float *dst = ap + (size_t)ir * kc;
+        for (int k = 0; k < kc; k++)
+            for (int i = 0; i < MR; i++)
+                dst[k * MR + i] = i < mr ? OPA(i0 + ir + i, p0 + k) : 0.0f;
+    }
+}
+
+/* Packs op(B)[p0:p0+kc, j0+jr:...] micro-panel jr as [kc][NR], zero-padded. */
+static void pack_b_panel(float *restrict dst, int tb, const float *B, int ldb, int p0, int kc,
+                         int j, int nr) {
+    if (!tb && nr == NR) {
+        for (int k = 0; k < kc; k++)
+            memcpy(dst + k * NR, B + (size_t)(p0 + k) * ldb + j, NR * sizeof(float));
+        return;
+    }
+    for (int k = 0; k < kc; k++)
+        for (int c = 0; c < NR; c++) dst[k * NR + c] = c < nr ? OPB(p0 + k, j + c) : 0.0f;
+}
+
+/* 8-float vectors (GCC vector extension): AVX/AVX2 registers, or pairs of SSE registers. */
+typedef float v8f __attribute__((vector_size(32)));
+
+/* C[0:mr, 0:nr] += alpha * a (micro-panel [kc][MR]) * b (micro-panel [kc][NR], 64-byte
+ * aligned). The MR x NR tile lives in 12 vector registers. */
+static void kernel(int kc, const float *restrict a, const float *restrict b, float *restrict c,
+                   int ldc, int mr, int nr, float alpha) {
+    v8f acc[MR][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = (v8f){0};
+    for (int k = 0; k < kc; k++) {
+        v8f b0, b1;
+        memcpy(&b0, b + (size_t)k * NR, sizeof b0);
+        memcpy(&b1, b + (size_t)k * NR + 8, sizeof b1);
+        const float *ak = a + (size_t)k * MR;
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            acc[i][0] += ak[i] * b0;
+            acc[i][1] += ak[i] * b1;
+        }
+    }
+    float out[MR][NR];
+    memcpy(out, acc, sizeof out);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) c[(size_t)i * ldc + j] += alpha * out[i][j];
+}
+
+static void scale_c(float *C, int ldc, int M, int N, float beta) {
+    ECR_OMP(parallel for schedule(static) if ((size_t)M * N > 65536))
+    for (int i = 0; i < M; i++) {
+        float *row = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            memset(row, 0, (size_t)N * sizeof(float));
+        else if (beta != 1.0f)
+            for (int j = 0; j < N; j++) row[j] *= beta;
+    }
+}
+
+void ecr_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    scale_c(C, ldc, M, N, beta);
+    if (K <= 0 || alpha == 0.0f) return;
+    int ncap = N < NC ? N : NC;
+    int kcap = K < KC ? K : KC;
+    size_t bp_len = (size_t)((ncap + NR - 1) / NR) * NR * kcap;
+    float *bp = aligned_alloc(64, ((bp_len * sizeof(float)) + 63) / 64 * 64);
+    if (!bp) { /* out of memory: a slow, allocation-free path keeps the result correct */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float s = 0.0f;
+                for (int k = 0; k < K; k++) s += OPA(i, k) * OPB(k, j);
+                C[(size_t)i * ldc + j] += alpha * s;
+            }
+        return;
+    }
+    for (int j0 = 0; j0 < N; j0 += NC) {
+        int nc = N - j0 < NC ? N - j0 : NC;
+        int n_panels = (nc + NR - 1) / NR;
+        for (int p0 = 0; p0 < K; p0 += KC) {
+            int kc = K - p0 < KC ? K - p0 : KC;
+            ECR_OMP(parallel for schedule(static) if (n_panels > 1 && (size_t)nc * kc > 16384))
+            for (int jp = 0; jp < n_panels; jp++) {
+                int j = j0 + jp * NR;
+                int nr = N - j < NR ? N - j : NR;
+                pack_b_panel(bp + (size_t)jp * NR * kc, tb, B, ldb, p0, kc, j, nr);
+            }
+            int m_blocks = (M + MC - 1) / MC;
+            /* Tiles: (m block) x (group of 8 micro-panels); each tile packs its own A. */
+            int n_groups = (n_panels + 7) / 8;
+            int n_tiles = m_blocks * n_groups;
+            ECR_OMP(parallel if (n_tiles > 1 && (double)M * nc * kc > 200000.0))
+            {
+                float ap[MC * KC] __attribute__((aligned(64)));
+                int last_mb = -1;
+                ECR_OMP(for schedule(static))
+                for (int tile = 0; tile < n_tiles; tile++) {
+                    int mb = tile / n_groups, g = tile % n_groups;
+                    int i0 = mb * MC;
+                    int mc = M - i0 < MC ? M - i0 : MC;
+                    if (mb != last_mb) {
+                        pack_a(ap, ta, A, lda, i0, mc, p0, kc);
+                        last_mb = mb;
+                    }
+                    int jp_end = (g + 1) * 8 < n_panels ? (g + 1) * 8 : n_panels;
+                    for (int jp = g * 8; jp < jp_end; jp++) {
+                        int j = j0 + jp * NR;
+                        int nr = N - j < NR ? N - j : NR;
+                        for (int ir = 0; ir < mc; ir += MR) {
+                            int mr = mc - ir < MR ? mc - ir : MR;
+                            kernel(kc, ap + (size_t)ir * kc, bp + (size_t)jp * NR * kc,
+                                   C + (size_t)(i0 + ir) * ldc + j, ldc, mr, nr, alpha);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(bp);
+}
+
+#undef OPA
+#undef OPB
+
+/* ---- dispatch -------------------------------------------------------------------------- */
+
+void ecr_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+#ifdef ECR_HAVE_BLAS
+    if (K <= 0) {
+        scale_c(C, ldc, M, N, beta);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    ecr_sgemm_portable(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
