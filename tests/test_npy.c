@@ -171,7 +171,8 @@ static void test_refusals(void) {
     write_bytes(p, "", 0);
     CHECK_STATUS(ecr_npy_read(p, &d, &r, &c), ECR_E_INVALID);
     CHECK(strstr(ecr_last_error(), "not a .npy file") != NULL);
-    write_bytes(p, "PK\x03\x04 zip file not npy", 23);
+    static const char zip[] = "PK\x03\x04 zip file, not npy";
+    write_bytes(p, zip, sizeof zip - 1);
     CHECK_STATUS(ecr_npy_read(p, &d, &r, &c), ECR_E_INVALID);
     n = make_npy(img, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 1, 8);
     img[6] = 3;
