@@ -12,6 +12,7 @@ typedef struct command {
 /* Commands that are built. Each cmd_*.c file implements one. */
 static const command commands[] = {
     /* one line per command, in pipeline order */
+    {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode/decode text lines"},
     {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
     {NULL, NULL, NULL},
 };
