@@ -65,7 +65,9 @@ int ecr_exit_code(ecr_status st);
  * known dtype, a shape of non-negative ints and data_offsets [begin, end] with
  * end - begin == numel * dtype size, offsets inside the data region, tensors sorted by
  * offset cover the data region with no overlap and no gap, no duplicate names,
- * "__metadata__" (optional) maps strings to strings.
+ * "__metadata__" (optional) maps strings to strings. Also refused: non-UTF-8 headers,
+ * numbers written as non-integers ("2.0"), fields other than dtype/shape/data_offsets,
+ * more than ECR_MAX_DIMS dims. Failures are ECR_E_INVALID, "<file>: <place>: <reason>".
  * ---------------------------------------------------------------------------------- */
 
 typedef enum ecr_dtype {
@@ -87,21 +89,27 @@ typedef struct ecr_tensor_view {
     int64_t shape[ECR_MAX_DIMS];
     size_t numel;
     size_t nbytes;
-    const void *data;          /* borrowed; points into the mapping (may be unaligned for
-                                  nothing: the reader guarantees alignment to the dtype
-                                  size or copies the tensor to aligned memory)          */
+    const void *data;          /* borrowed; aligned to the dtype size: points into the
+                                  mapping, or to an owned aligned copy made at open time
+                                  when the file places the tensor unaligned; never NULL
+                                  (an empty tensor points to a dummy)                   */
 } ecr_tensor_view;
 
 typedef struct ecr_st_file ecr_st_file;
 
-/* Opens and validates `path`. On success *out owns the mapping. */
+/* Opens (mmap) and validates `path`. On success *out owns the mapping; on failure *out
+ * is NULL: ECR_E_IO if the file cannot be opened/mapped (missing, a directory),
+ * ECR_E_INVALID if it is malformed (the message names the file and tensor/field). */
 ecr_status ecr_st_open(const char *path, ecr_st_file **out);
-/* Validates an in-memory image (used by the fuzz test); `buf` must outlive *out. */
+/* Validates an in-memory image (used by the fuzz test); `buf` must outlive *out.
+ * `label` (copied; NULL = "<memory>") names the image in messages. */
 ecr_status ecr_st_open_memory(const void *buf, size_t len, const char *label, ecr_st_file **out);
 void ecr_st_close(ecr_st_file *f);
 
 size_t ecr_st_count(const ecr_st_file *f);                       /* number of tensors   */
-const ecr_tensor_view *ecr_st_at(const ecr_st_file *f, size_t i); /* in file order       */
+/* i-th tensor in header order (files from ecr_st_writer: the order added); NULL if i is
+ * out of range. */
+const ecr_tensor_view *ecr_st_at(const ecr_st_file *f, size_t i);
 const ecr_tensor_view *ecr_st_find(const ecr_st_file *f, const char *name); /* or NULL  */
 /* Metadata value for `key`, or NULL. Borrowed. */
 const char *ecr_st_meta(const ecr_st_file *f, const char *key);
@@ -110,22 +118,32 @@ size_t ecr_st_meta_count(const ecr_st_file *f);
 void ecr_st_meta_at(const ecr_st_file *f, size_t i, const char **key, const char **value);
 
 /* Looks up `name` and checks its dtype and shape (ndim entries; -1 matches any size).
- * Error message names the file and the tensor. */
+ * ECR_E_INVALID (and *out = NULL) when missing or different, e.g.
+ * "f.safetensors: tensor 'w': shape [2, 3] (expected [3, *])". */
 ecr_status ecr_st_get(const ecr_st_file *f, const char *name, ecr_dtype dtype, int ndim,
                       const int64_t *shape, const ecr_tensor_view **out);
 
-/* Writer: collect tensors (data is copied or borrowed, see below), then write. */
+/* Writer: collect tensors (data borrowed, see below) and metadata, then write. */
 typedef struct ecr_st_writer ecr_st_writer;
 ecr_status ecr_st_writer_create(ecr_st_writer **out);
 void ecr_st_writer_free(ecr_st_writer *w);
-/* Adds a tensor. `data` is borrowed: it must stay valid until ecr_st_writer_write. */
+/* Adds a tensor (name copied; must be non-empty UTF-8, not "__metadata__", not already
+ * added). `data` (numel * dtype size bytes; may be NULL when that is 0) is borrowed: it
+ * must stay valid until ecr_st_writer_write. ECR_E_INVALID on a bad name/dtype/shape. */
 ecr_status ecr_st_writer_add(ecr_st_writer *w, const char *name, ecr_dtype dtype, int ndim,
                              const int64_t *shape, const void *data);
+/* Sets a "__metadata__" pair (both copied, UTF-8; a repeated key replaces the value). */
 ecr_status ecr_st_writer_meta(ecr_st_writer *w, const char *key, const char *value);
-/* Writes atomically to `path` (temp file + fsync + rename). */
+/* Writes atomically to `path` (temp file + fsync + rename). Header: "__metadata__" first,
+ * then the tensors in the order added, space-padded so the data region starts at a
+ * multiple of 8. Data region: tensors grouped by element size, 8-byte dtypes first (order
+ * added within a group), gapless, so every tensor is aligned in the file. May be called
+ * again (e.g. to another path). */
 ecr_status ecr_st_writer_write(ecr_st_writer *w, const char *path);
 
-/* fp16 / bf16 conversions (round to nearest even). */
+/* fp16 / bf16 conversions. Narrowing rounds to nearest, ties to even; overflow gives
+ * +-inf, tiny values +-0 (through fp16 subnormals), NaN stays a quiet NaN. Widening is
+ * exact. */
 uint16_t ecr_f32_to_f16(float x);
 float ecr_f16_to_f32(uint16_t h);
 uint16_t ecr_f32_to_bf16(float x);
@@ -136,13 +154,20 @@ float ecr_bf16_to_f32(uint16_t h);
  * saying what the file holds.
  * ---------------------------------------------------------------------------------- */
 
-/* Reads `path`; *data (malloc'd, caller frees with free()) holds rows*cols floats.
- * A 1-D array reads as rows = n, cols = 1. */
+/* Reads `path` (format version 1.0 or 2.0); *data (malloc'd, caller frees with free();
+ * non-NULL even when empty) holds rows*cols floats. A 1-D array reads as rows = n,
+ * cols = 1. ECR_E_INVALID (*data = NULL) for another dtype, fortran order, 0-D or 3-D+,
+ * a data length that does not match the shape, or a malformed header, e.g.
+ * "emb.npy: dtype '<f8' (expected '<f4')"; ECR_E_IO if it cannot be opened. */
 ecr_status ecr_npy_read(const char *path, float **data, int64_t *rows, int64_t *cols);
-/* Reads only the header: shape and dtype string (e.g. "<f4") for `ecr inspect`. */
+/* Reads only the header facts for `ecr inspect`: dtype string (e.g. "<f4", truncated to
+ * descr_len), fortran order, ndim and shape; any dtype/order/ndim (<= ECR_MAX_DIMS) is
+ * accepted. The data length is checked when the itemsize follows from the dtype
+ * ("<f8", "|u1", ...). Any output pointer may be NULL. */
 ecr_status ecr_npy_info(const char *path, char *descr, size_t descr_len, int *fortran,
                         int *ndim, int64_t shape[ECR_MAX_DIMS]);
-/* Writes a rows x cols <f4 C-order matrix atomically. */
+/* Writes a rows x cols <f4 C-order matrix atomically (always 2-D; version 1.0 header
+ * padded to 64 bytes as NumPy does). */
 ecr_status ecr_npy_write(const char *path, const float *data, int64_t rows, int64_t cols);
 
 /* ------------------------------------------------------------------------------------
