@@ -592,6 +592,8 @@ void ecr_st_meta_at(const ecr_st_file *f, size_t i, const char **key, const char
 ecr_status ecr_st_get(const ecr_st_file *f, const char *name, ecr_dtype dtype, int ndim,
                       const int64_t *shape, const ecr_tensor_view **out) {
     *out = NULL;
+    if (ndim < 0 || ndim > ECR_MAX_DIMS || (ndim > 0 && !shape))
+        return ecr_fail(ECR_E_INVALID, "%s: tensor '%s': bad expected shape (ndim %d)", f->label, name, ndim);
     const ecr_tensor_view *v = ecr_st_find(f, name);
     if (!v) return ecr_fail(ECR_E_INVALID, "%s: tensor '%s' not found", f->label, name);
     if (v->dtype != dtype)
