@@ -13,6 +13,7 @@ typedef struct command {
 static const command commands[] = {
     /* one line per command, in pipeline order */
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode/decode text lines"},
+    {"prepare", cmd_prepare, "JSONL corpus + tokenizer -> data.safetensors"},
     {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
     {NULL, NULL, NULL},
 };
