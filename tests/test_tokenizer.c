@@ -193,6 +193,125 @@ static void load_fixtures(void) {
     if (!g_tok) exit(1);
 }
 
+/* ---- naive trainer: recounts every pair before each merge ------------------------- */
+
+typedef struct naive_word { int32_t *sym; size_t n; int64_t count; } naive_word;
+
+static int cmp_piece(const void *x, const void *y) {
+    const char *const *a = x, *const *b = y; /* each: pointer to [len as size_t][bytes] */
+    size_t la, lb;
+    memcpy(&la, *a, sizeof la);
+    memcpy(&lb, *b, sizeof lb);
+    if (la != lb) return la < lb ? -1 : 1;
+    return memcmp(*a + sizeof la, *b + sizeof lb, la);
+}
+
+/* Trains like ecr_tokenizer_train should (max count, then lowest left id, then lowest right
+ * id; vocab_size and min_frequency stops), the slow obvious way. Writes merges (a, b) to
+ * pairs and returns their count. */
+static int naive_train(char *const *texts, size_t n_texts, int vocab_size, int min_freq,
+                       int32_t *pairs) {
+    size_t cap = 1024, np = 0;
+    char **pieces = malloc(cap * sizeof *pieces);
+    for (size_t t = 0; t < n_texts; t++) {
+        size_t len = strlen(texts[t]);
+        size_t *pl = malloc((len + 1) * sizeof *pl);
+        size_t k = oracle_pieces(texts[t], len, pl), at = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (np == cap) pieces = realloc(pieces, (cap *= 2) * sizeof *pieces);
+            char *p = malloc(sizeof(size_t) + pl[i]);
+            memcpy(p, &pl[i], sizeof(size_t));
+            memcpy(p + sizeof(size_t), texts[t] + at, pl[i]);
+            pieces[np++] = p;
+            at += pl[i];
+        }
+        free(pl);
+    }
+    qsort(pieces, np, sizeof *pieces, cmp_piece);
+    naive_word *w = malloc(np * sizeof *w);
+    size_t nw = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (nw && !cmp_piece(&pieces[i], &pieces[i - 1])) { w[nw - 1].count++; continue; }
+        size_t l;
+        memcpy(&l, pieces[i], sizeof l);
+        w[nw].sym = malloc(l * sizeof(int32_t));
+        for (size_t j = 0; j < l; j++) w[nw].sym[j] = 2 + (unsigned char)pieces[i][sizeof l + j];
+        w[nw].n = l;
+        w[nw].count = 1;
+        nw++;
+    }
+    char **vs = calloc((size_t)vocab_size, sizeof *vs); /* strings of raw bytes for ids >= 2 */
+    for (int b = 0; b < 256; b++) { vs[2 + b] = calloc(2, 1); vs[2 + b][0] = (char)b; }
+    int nv = 258, nm = 0;
+    int64_t *cnt = malloc((size_t)vocab_size * vocab_size * sizeof *cnt);
+    while (nv < vocab_size) {
+        memset(cnt, 0, (size_t)nv * nv * sizeof *cnt);
+        for (size_t i = 0; i < nw; i++)
+            for (size_t j = 0; j + 1 < w[i].n; j++) cnt[(size_t)w[i].sym[j] * nv + w[i].sym[j + 1]] += w[i].count;
+        int64_t best = 0;
+        int ba = -1, bb = -1;
+        for (int a = 0; a < nv; a++)
+            for (int b = 0; b < nv; b++)
+                if (cnt[(size_t)a * nv + b] > best) { best = cnt[(size_t)a * nv + b]; ba = a; bb = b; }
+        if (ba < 0 || best < min_freq) break;
+        /* ids are strings of bytes here; NUL bytes are absent from the test texts */
+        size_t la = strlen(vs[ba]), lb = strlen(vs[bb]);
+        char *cat = malloc(la + lb + 1);
+        memcpy(cat, vs[ba], la);
+        memcpy(cat + la, vs[bb], lb + 1);
+        int c = -1;
+        for (int v = 2; v < nv; v++)
+            if (!strcmp(vs[v], cat)) c = v;
+        if (c < 0) { c = nv; vs[nv++] = cat; } else free(cat);
+        pairs[2 * nm] = ba;
+        pairs[2 * nm + 1] = bb;
+        nm++;
+        for (size_t i = 0; i < nw; i++) {
+            size_t j = 0;
+            for (size_t r = 0; r < w[i].n;) {
+                if (r + 1 < w[i].n && w[i].sym[r] == ba && w[i].sym[r + 1] == bb) { w[i].sym[j++] = c; r += 2; }
+                else w[i].sym[j++] = w[i].sym[r++];
+            }
+            w[i].n = j;
+        }
+    }
+    for (size_t i = 0; i < np; i++) free(pieces[i]);
+    for (size_t i = 0; i < nw; i++) free(w[i].sym);
+    for (int v = 0; v < nv; v++) free(vs[v]);
+    free(pieces);
+    free(w);
+    free(vs);
+    free(cnt);
+    return nm;
+}
+
+static void test_trainer_matches_naive(void) {
+    /* 400 texts cover all ten languages (the corpus interleaves them); ties are frequent at
+     * the end, so the tie-break rule is exercised too. */
+    const size_t n = 400;
+    const int sizes[2][2] = {{700, 2}, {420, 1}};
+    for (int s = 0; s < 2; s++) {
+        int vs = sizes[s][0], mf = sizes[s][1];
+        int32_t *pairs = malloc(2 * (size_t)vs * sizeof *pairs);
+        int nm = naive_train(g_train->text + 20000, n, vs, mf, pairs);
+        ecr_tokenizer_train_opts o;
+        ecr_tokenizer_train_opts_default(&o);
+        o.vocab_size = vs;
+        o.min_frequency = mf;
+        o.quiet = 1;
+        ecr_tokenizer *t = NULL;
+        CHECK_OK(ecr_tokenizer_train((const char *const *)g_train->text + 20000, n, &o, &t));
+        CHECK(nm > 100);
+        CHECK_MSG(t && t->n_merges == nm, "merges: ecr %d, naive %d", t ? t->n_merges : -1, nm);
+        int first_diff = -1;
+        for (int r = 0; t && r < nm && r < t->n_merges && first_diff < 0; r++)
+            if (t->merge[3 * r] != pairs[2 * r] || t->merge[3 * r + 1] != pairs[2 * r + 1]) first_diff = r;
+        CHECK_MSG(first_diff < 0, "merge %d differs from the naive trainer", first_diff);
+        ecr_tokenizer_free(t);
+        free(pairs);
+    }
+}
+
 /* ---- tests ------------------------------------------------------------------------- */
 
 static void test_byte_map(void) {
@@ -543,7 +662,10 @@ static void expect_load_error(const char *path, const char *orig, const char *fr
 }
 
 static void test_save_load(void) {
-    char dir[] = "/tmp/ecr_tok_XXXXXX";
+    /* A scratch directory under $TMPDIR, else under build/ (tests run from the repo root). */
+    const char *base = getenv("TMPDIR");
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/ecr_tok_XXXXXX", base && *base ? base : "build");
     CHECK(mkdtemp(dir) != NULL);
     char p1[256], p2[256], pb[256];
     snprintf(p1, sizeof p1, "%s/a.json", dir);
@@ -708,6 +830,7 @@ int main(void) {
     RUN(test_valid_roundtrip);
     RUN(test_random_roundtrip);
     RUN(test_save_load);
+    RUN(test_trainer_matches_naive);
     RUN(test_thread_count_invariance);
     RUN(test_shared_encode);
     ecr_tokenizer_free(g_tok);
