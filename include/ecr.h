@@ -193,6 +193,20 @@ void ecr_atomic_abort(ecr_atomic_file *af);
  * letters (with marks), numbers, punctuation/symbols and whitespace using utf8proc
  * categories, so Latin, Cyrillic, CJK text all work. Special tokens:
  * "<|endoftext|>" (id 0) and "<|pad|>" (id 1); byte tokens follow at ids 2..257.
+ *
+ * tokenizer.json's pre_tokenizer is Sequence[Split(Regex, "Isolated"), ByteLevel(
+ * add_prefix_space false, use_regex false)] with the regex (Oniguruma / JS 'u' syntax)
+ *   " ?[\p{L}\p{M}]+| ?\p{N}+| ?[^\p{L}\p{M}\p{N}\p{White_Space}]+"
+ *   "|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+"
+ * which the C pre-tokenizer implements exactly (utf8proc categories; White_Space, not the
+ * engine-dependent \s), so Hugging Face tokenizers give the same ids (tests/cli_tokenizer.sh
+ * checks @huggingface/tokenizers), for characters assigned in both sides' Unicode versions.
+ * One deliberate difference: HF matches added tokens inside the input, so the literal text
+ * "<|endoftext|>" becomes id 0 there, while ecr_tokenizer_encode treats all input as text,
+ * so that decode(encode(s)) == s for every valid UTF-8 string s.
+ * The loader accepts only what this encoder reproduces (BPE over byte-level tokens, no
+ * normalizer, the pre_tokenizer above, ByteLevel decoder, special added tokens) and names
+ * the file and field at fault otherwise.
  * ---------------------------------------------------------------------------------- */
 
 typedef struct ecr_tokenizer ecr_tokenizer;
@@ -200,12 +214,14 @@ typedef struct ecr_tokenizer ecr_tokenizer;
 typedef struct ecr_tokenizer_train_opts {
     int vocab_size;           /* total, including specials and the 256 bytes (default 8192) */
     int min_frequency;        /* pairs seen fewer times are not merged (default 2)           */
-    int threads;              /* 0 = all                                                     */
+    int threads;              /* pre-tokenisation threads, 0 = all; result independent of it */
     int quiet;                /* no progress on stderr                                       */
 } ecr_tokenizer_train_opts;
 
 void ecr_tokenizer_train_opts_default(ecr_tokenizer_train_opts *o);
-/* Trains on `n` UTF-8 texts (each NUL-terminated and valid UTF-8). */
+/* Trains on `n` UTF-8 texts (each NUL-terminated; invalid UTF-8 is ECR_E_INVALID naming the
+ * text and byte). Merges the most frequent pair first, ties to the lowest (left, right) ids;
+ * stops at vocab_size tokens or when no pair reaches min_frequency. */
 ecr_status ecr_tokenizer_train(const char *const *texts, size_t n,
                                const ecr_tokenizer_train_opts *opts, ecr_tokenizer **out);
 ecr_status ecr_tokenizer_load(const char *path, ecr_tokenizer **out);
