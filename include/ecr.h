@@ -320,10 +320,18 @@ typedef struct ecr_config {
     int ecr_dim;              /* D, rows of the ECR projection P [D, d]; 0 = no projection        */
 } ecr_config;
 
-/* Presets: "tiny" (2x128), "small" (4x256), "base" (6x384); vocab 8192, T 256. */
+/* Presets (vocab 8192, max_seq_len 256, rope_theta 10000, norm_eps 1e-5, tied, ecr_dim 0;
+ * SwiGLU width = 8/3 dim rounded up to a multiple of 32):
+ *   "tiny"  2 layers x 128, 4 heads (head_dim 32), hidden 352     ~1.5M parameters
+ *   "small" 4 layers x 256, 4 heads (head_dim 64), hidden 704     ~5.3M
+ *   "base"  6 layers x 384, 6 heads (head_dim 64), hidden 1024    ~13.8M
+ * Unknown name: ECR_E_INVALID. */
 ecr_status ecr_config_preset(const char *name, ecr_config *cfg);
-/* Applies "key=value" (our field names above or the Hugging Face names in parentheses). */
+/* Applies "key=value" (our field names above or the Hugging Face names in parentheses;
+ * tied accepts 0/1/true/false). Unknown key or unparsable value: ECR_E_INVALID. Does not
+ * validate the whole config (ecr_model_create does). */
 ecr_status ecr_config_set(ecr_config *cfg, const char *assignment);
+/* Checks ranges: dim divisible by n_heads, even head_dim, positive sizes, eps > 0, ... */
 ecr_status ecr_config_validate(const ecr_config *cfg);
 
 /* A packed batch: B rows of T tokens, several texts back to back in each row. A text of
@@ -350,7 +358,13 @@ typedef struct ecr_param_info {
     int decay;                /* 1 if AdamW weight decay applies (matrices, not norms/embeddings) */
 } ecr_param_info;
 
-/* Creates a model with freshly initialised weights (deterministic in `seed`). */
+/* Creates a model with freshly initialised weights, deterministic in `seed`: matrices and
+ * embeddings N(0, 0.02), o_proj and down_proj N(0, 0.02/sqrt(2 n_layers)), norms 1,
+ * ecr.proj N(0, 1/sqrt(dim)); each tensor draws from its own stream (seed, name).
+ * Gradients start at zero. Tensor table order = flat block order: embed_tokens, per layer
+ * [input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down], model.norm,
+ * lm_head (untied only), ecr.proj (ecr_dim > 0). Decay flag: 2-D projection matrices
+ * (q/k/v/o, gate/up/down, untied lm_head, ecr.proj); not norms, not embed_tokens. */
 ecr_status ecr_model_create(const ecr_config *cfg, uint64_t seed, ecr_model **out);
 void ecr_model_free(ecr_model *m);
 const ecr_config *ecr_model_config(const ecr_model *m);
@@ -360,6 +374,8 @@ float *ecr_model_grads(ecr_model *m);           /* [num_params], borrowed       
 size_t ecr_model_num_tensors(const ecr_model *m);
 const ecr_param_info *ecr_model_tensor(const ecr_model *m, size_t i);
 void ecr_model_zero_grad(ecr_model *m);
+/* The tensor with Hugging Face name `name` (e.g. "ecr.proj.weight"), or NULL. Borrowed. */
+const ecr_param_info *ecr_model_find_tensor(const ecr_model *m, const char *name);
 
 /* Saves a model folder: config.json (Hugging Face LlamaConfig keys) + model.safetensors
  * (F32, Hugging Face names; ECR projection as "ecr.proj.weight") + tokenizer.json copied
@@ -367,7 +383,12 @@ void ecr_model_zero_grad(ecr_model *m);
  * key, value... list stored in the safetensors metadata. Atomic per file. */
 ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
                           const char *const *meta);
-/* Loads a model folder (F32, F16 or BF16 tensors are accepted and converted to fp32). */
+/* Loads a model folder (F32, F16 or BF16 tensors are accepted and converted to fp32).
+ * config.json must be a Llama config (num_key_value_heads == num_attention_heads, silu,
+ * no rope_scaling); absent keys take LlamaConfig's defaults. Every tensor must be present
+ * with the shape config.json implies; unknown tensors are refused (rotary inv_freq
+ * buffers and a redundant lm_head of a tied model are ignored). Errors name the file and
+ * the key or tensor. */
 ecr_status ecr_model_load(const char *dir, ecr_model **out);
 
 typedef struct ecr_forward_out {
@@ -377,14 +398,22 @@ typedef struct ecr_forward_out {
     const float *text_loss;   /* [n_texts] summed cross-entropy per text; borrowed            */
     const float *pooled;      /* [n_texts, dim] h: mean final-norm output over a text's slots
                                  1..n (its tokens, not the opening EOT); borrowed             */
-    const float *logits;      /* [B*T, V]; borrowed                                           */
+    const float *logits;      /* [B*T, V]; borrowed; valid until the next forward or backward
+                                 (the backward overwrites them with their gradient)           */
 } ecr_forward_out;
 
-/* Forward pass on a packed batch; keeps the activations for ecr_model_backward. */
+/* Forward pass on a packed batch; keeps the activations for ecr_model_backward. The batch
+ * is validated (ECR_E_INVALID naming row and slot): tokens in [0, V), targets in [-1, V),
+ * text in [-1, n_texts), T <= max_seq_len, and every text slot's pos is 0 or continues
+ * the previous slot's text (pos - 1). Padding slots (text -1) attend only to themselves
+ * at position 0: their outputs are finite and do not affect other slots. Returns ECR_OK
+ * even when the loss is not finite (the caller decides). Workspace is allocated for the
+ * largest batch seen and reused. Not thread-safe on one model. */
 ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *out);
 /* Backward of   lm_scale * loss  +  sum_i <dpooled[i], pooled[i]>  (+ sum <dlogits, logits>
  * when dlogits is non-NULL, [B*T, V]) for the batch of the last forward; ACCUMULATES into
- * the gradient block. dpooled and dlogits may be NULL. */
+ * the gradient block. dpooled ([n_texts, dim]) and dlogits may be NULL. `b` must be the
+ * batch given to that forward; one backward per forward (a second one is ECR_E_INVALID). */
 ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
                               const float *dpooled, const float *dlogits);
 
@@ -393,12 +422,60 @@ typedef struct ecr_kv_cache ecr_kv_cache;
 ecr_status ecr_kv_cache_create(const ecr_model *m, int max_len, ecr_kv_cache **out);
 void ecr_kv_cache_free(ecr_kv_cache *c);
 void ecr_kv_cache_reset(ecr_kv_cache *c);
-/* Feeds `token` at the next position; writes the next-token logits [V]. */
+/* Positions filled so far (0 after create/reset). */
+int ecr_kv_cache_len(const ecr_kv_cache *c);
+/* Feeds `token` at the next position (0, 1, 2, ...); writes the next-token logits [V].
+ * Same numbers (to fp32 rounding) as the packed forward on the same text. A full cache
+ * (max_len positions) is ECR_E_INVALID. */
 ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *logits);
 
-/* Threads for OpenMP and BLAS (0 = all cores). */
+/* Threads for OpenMP and BLAS (0 = all cores). Process-wide. Results are deterministic
+ * for a given thread count. */
 void ecr_set_threads(int n);
 int ecr_get_threads(void);
+
+/* ------------------------------------------------------------------------------------
+ * Optimizer (src/optim.c): AdamW as torch.optim.AdamW (decoupled weight decay, bias
+ * correction), applied to tensors with the decay flag only; a warm-up + cosine learning
+ * rate schedule; global gradient-norm clipping as torch.nn.utils.clip_grad_norm_.
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_adamw_opts {
+    float beta1, beta2;       /* default 0.9, 0.95                                            */
+    float eps;                /* default 1e-8                                                 */
+    float weight_decay;       /* default 0.1 (on tensors whose ecr_param_info.decay is 1)     */
+    int decay_embeddings;     /* also decay model.embed_tokens.weight (default 0)             */
+} ecr_adamw_opts;
+
+void ecr_adamw_opts_default(ecr_adamw_opts *o);
+
+typedef struct ecr_adamw ecr_adamw;
+
+/* Zeroed moments for the model's parameter block (opts NULL = defaults). Bad options:
+ * ECR_E_INVALID. */
+ecr_status ecr_adamw_create(const ecr_model *m, const ecr_adamw_opts *opts, ecr_adamw **out);
+void ecr_adamw_free(ecr_adamw *opt);
+/* One update of the model's parameters from its gradient block (the gradients are not
+ * cleared); the step count goes up by one first, then for every element:
+ *   p *= 1 - lr wd (decay tensors);  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
+ecr_status ecr_adamw_step(ecr_adamw *opt, ecr_model *m, float lr);
+/* State for exact resume: moments [ecr_adamw_size] (same layout as the parameters;
+ * borrowed, writable) and the number of steps taken. */
+size_t ecr_adamw_size(const ecr_adamw *opt);
+float *ecr_adamw_m(ecr_adamw *opt);
+float *ecr_adamw_v(ecr_adamw *opt);
+int64_t ecr_adamw_steps(const ecr_adamw *opt);
+void ecr_adamw_set_steps(ecr_adamw *opt, int64_t steps);
+const ecr_adamw_opts *ecr_adamw_options(const ecr_adamw *opt);
+
+/* Learning rate of 0-based `step`: linear warm-up lr * (step+1)/warmup for step < warmup,
+ * then cosine from lr down to min_lr at step == total, min_lr after. */
+float ecr_lr_schedule(int64_t step, int64_t warmup, int64_t total, float lr, float min_lr);
+/* Global L2 norm of the gradient block (in double, deterministic) into *norm_before; if
+ * max_norm > 0 and the norm exceeds it, scales the gradients by max_norm / (norm + 1e-6).
+ * A non-finite norm is ECR_E_RUNTIME (gradients untouched). */
+ecr_status ecr_clip_grad_norm(ecr_model *m, float max_norm, float *norm_before);
 
 /* ------------------------------------------------------------------------------------
  * Training (src/batcher.c, src/train.c, src/generate.c) — section owned by the trainer.

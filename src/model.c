@@ -1,0 +1,942 @@
+/* model.c — the Llama-style model: config, parameters, packed-batch forward/backward,
+ * KV-cache decoding, and the Hugging Face-compatible model folder.
+ *
+ * Architecture (exactly Hugging Face LlamaForCausalLM, no biases, weights [out, in]):
+ *   x0 = embed_tokens[tokens]
+ *   per layer:  x += o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))
+ *               with n1 = input_layernorm(x)
+ *               x += down_proj(silu(gate_proj(n2)) * up_proj(n2)),  n2 = post_attention_layernorm(x)
+ *   xf = model.norm(x);  logits = lm_head(xf)  (lm_head = embed_tokens when tied)
+ *
+ * Parameter block layout (one flat float array, the tensor table gives offsets): embed,
+ * then per layer [input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down],
+ * model.norm, lm_head (untied only), ecr.proj (ecr_dim > 0). q/k/v are adjacent, so they
+ * form one [3d, d] matrix and one sgemm; gate/up likewise form one [2h, d] matrix.
+ *
+ * Activations of the last forward, per layer (N = B*T rows): layer input x, xmid (after
+ * attention), both norm outputs, qkv (rotated in place), attention output, gate|up,
+ * SwiGLU output, rstd of both norms, attention log-sum-exp. The backward consumes them
+ * (gate|up and the logits are overwritten by their gradients). Buffers are allocated for
+ * the largest batch seen and reused. */
+#include "ecr.h"
+#include "matmul.h"
+#include "ops.h"
+#include "rng.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ==== configuration ========================================================================== */
+
+static void config_base(ecr_config *c) {
+    memset(c, 0, sizeof *c);
+    c->vocab_size = 8192;
+    c->max_seq_len = 256;
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    c->tied = 1;
+    c->ecr_dim = 0;
+}
+
+/* SwiGLU widths: 8/3 * dim rounded up to a multiple of 32 (Llama's rule): 352, 704, 1024. */
+ecr_status ecr_config_preset(const char *name, ecr_config *cfg) {
+    ecr_config c;
+    config_base(&c);
+    if (name && !strcmp(name, "tiny")) {
+        c.dim = 128, c.n_layers = 2, c.n_heads = 4, c.hidden_dim = 352;
+    } else if (name && !strcmp(name, "small")) {
+        c.dim = 256, c.n_layers = 4, c.n_heads = 4, c.hidden_dim = 704;
+    } else if (name && !strcmp(name, "base")) {
+        c.dim = 384, c.n_layers = 6, c.n_heads = 6, c.hidden_dim = 1024;
+    } else {
+        return ecr_fail(ECR_E_INVALID, "model: unknown preset '%s' (expected tiny, small or base)",
+                        name ? name : "(null)");
+    }
+    *cfg = c;
+    return ECR_OK;
+}
+
+static int parse_int(const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < -2147483647L || v > 2147483647L) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_float(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return 0;
+    *out = v;
+    return 1;
+}
+
+ecr_status ecr_config_set(ecr_config *cfg, const char *assignment) {
+    const char *eq = assignment ? strchr(assignment, '=') : NULL;
+    if (!eq || eq == assignment)
+        return ecr_fail(ECR_E_INVALID, "config: '%s': expected key=value",
+                        assignment ? assignment : "(null)");
+    char key[64];
+    size_t kl = (size_t)(eq - assignment);
+    if (kl >= sizeof key) return ecr_fail(ECR_E_INVALID, "config: '%s': key too long", assignment);
+    memcpy(key, assignment, kl);
+    key[kl] = 0;
+    const char *val = eq + 1;
+    static const struct { const char *ours, *hf; size_t off; } ints[] = {
+        {"vocab_size", "vocab_size", offsetof(ecr_config, vocab_size)},
+        {"dim", "hidden_size", offsetof(ecr_config, dim)},
+        {"n_layers", "num_hidden_layers", offsetof(ecr_config, n_layers)},
+        {"n_heads", "num_attention_heads", offsetof(ecr_config, n_heads)},
+        {"hidden_dim", "intermediate_size", offsetof(ecr_config, hidden_dim)},
+        {"max_seq_len", "max_position_embeddings", offsetof(ecr_config, max_seq_len)},
+        {"ecr_dim", "ecr_dim", offsetof(ecr_config, ecr_dim)},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (strcmp(key, ints[i].ours) && strcmp(key, ints[i].hf)) continue;
+        int v;
+        if (!parse_int(val, &v))
+            return ecr_fail(ECR_E_INVALID, "config: %s: '%s' is not an integer", key, val);
+        *(int *)((char *)cfg + ints[i].off) = v;
+        return ECR_OK;
+    }
+    if (!strcmp(key, "rope_theta") || !strcmp(key, "norm_eps") || !strcmp(key, "rms_norm_eps")) {
+        float v;
+        if (!parse_float(val, &v))
+            return ecr_fail(ECR_E_INVALID, "config: %s: '%s' is not a number", key, val);
+        if (!strcmp(key, "rope_theta"))
+            cfg->rope_theta = v;
+        else
+            cfg->norm_eps = v;
+        return ECR_OK;
+    }
+    if (!strcmp(key, "tied") || !strcmp(key, "tie_word_embeddings")) {
+        if (!strcmp(val, "1") || !strcmp(val, "true"))
+            cfg->tied = 1;
+        else if (!strcmp(val, "0") || !strcmp(val, "false"))
+            cfg->tied = 0;
+        else
+            return ecr_fail(ECR_E_INVALID, "config: %s: '%s' is not 0, 1, true or false", key, val);
+        return ECR_OK;
+    }
+    return ecr_fail(ECR_E_INVALID, "config: unknown key '%s'", key);
+}
+
+ecr_status ecr_config_validate(const ecr_config *c) {
+#define NEED(cond, ...) do { if (!(cond)) return ecr_fail(ECR_E_INVALID, "config: " __VA_ARGS__); } while (0)
+    NEED(c->vocab_size >= 2 && c->vocab_size <= (1 << 24), "vocab_size %d out of range [2, 2^24]", c->vocab_size);
+    NEED(c->dim >= 2 && c->dim <= 65536, "dim %d out of range [2, 65536]", c->dim);
+    NEED(c->n_layers >= 1 && c->n_layers <= 1024, "n_layers %d out of range [1, 1024]", c->n_layers);
+    NEED(c->n_heads >= 1 && c->dim % c->n_heads == 0, "n_heads %d does not divide dim %d", c->n_heads, c->dim);
+    NEED((c->dim / c->n_heads) % 2 == 0, "head_dim %d (dim / n_heads) must be even", c->dim / c->n_heads);
+    NEED(c->hidden_dim >= 1 && c->hidden_dim <= 1 << 20, "hidden_dim %d out of range", c->hidden_dim);
+    NEED(c->max_seq_len >= 1 && c->max_seq_len <= 1 << 20, "max_seq_len %d out of range", c->max_seq_len);
+    NEED(isfinite(c->rope_theta) && c->rope_theta > 1.0f, "rope_theta %g must be > 1", (double)c->rope_theta);
+    NEED(isfinite(c->norm_eps) && c->norm_eps > 0.0f, "norm_eps %g must be > 0", (double)c->norm_eps);
+    NEED(c->tied == 0 || c->tied == 1, "tied must be 0 or 1");
+    NEED(c->ecr_dim >= 0 && c->ecr_dim <= 65536, "ecr_dim %d out of range [0, 65536]", c->ecr_dim);
+#undef NEED
+    return ECR_OK;
+}
+
+/* ==== the model object ======================================================================= */
+
+typedef struct layer_w {
+    float *ln1, *wqkv, *wo, *ln2, *wgu, *wdown;
+} layer_w;
+
+/* Activations of the last forward and the backward's workspace, for up to cap_n rows. */
+typedef struct acts {
+    size_t cap_n;
+    float *x;        /* [L+1, N, d] layer inputs; x[L] = input of the final norm */
+    float *xmid;     /* [L, N, d]   after attention                               */
+    float *ln1, *ln2;/* [L, N, d]   norm outputs                                  */
+    float *qkv;      /* [L, N, 3d]  projections, q and k rotated                  */
+    float *att;      /* [L, N, d]   attention output (before o_proj)              */
+    float *gu;       /* [L, N, 2h]  gate | up                                     */
+    float *act;      /* [L, N, h]   silu(gate) * up                               */
+    float *rstd1, *rstd2; /* [L, N] */
+    float *lse_att;  /* [L, N, H] */
+    float *xf;       /* [N, d] final norm output */
+    float *rstdf;    /* [N] */
+    float *logits;   /* [N, V] */
+    float *lse_ce, *row_loss; /* [N] */
+    int32_t *rpos;   /* [N] position (= attention span) per slot; 0 for padding */
+    float *dx, *datt;/* [N, d] backward workspace */
+    float *dqkv;     /* [N, 3d] */
+    float *att_scratch; /* [N, H] */
+    float *rms_scratch; /* [ECR_NCHUNK, d] */
+} acts;
+
+struct ecr_model {
+    ecr_config cfg;
+    int d, L, H, hd, h, V;
+    size_t n_params;
+    float *params, *grads;
+    size_t n_tensors;
+    ecr_param_info *tensors;
+    char (*names)[80];
+    layer_w *lw, *lg;              /* [L] views into params / grads */
+    float *embed, *norm_f, *lm_head, *proj;
+    float *g_embed, *g_norm_f, *g_lm_head, *g_proj;
+    float *rope_cos, *rope_sin;    /* [max_seq_len, hd/2] */
+    acts a;
+    /* per-text outputs of the last forward */
+    int cap_texts;
+    float *pooled, *inv_count, *text_loss;
+    /* state of the last forward */
+    int fw_ready;                  /* activations valid for one backward */
+    int fw_B, fw_T, fw_texts;
+    int64_t fw_targets;
+};
+
+const ecr_config *ecr_model_config(const ecr_model *m) { return &m->cfg; }
+size_t ecr_model_num_params(const ecr_model *m) { return m->n_params; }
+float *ecr_model_params(ecr_model *m) { return m->params; }
+float *ecr_model_grads(ecr_model *m) { return m->grads; }
+size_t ecr_model_num_tensors(const ecr_model *m) { return m->n_tensors; }
+const ecr_param_info *ecr_model_tensor(const ecr_model *m, size_t i) {
+    return i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+void ecr_model_zero_grad(ecr_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+
+const ecr_param_info *ecr_model_find_tensor(const ecr_model *m, const char *name) {
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+static void *falloc(size_t n_floats) {
+    size_t bytes = (n_floats * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+static void acts_free(acts *a) {
+    float **fl[] = {&a->x, &a->xmid, &a->ln1, &a->ln2, &a->qkv, &a->att, &a->gu, &a->act,
+                    &a->rstd1, &a->rstd2, &a->lse_att, &a->xf, &a->rstdf, &a->logits,
+                    &a->lse_ce, &a->row_loss, &a->dx, &a->datt, &a->dqkv, &a->att_scratch,
+                    &a->rms_scratch};
+    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
+        free(*fl[i]);
+        *fl[i] = NULL;
+    }
+    free(a->rpos);
+    a->rpos = NULL;
+    a->cap_n = 0;
+}
+
+/* Makes room for n rows (reallocating only when the batch is larger than any before). */
+static ecr_status acts_reserve(ecr_model *m, size_t n) {
+    acts *a = &m->a;
+    if (n <= a->cap_n) return ECR_OK;
+    acts_free(a);
+    size_t L = (size_t)m->L, d = (size_t)m->d, h = (size_t)m->h, H = (size_t)m->H;
+    a->x = falloc((L + 1) * n * d);
+    a->xmid = falloc(L * n * d);
+    a->ln1 = falloc(L * n * d);
+    a->ln2 = falloc(L * n * d);
+    a->qkv = falloc(L * n * 3 * d);
+    a->att = falloc(L * n * d);
+    a->gu = falloc(L * n * 2 * h);
+    a->act = falloc(L * n * h);
+    a->rstd1 = falloc(L * n);
+    a->rstd2 = falloc(L * n);
+    a->lse_att = falloc(L * n * H);
+    a->xf = falloc(n * d);
+    a->rstdf = falloc(n);
+    a->logits = falloc(n * (size_t)m->V);
+    a->lse_ce = falloc(n);
+    a->row_loss = falloc(n);
+    a->dx = falloc(n * d);
+    a->datt = falloc(n * d);
+    a->dqkv = falloc(n * 3 * d);
+    a->att_scratch = falloc(n * H);
+    a->rms_scratch = falloc((size_t)ECR_NCHUNK * d);
+    a->rpos = malloc(n * sizeof(int32_t));
+    if (!a->x || !a->xmid || !a->ln1 || !a->ln2 || !a->qkv || !a->att || !a->gu || !a->act ||
+        !a->rstd1 || !a->rstd2 || !a->lse_att || !a->xf || !a->rstdf || !a->logits ||
+        !a->lse_ce || !a->row_loss || !a->dx || !a->datt || !a->dqkv || !a->att_scratch ||
+        !a->rms_scratch || !a->rpos) {
+        acts_free(a);
+        return ecr_fail(ECR_E_NOMEM, "model: out of memory for activations of %zu slots", n);
+    }
+    a->cap_n = n;
+    return ECR_OK;
+}
+
+static ecr_status texts_reserve(ecr_model *m, int n) {
+    if (n <= m->cap_texts) return ECR_OK;
+    int cap = n < 64 ? 64 : n;
+    free(m->pooled);
+    free(m->inv_count);
+    free(m->text_loss);
+    m->pooled = falloc((size_t)cap * m->d);
+    m->inv_count = falloc((size_t)cap);
+    m->text_loss = falloc((size_t)cap);
+    m->cap_texts = 0;
+    if (!m->pooled || !m->inv_count || !m->text_loss)
+        return ecr_fail(ECR_E_NOMEM, "model: out of memory for %d texts", n);
+    m->cap_texts = cap;
+    return ECR_OK;
+}
+
+void ecr_model_free(ecr_model *m) {
+    if (!m) return;
+    acts_free(&m->a);
+    free(m->params);
+    free(m->grads);
+    free(m->tensors);
+    free(m->names);
+    free(m->lw);
+    free(m->lg);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free(m->pooled);
+    free(m->inv_count);
+    free(m->text_loss);
+    free(m);
+}
+
+/* Appends a tensor to the table at the running offset. */
+static void table_add(ecr_model *m, size_t *off, int decay, int ndim, int64_t s0, int64_t s1,
+                      const char *fmt, int layer) {
+    size_t i = m->n_tensors++;
+    ecr_param_info *t = &m->tensors[i];
+    snprintf(m->names[i], sizeof m->names[i], fmt, layer);
+    t->name = m->names[i];
+    t->offset = *off;
+    t->ndim = ndim;
+    t->shape[0] = s0;
+    t->shape[1] = ndim == 2 ? s1 : 0;
+    t->numel = (size_t)s0 * (ndim == 2 ? (size_t)s1 : 1);
+    t->decay = decay;
+    *off += t->numel;
+}
+
+/* Builds the tensor table and the layer views; allocates parameters (uninitialised) and
+ * zeroed gradients. */
+static ecr_status model_alloc(const ecr_config *cfg, ecr_model **out) {
+    *out = NULL;
+    ecr_status st = ecr_config_validate(cfg);
+    if (st != ECR_OK) return st;
+    ecr_model *m = calloc(1, sizeof *m);
+    if (!m) return ecr_fail(ECR_E_NOMEM, "model: out of memory");
+    m->cfg = *cfg;
+    m->d = cfg->dim, m->L = cfg->n_layers, m->H = cfg->n_heads;
+    m->hd = cfg->dim / cfg->n_heads, m->h = cfg->hidden_dim, m->V = cfg->vocab_size;
+    size_t max_t = 1 + 9 * (size_t)m->L + 1 + 1 + 1;
+    m->tensors = calloc(max_t, sizeof *m->tensors);
+    m->names = calloc(max_t, sizeof *m->names);
+    m->lw = calloc((size_t)m->L, sizeof *m->lw);
+    m->lg = calloc((size_t)m->L, sizeof *m->lg);
+    if (!m->tensors || !m->names || !m->lw || !m->lg) goto nomem;
+    size_t off = 0;
+    int64_t d = m->d, h = m->h, V = m->V;
+    table_add(m, &off, 0, 2, V, d, "model.embed_tokens.weight", 0);
+    for (int l = 0; l < m->L; l++) {
+        table_add(m, &off, 0, 1, d, 0, "model.layers.%d.input_layernorm.weight", l);
+        table_add(m, &off, 1, 2, d, d, "model.layers.%d.self_attn.q_proj.weight", l);
+        table_add(m, &off, 1, 2, d, d, "model.layers.%d.self_attn.k_proj.weight", l);
+        table_add(m, &off, 1, 2, d, d, "model.layers.%d.self_attn.v_proj.weight", l);
+        table_add(m, &off, 1, 2, d, d, "model.layers.%d.self_attn.o_proj.weight", l);
+        table_add(m, &off, 0, 1, d, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        table_add(m, &off, 1, 2, h, d, "model.layers.%d.mlp.gate_proj.weight", l);
+        table_add(m, &off, 1, 2, h, d, "model.layers.%d.mlp.up_proj.weight", l);
+        table_add(m, &off, 1, 2, d, h, "model.layers.%d.mlp.down_proj.weight", l);
+    }
+    table_add(m, &off, 0, 1, d, 0, "model.norm.weight", 0);
+    if (!cfg->tied) table_add(m, &off, 1, 2, V, d, "lm_head.weight", 0);
+    if (cfg->ecr_dim > 0) table_add(m, &off, 1, 2, cfg->ecr_dim, d, "ecr.proj.weight", 0);
+    m->n_params = off;
+    m->params = falloc(off);
+    m->grads = falloc(off);
+    size_t half = (size_t)m->hd / 2;
+    m->rope_cos = falloc((size_t)cfg->max_seq_len * half);
+    m->rope_sin = falloc((size_t)cfg->max_seq_len * half);
+    if (!m->params || !m->grads || !m->rope_cos || !m->rope_sin) goto nomem;
+    memset(m->grads, 0, off * sizeof(float));
+    ecr_rope_tables(m->rope_cos, m->rope_sin, cfg->max_seq_len, m->hd, cfg->rope_theta);
+
+    /* views */
+    float *P = m->params, *G = m->grads;
+    size_t ti = 0;
+    m->embed = P + m->tensors[ti].offset, m->g_embed = G + m->tensors[ti].offset;
+    ti++;
+    for (int l = 0; l < m->L; l++, ti += 9) {
+        const ecr_param_info *t = &m->tensors[ti];
+        m->lw[l] = (layer_w){P + t[0].offset, P + t[1].offset, P + t[4].offset, P + t[5].offset,
+                             P + t[6].offset, P + t[8].offset};
+        m->lg[l] = (layer_w){G + t[0].offset, G + t[1].offset, G + t[4].offset, G + t[5].offset,
+                             G + t[6].offset, G + t[8].offset};
+    }
+    m->norm_f = P + m->tensors[ti].offset, m->g_norm_f = G + m->tensors[ti].offset;
+    ti++;
+    if (cfg->tied) {
+        m->lm_head = m->embed, m->g_lm_head = m->g_embed;
+    } else {
+        m->lm_head = P + m->tensors[ti].offset, m->g_lm_head = G + m->tensors[ti].offset;
+        ti++;
+    }
+    if (cfg->ecr_dim > 0) m->proj = P + m->tensors[ti].offset, m->g_proj = G + m->tensors[ti].offset;
+    *out = m;
+    return ECR_OK;
+nomem:
+    ecr_model_free(m);
+    return ecr_fail(ECR_E_NOMEM, "model: out of memory");
+}
+
+/* FNV-1a of a string: each tensor gets its own random stream, so adding or removing a
+ * tensor (lm_head, ecr.proj) leaves the others' initial values unchanged. */
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return h;
+}
+
+ecr_status ecr_model_create(const ecr_config *cfg, uint64_t seed, ecr_model **out) {
+    ecr_status st = model_alloc(cfg, out);
+    if (st != ECR_OK) return st;
+    ecr_model *m = *out;
+    double out_scale = 0.02 / sqrt(2.0 * m->L);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const ecr_param_info *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        if (t->ndim == 1) { /* RMSNorm weights */
+            for (size_t j = 0; j < t->numel; j++) p[j] = 1.0f;
+            continue;
+        }
+        double sd = 0.02;
+        if (strstr(t->name, "o_proj") || strstr(t->name, "down_proj")) sd = out_scale;
+        if (!strcmp(t->name, "ecr.proj.weight")) sd = 1.0 / sqrt((double)m->d);
+        uint64_t s = seed ^ 0x9E3779B97F4A7C15ULL;
+        uint64_t mixed = ecr_splitmix64(&s) ^ name_hash(t->name);
+        ecr_rng r;
+        ecr_rng_seed(&r, mixed);
+        for (size_t j = 0; j < t->numel; j++) p[j] = (float)(ecr_rng_normal(&r) * sd);
+    }
+    return ECR_OK;
+}
+
+/* ==== forward / backward ===================================================================== */
+
+/* Checks a batch against the model; fills rpos (position, 0 for padding). */
+static ecr_status check_batch(ecr_model *m, const ecr_batch *b) {
+    if (!b || b->B < 1 || b->T < 1 || !b->tokens || !b->targets || !b->pos || !b->text)
+        return ecr_fail(ECR_E_INVALID, "batch: missing arrays or B, T < 1");
+    if (b->T > m->cfg.max_seq_len)
+        return ecr_fail(ECR_E_INVALID, "batch: T = %d exceeds max_seq_len %d", b->T, m->cfg.max_seq_len);
+    if (b->n_texts < 0) return ecr_fail(ECR_E_INVALID, "batch: n_texts %d < 0", b->n_texts);
+    size_t N = (size_t)b->B * b->T;
+    ecr_status st = acts_reserve(m, N);
+    if (st != ECR_OK) return st;
+    int32_t *rp = m->a.rpos;
+    for (int r = 0; r < b->B; r++) {
+        for (int i = 0; i < b->T; i++) {
+            size_t t = (size_t)r * b->T + i;
+            int32_t tok = b->tokens[t], tg = b->targets[t], tx = b->text[t], p = b->pos[t];
+            if (tok < 0 || tok >= m->V)
+                return ecr_fail(ECR_E_INVALID, "batch: row %d slot %d: token %d outside [0, %d)", r, i, tok, m->V);
+            if (tg < -1 || tg >= m->V)
+                return ecr_fail(ECR_E_INVALID, "batch: row %d slot %d: target %d outside [-1, %d)", r, i, tg, m->V);
+            if (tx < -1 || tx >= b->n_texts)
+                return ecr_fail(ECR_E_INVALID, "batch: row %d slot %d: text %d outside [-1, %d)", r, i, tx, b->n_texts);
+            if (tx < 0) {
+                rp[t] = 0;
+                continue;
+            }
+            int ok = p == 0 || (i > 0 && b->text[t - 1] == tx && b->pos[t - 1] == p - 1);
+            if (!ok || p < 0)
+                return ecr_fail(ECR_E_INVALID,
+                                "batch: row %d slot %d: position %d does not continue text %d", r, i, p, tx);
+            rp[t] = p;
+        }
+    }
+    return ECR_OK;
+}
+
+ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *out) {
+    m->fw_ready = 0;
+    ecr_status st = check_batch(m, b);
+    if (st == ECR_OK) st = texts_reserve(m, b->n_texts);
+    if (st != ECR_OK) return st;
+    acts *a = &m->a;
+    int N = b->B * b->T, d = m->d, h = m->h, H = m->H, hd = m->hd, V = m->V;
+    size_t Nd = (size_t)N * d;
+
+    ecr_embedding_forward(a->x, b->tokens, m->embed, N, d);
+    for (int l = 0; l < m->L; l++) {
+        const layer_w *w = &m->lw[l];
+        float *x = a->x + l * Nd, *xmid = a->xmid + l * Nd, *xnext = a->x + (l + 1) * Nd;
+        float *ln1 = a->ln1 + l * Nd, *ln2 = a->ln2 + l * Nd, *att = a->att + l * Nd;
+        float *qkv = a->qkv + l * 3 * Nd;
+        float *gu = a->gu + (size_t)l * N * 2 * h, *act = a->act + (size_t)l * N * h;
+        /* attention block */
+        ecr_rmsnorm_forward(ln1, a->rstd1 + (size_t)l * N, x, w->ln1, N, d, m->cfg.norm_eps);
+        ecr_linear_forward(qkv, ln1, w->wqkv, N, d, 3 * d, 0.0f);           /* [N, 3d] */
+        ecr_rope_forward(qkv, N, 3 * d, 2 * H, hd, a->rpos, m->rope_cos, m->rope_sin);
+        ecr_attention_forward(att, a->lse_att + (size_t)l * N * H, qkv, a->rpos, b->B, b->T, H,
+                              hd, a->att_scratch);
+        memcpy(xmid, x, Nd * sizeof(float));
+        ecr_linear_forward(xmid, att, w->wo, N, d, d, 1.0f);                /* residual */
+        /* MLP block */
+        ecr_rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, xmid, w->ln2, N, d, m->cfg.norm_eps);
+        ecr_linear_forward(gu, ln2, w->wgu, N, d, 2 * h, 0.0f);             /* [N, 2h] */
+        ecr_swiglu_forward(act, gu, N, h);
+        memcpy(xnext, xmid, Nd * sizeof(float));
+        ecr_linear_forward(xnext, act, w->wdown, N, h, d, 1.0f);            /* residual */
+    }
+    ecr_rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)m->L * Nd, m->norm_f, N, d, m->cfg.norm_eps);
+    ecr_linear_forward(a->logits, a->xf, m->lm_head, N, d, V, 0.0f);         /* [N, V] */
+    ecr_softmax_ce_forward(a->row_loss, a->lse_ce, a->logits, b->targets, N, V);
+
+    double sum = 0;
+    int64_t n_tg = 0;
+    if (b->n_texts) memset(m->text_loss, 0, (size_t)b->n_texts * sizeof(float));
+    for (int t = 0; t < N; t++) {
+        if (b->targets[t] < 0) continue;
+        sum += a->row_loss[t];
+        n_tg++;
+        if (b->text[t] >= 0) m->text_loss[b->text[t]] += a->row_loss[t];
+    }
+    ecr_pool_forward(m->pooled, m->inv_count, a->xf, b->text, b->pos, N, d, b->n_texts);
+
+    m->fw_ready = 1;
+    m->fw_B = b->B, m->fw_T = b->T, m->fw_texts = b->n_texts, m->fw_targets = n_tg;
+    if (out) {
+        out->loss = n_tg ? (float)(sum / (double)n_tg) : 0.0f;
+        out->loss_sum = sum;
+        out->n_targets = n_tg;
+        out->text_loss = m->text_loss;
+        out->pooled = m->pooled;
+        out->logits = a->logits;
+    }
+    return ECR_OK;
+}
+
+ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
+                              const float *dpooled, const float *dlogits) {
+    if (!m->fw_ready || !b || b->B != m->fw_B || b->T != m->fw_T || b->n_texts != m->fw_texts)
+        return ecr_fail(ECR_E_INVALID, "model: backward needs the forward of the same batch "
+                                       "(and runs once per forward)");
+    m->fw_ready = 0;
+    acts *a = &m->a;
+    int N = b->B * b->T, d = m->d, h = m->h, H = m->H, hd = m->hd, V = m->V;
+    size_t Nd = (size_t)N * d;
+    float *scr = a->rms_scratch;
+
+    /* head: dlogits (in place over the logits), then through lm_head and the final norm */
+    float scale = m->fw_targets ? lm_scale / (float)m->fw_targets : 0.0f;
+    ecr_softmax_ce_backward(a->logits, a->logits, a->lse_ce, b->targets, dlogits, scale, N, V);
+    float *dxf = a->xf; /* xf is read by the lm_head weight gradient first, then overwritten */
+    ecr_linear_backward(dxf, m->g_lm_head, a->logits, a->xf, m->lm_head, N, d, V, 0.0f);
+    if (dpooled) ecr_pool_backward(dxf, dpooled, m->inv_count, b->text, b->pos, N, d);
+    memset(a->dx, 0, Nd * sizeof(float));
+    ecr_rmsnorm_backward(a->dx, m->g_norm_f, dxf, a->x + (size_t)m->L * Nd, a->rstdf, m->norm_f,
+                         N, d, scr);
+
+    for (int l = m->L - 1; l >= 0; l--) {
+        const layer_w *w = &m->lw[l], *g = &m->lg[l];
+        float *x = a->x + l * Nd, *xmid = a->xmid + l * Nd;
+        float *ln1 = a->ln1 + l * Nd, *ln2 = a->ln2 + l * Nd, *att = a->att + l * Nd;
+        float *qkv = a->qkv + l * 3 * Nd;
+        float *gu = a->gu + (size_t)l * N * 2 * h, *act = a->act + (size_t)l * N * h;
+        /* MLP block: dx is the gradient of this layer's output */
+        ecr_linear_backward(act, g->wdown, a->dx, act, w->wdown, N, h, d, 0.0f); /* act <- dact */
+        ecr_swiglu_backward(gu, gu, act, N, h);                                   /* gu <- dgu */
+        ecr_linear_backward(ln2, g->wgu, gu, ln2, w->wgu, N, d, 2 * h, 0.0f);    /* ln2 <- dln2 */
+        ecr_rmsnorm_backward(a->dx, g->ln2, ln2, xmid, a->rstd2 + (size_t)l * N, w->ln2, N, d, scr);
+        /* attention block: dx is now the gradient of xmid */
+        ecr_linear_backward(a->datt, g->wo, a->dx, att, w->wo, N, d, d, 0.0f);
+        ecr_attention_backward(a->dqkv, a->datt, qkv, att, a->lse_att + (size_t)l * N * H,
+                               a->rpos, b->B, b->T, H, hd, a->att_scratch);
+        ecr_rope_backward(a->dqkv, N, 3 * d, 2 * H, hd, a->rpos, m->rope_cos, m->rope_sin);
+        ecr_linear_backward(ln1, g->wqkv, a->dqkv, ln1, w->wqkv, N, d, 3 * d, 0.0f); /* ln1 <- dln1 */
+        ecr_rmsnorm_backward(a->dx, g->ln1, ln1, x, a->rstd1 + (size_t)l * N, w->ln1, N, d, scr);
+    }
+    ecr_embedding_backward(m->g_embed, a->dx, b->tokens, N, d);
+    return ECR_OK;
+}
+
+/* ==== KV-cache decoding ====================================================================== */
+
+struct ecr_kv_cache {
+    ecr_config cfg;
+    int max_len, n;
+    float *k, *v;                        /* [L, max_len, d] */
+    float *x, *xb, *qkv, *att, *gu, *act, *scores;
+};
+
+void ecr_kv_cache_free(ecr_kv_cache *c) {
+    if (!c) return;
+    free(c->k);
+    free(c->v);
+    free(c->x);
+    free(c->xb);
+    free(c->qkv);
+    free(c->att);
+    free(c->gu);
+    free(c->act);
+    free(c->scores);
+    free(c);
+}
+
+ecr_status ecr_kv_cache_create(const ecr_model *m, int max_len, ecr_kv_cache **out) {
+    *out = NULL;
+    if (max_len < 1 || max_len > m->cfg.max_seq_len)
+        return ecr_fail(ECR_E_INVALID, "kv cache: max_len %d outside [1, max_seq_len %d]", max_len,
+                        m->cfg.max_seq_len);
+    ecr_kv_cache *c = calloc(1, sizeof *c);
+    if (!c) return ecr_fail(ECR_E_NOMEM, "kv cache: out of memory");
+    c->cfg = m->cfg;
+    c->max_len = max_len;
+    size_t d = (size_t)m->d, kv = (size_t)m->L * max_len * d;
+    c->k = falloc(kv);
+    c->v = falloc(kv);
+    c->x = falloc(d);
+    c->xb = falloc(d);
+    c->qkv = falloc(3 * d);
+    c->att = falloc(d);
+    c->gu = falloc(2 * (size_t)m->h);
+    c->act = falloc((size_t)m->h);
+    c->scores = falloc((size_t)max_len);
+    if (!c->k || !c->v || !c->x || !c->xb || !c->qkv || !c->att || !c->gu || !c->act || !c->scores) {
+        ecr_kv_cache_free(c);
+        return ecr_fail(ECR_E_NOMEM, "kv cache: out of memory");
+    }
+    *out = c;
+    return ECR_OK;
+}
+
+void ecr_kv_cache_reset(ecr_kv_cache *c) {
+    if (c) c->n = 0;
+}
+
+int ecr_kv_cache_len(const ecr_kv_cache *c) { return c ? c->n : 0; }
+
+ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *logits) {
+    if (memcmp(&c->cfg, &m->cfg, sizeof c->cfg) != 0)
+        return ecr_fail(ECR_E_INVALID, "kv cache: made for a model of another shape");
+    if (c->n >= c->max_len)
+        return ecr_fail(ECR_E_INVALID, "kv cache: full (%d positions)", c->max_len);
+    if (token < 0 || token >= m->V)
+        return ecr_fail(ECR_E_INVALID, "model step: token %d outside [0, %d)", token, m->V);
+    int d = m->d, h = m->h, H = m->H, hd = m->hd;
+    int32_t p = c->n;
+    float rstd;
+    memcpy(c->x, m->embed + (size_t)token * d, (size_t)d * sizeof(float));
+    for (int l = 0; l < m->L; l++) {
+        const layer_w *w = &m->lw[l];
+        float *kc = c->k + (size_t)l * c->max_len * d, *vc = c->v + (size_t)l * c->max_len * d;
+        ecr_rmsnorm_forward(c->xb, &rstd, c->x, w->ln1, 1, d, m->cfg.norm_eps);
+        ecr_linear_forward(c->qkv, c->xb, w->wqkv, 1, d, 3 * d, 0.0f);
+        ecr_rope_forward(c->qkv, 1, 3 * d, 2 * H, hd, &p, m->rope_cos, m->rope_sin);
+        memcpy(kc + (size_t)p * d, c->qkv + d, (size_t)d * sizeof(float));
+        memcpy(vc + (size_t)p * d, c->qkv + 2 * d, (size_t)d * sizeof(float));
+        ecr_attention_step(c->att, c->qkv, kc, vc, d, p + 1, H, hd, c->scores);
+        ecr_linear_forward(c->x, c->att, w->wo, 1, d, d, 1.0f);
+        ecr_rmsnorm_forward(c->xb, &rstd, c->x, w->ln2, 1, d, m->cfg.norm_eps);
+        ecr_linear_forward(c->gu, c->xb, w->wgu, 1, d, 2 * h, 0.0f);
+        ecr_swiglu_forward(c->act, c->gu, 1, h);
+        ecr_linear_forward(c->x, c->act, w->wdown, 1, h, d, 1.0f);
+    }
+    ecr_rmsnorm_forward(c->xb, &rstd, c->x, m->norm_f, 1, d, m->cfg.norm_eps);
+    ecr_linear_forward(logits, c->xb, m->lm_head, 1, d, m->V, 0.0f);
+    c->n++;
+    return ECR_OK;
+}
+
+/* ==== model folder: config.json + model.safetensors + tokenizer.json ========================= */
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Shortest decimal that reads back as the same float (e.g. 1e-05, not 9.99999975e-06). */
+static cJSON *json_float(float v) {
+    char buf[48];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    if (strpbrk(buf, "eE") && fabsf(v) >= 1.0f && fabsf(v) < 1e15f && v == floorf(v))
+        snprintf(buf, sizeof buf, "%.1f", (double)v); /* 10000.0, not 1e+04 */
+    if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");    /* keep it a float for Python readers */
+    return cJSON_CreateRaw(buf);
+}
+
+static char *config_json(const ecr_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+    if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddStringToObject(o, "model_type", "llama");
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(o, "hidden_size", c->dim);
+    cJSON_AddNumberToObject(o, "intermediate_size", c->hidden_dim);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layers);
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->n_heads);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", c->n_heads);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_seq_len);
+    cJSON_AddItemToObject(o, "rms_norm_eps", json_float(c->norm_eps));
+    cJSON_AddItemToObject(o, "rope_theta", json_float(c->rope_theta));
+    cJSON_AddNullToObject(o, "rope_scaling");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tied);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddBoolToObject(o, "attention_bias", 0);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(o, "bos_token_id", 0);
+    cJSON_AddNumberToObject(o, "eos_token_id", 0);
+    cJSON_AddNumberToObject(o, "pad_token_id", 1);
+    cJSON_AddStringToObject(o, "torch_dtype", "float32");
+    cJSON_AddNumberToObject(o, "ecr_dim", c->ecr_dim);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static ecr_status write_bytes_atomic(const char *path, const void *buf, size_t n) {
+    ecr_atomic_file af;
+    ecr_status st = ecr_atomic_open(&af, path);
+    if (st != ECR_OK) return st;
+    if (n && fwrite(buf, 1, n, af.fp) != n) {
+        ecr_atomic_abort(&af);
+        return ecr_fail(ECR_E_IO, "%s: write failed", path);
+    }
+    return ecr_atomic_commit(&af);
+}
+
+/* Reads a whole file into a NUL-terminated buffer (caller frees). */
+static ecr_status read_file(const char *path, char **buf, size_t *len) {
+    *buf = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+        size_t got = fread(b + n, 1, cap - n - 1, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (!b) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+    if (err) {
+        free(b);
+        return ecr_fail(ECR_E_IO, "%s: read failed", path);
+    }
+    b[n] = 0;
+    *buf = b;
+    if (len) *len = n;
+    return ECR_OK;
+}
+
+ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
+                          const char *const *meta) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return ecr_fail(ECR_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    char *cfg_path = path_join(dir, "config.json"), *st_path = path_join(dir, "model.safetensors");
+    char *tok_path = path_join(dir, "tokenizer.json");
+    char *json = config_json(&m->cfg);
+    ecr_st_writer *w = NULL;
+    ecr_status st = ECR_OK;
+    if (!cfg_path || !st_path || !tok_path || !json) {
+        st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
+        goto done;
+    }
+    if ((st = ecr_st_writer_create(&w)) != ECR_OK) goto done;
+    for (size_t i = 0; i < m->n_tensors && st == ECR_OK; i++) {
+        const ecr_param_info *t = &m->tensors[i];
+        st = ecr_st_writer_add(w, t->name, ECR_F32, t->ndim, t->shape, m->params + t->offset);
+    }
+    if (st == ECR_OK) st = ecr_st_writer_meta(w, "format", "pt");
+    for (size_t i = 0; meta && meta[i] && meta[i + 1] && st == ECR_OK; i += 2)
+        st = ecr_st_writer_meta(w, meta[i], meta[i + 1]);
+    if (st == ECR_OK) st = ecr_st_writer_write(w, st_path);
+    if (st == ECR_OK) {
+        size_t n = strlen(json);
+        json[n] = '\n'; /* cJSON_Print leaves no final newline; reuse the NUL's byte */
+        st = write_bytes_atomic(cfg_path, json, n + 1);
+        json[n] = 0;
+    }
+    if (st == ECR_OK && tokenizer_path) {
+        char *tok;
+        size_t tl;
+        st = read_file(tokenizer_path, &tok, &tl);
+        if (st == ECR_OK) {
+            st = write_bytes_atomic(tok_path, tok, tl);
+            free(tok);
+        }
+    }
+done:
+    ecr_st_writer_free(w);
+    free(json);
+    free(cfg_path);
+    free(st_path);
+    free(tok_path);
+    return st;
+}
+
+/* Reads an integer config key; `required` = 0 keeps *v when the key is absent. */
+static ecr_status json_int(const cJSON *o, const char *path, const char *key, int required, int *v) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!it || cJSON_IsNull(it)) {
+        if (required) return ecr_fail(ECR_E_INVALID, "%s: missing key \"%s\"", path, key);
+        return ECR_OK;
+    }
+    double x = it->valuedouble;
+    if (!cJSON_IsNumber(it) || x != floor(x) || fabs(x) > 2147483647.0)
+        return ecr_fail(ECR_E_INVALID, "%s: \"%s\" must be an integer", path, key);
+    *v = (int)x;
+    return ECR_OK;
+}
+
+static ecr_status json_float_key(const cJSON *o, const char *path, const char *key, float *v) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!it || cJSON_IsNull(it)) return ECR_OK;
+    if (!cJSON_IsNumber(it)) return ecr_fail(ECR_E_INVALID, "%s: \"%s\" must be a number", path, key);
+    *v = (float)it->valuedouble;
+    return ECR_OK;
+}
+
+/* Parses a Hugging Face LlamaConfig (config.json) into *c. */
+static ecr_status parse_config(const char *path, const char *text, ecr_config *c) {
+    cJSON *o = cJSON_Parse(text);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return ecr_fail(ECR_E_INVALID, "%s: not a JSON object", path);
+    }
+    config_base(c);
+    c->norm_eps = 1e-6f; /* LlamaConfig's defaults when the keys are absent */
+    c->tied = 0;
+    c->max_seq_len = 2048;
+    ecr_status st = ECR_OK;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "llama")))
+        st = ecr_fail(ECR_E_INVALID, "%s: model_type must be \"llama\"", path);
+    int kv = -1;
+    if (st == ECR_OK) st = json_int(o, path, "vocab_size", 1, &c->vocab_size);
+    if (st == ECR_OK) st = json_int(o, path, "hidden_size", 1, &c->dim);
+    if (st == ECR_OK) st = json_int(o, path, "intermediate_size", 1, &c->hidden_dim);
+    if (st == ECR_OK) st = json_int(o, path, "num_hidden_layers", 1, &c->n_layers);
+    if (st == ECR_OK) st = json_int(o, path, "num_attention_heads", 1, &c->n_heads);
+    if (st == ECR_OK) st = json_int(o, path, "num_key_value_heads", 0, &kv);
+    if (st == ECR_OK) st = json_int(o, path, "max_position_embeddings", 0, &c->max_seq_len);
+    if (st == ECR_OK) st = json_int(o, path, "ecr_dim", 0, &c->ecr_dim);
+    if (st == ECR_OK) st = json_float_key(o, path, "rms_norm_eps", &c->norm_eps);
+    if (st == ECR_OK) st = json_float_key(o, path, "rope_theta", &c->rope_theta);
+    if (st == ECR_OK && kv != -1 && kv != c->n_heads)
+        st = ecr_fail(ECR_E_INVALID, "%s: num_key_value_heads %d != num_attention_heads %d "
+                                     "(grouped-query attention is not supported)", path, kv, c->n_heads);
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
+    if (st == ECR_OK && tie) {
+        if (!cJSON_IsBool(tie))
+            st = ecr_fail(ECR_E_INVALID, "%s: \"tie_word_embeddings\" must be true or false", path);
+        else
+            c->tied = cJSON_IsTrue(tie);
+    }
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "hidden_act");
+    if (st == ECR_OK && act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
+        st = ecr_fail(ECR_E_INVALID, "%s: hidden_act must be \"silu\"", path);
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    if (st == ECR_OK && rs && !cJSON_IsNull(rs))
+        st = ecr_fail(ECR_E_INVALID, "%s: rope_scaling is not supported", path);
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(o, "attention_bias");
+    if (st == ECR_OK && ab && cJSON_IsTrue(ab))
+        st = ecr_fail(ECR_E_INVALID, "%s: attention_bias is not supported", path);
+    cJSON_Delete(o);
+    if (st == ECR_OK && ecr_config_validate(c) != ECR_OK)
+        st = ecr_fail(ECR_E_INVALID, "%s: %s", path, ecr_last_error());
+    return st;
+}
+
+/* Copies one tensor of the file into the parameter block, converting to fp32. */
+static ecr_status load_tensor(const char *path, const ecr_tensor_view *v, const ecr_param_info *t,
+                              float *dst) {
+    int ok = v->ndim == t->ndim;
+    for (int i = 0; ok && i < t->ndim; i++) ok = v->shape[i] == t->shape[i];
+    if (!ok) {
+        if (t->ndim == 1)
+            return ecr_fail(ECR_E_INVALID, "%s: tensor '%s': wrong shape (config.json wants [%lld])",
+                            path, t->name, (long long)t->shape[0]);
+        return ecr_fail(ECR_E_INVALID, "%s: tensor '%s': wrong shape (config.json wants [%lld, %lld])",
+                        path, t->name, (long long)t->shape[0], (long long)t->shape[1]);
+    }
+    if (v->dtype == ECR_F32) {
+        memcpy(dst, v->data, t->numel * sizeof(float));
+    } else if (v->dtype == ECR_F16 || v->dtype == ECR_BF16) {
+        const uint8_t *src = v->data;
+        for (size_t i = 0; i < t->numel; i++) {
+            uint16_t u;
+            memcpy(&u, src + 2 * i, 2);
+            dst[i] = v->dtype == ECR_F16 ? ecr_f16_to_f32(u) : ecr_bf16_to_f32(u);
+        }
+    } else {
+        return ecr_fail(ECR_E_INVALID, "%s: tensor '%s': dtype %s (expected F32, F16 or BF16)", path,
+                        t->name, ecr_dtype_name(v->dtype));
+    }
+    return ECR_OK;
+}
+
+/* Tensors a Llama checkpoint may carry that this model does not need. */
+static int ignorable(const ecr_model *m, const char *name) {
+    size_t n = strlen(name), s = strlen("rotary_emb.inv_freq");
+    if (n >= s && !strcmp(name + n - s, "rotary_emb.inv_freq")) return 1;
+    return m->cfg.tied && !strcmp(name, "lm_head.weight"); /* a tied head saved explicitly */
+}
+
+ecr_status ecr_model_load(const char *dir, ecr_model **out) {
+    *out = NULL;
+    char *cfg_path = path_join(dir, "config.json"), *st_path = path_join(dir, "model.safetensors");
+    char *text = NULL;
+    ecr_st_file *f = NULL;
+    ecr_model *m = NULL;
+    ecr_config cfg;
+    ecr_status st = (!cfg_path || !st_path) ? ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir) : ECR_OK;
+    if (st == ECR_OK) st = read_file(cfg_path, &text, NULL);
+    if (st == ECR_OK) st = parse_config(cfg_path, text, &cfg);
+    if (st == ECR_OK) st = model_alloc(&cfg, &m);
+    if (st == ECR_OK) st = ecr_st_open(st_path, &f);
+    for (size_t i = 0; st == ECR_OK && i < m->n_tensors; i++) {
+        const ecr_param_info *t = &m->tensors[i];
+        const ecr_tensor_view *v = ecr_st_find(f, t->name);
+        if (!v)
+            st = ecr_fail(ECR_E_INVALID, "%s: tensor '%s' missing (config.json needs it)", st_path, t->name);
+        else
+            st = load_tensor(st_path, v, t, m->params + t->offset);
+    }
+    for (size_t i = 0; st == ECR_OK && i < ecr_st_count(f); i++) {
+        const char *name = ecr_st_at(f, i)->name;
+        if (!ecr_model_find_tensor(m, name) && !ignorable(m, name))
+            st = ecr_fail(ECR_E_INVALID, "%s: tensor '%s' is not part of the model in config.json",
+                          st_path, name);
+    }
+    ecr_st_close(f);
+    free(text);
+    free(cfg_path);
+    free(st_path);
+    if (st != ECR_OK) {
+        ecr_model_free(m);
+        return st;
+    }
+    *out = m;
+    return ECR_OK;
+}
