@@ -239,8 +239,9 @@ const char *ecr_tokenizer_token(const ecr_tokenizer *tok, int id);
  * ECR_E_INVALID with the byte offset in the message. Thread-safe on a shared tokenizer. */
 ecr_status ecr_tokenizer_encode(const ecr_tokenizer *tok, const char *text, size_t len,
                                 int32_t *ids, size_t cap, size_t *n_out);
-/* Decodes ids to bytes (specials decode to nothing). Writes up to `cap` bytes plus a NUL
- * when room; *len_out is the full length. Out-of-range id is ECR_E_INVALID. */
+/* Decodes ids to bytes (specials decode to nothing). Writes like snprintf: when cap > 0, at
+ * most cap - 1 bytes and a NUL; *len_out is the full length (cap 0 sizes; a buffer of
+ * *len_out + 1 bytes holds everything). Out-of-range id is ECR_E_INVALID. */
 ecr_status ecr_tokenizer_decode(const ecr_tokenizer *tok, const int32_t *ids, size_t n,
                                 char *out, size_t cap, size_t *len_out);
 /* Length in bytes that token `id` decodes to (0 for specials). */
