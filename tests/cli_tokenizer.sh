@@ -6,11 +6,11 @@
 # with `npm ci --prefix tests/interop`) loading our tokenizer.json must produce the same
 # ids as ecr on ALL 10,000 lo10 validation texts and on generated tricky lines.
 # Interop is skipped (with a SKIP line, not a failure) when node or node_modules is missing.
-# Run from the repository root (make test-cli); needs build/data/lo10 (make data).
+# Run by make test-cli (any cwd works; ECR_BIN defaults to build/ecr); needs build/data/lo10 (make data).
 set -u
 ECR_BIN=${ECR_BIN:-build/ecr}
 case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
-ROOT=$PWD
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)   # the repository, wherever we run from
 DATA=$ROOT/build/data/lo10
 T=$(mktemp -d)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
