@@ -51,7 +51,11 @@ ifneq ($(NO_OMP),1)
     CFLAGS_BASE += -fopenmp -DECR_HAVE_OMP=1
     LDLIBS += -fopenmp
     FOUND += OpenMP
+    HAVE_OMP := 1
   endif
+endif
+ifneq ($(HAVE_OMP),1)
+  CFLAGS_BASE += -Wno-unknown-pragmas   # `#pragma omp` lines are simply serial without OpenMP
 endif
 # OpenBLAS (optional). Prefer Debian's OpenMP build so BLAS threads and ours cooperate.
 ifneq ($(NO_BLAS),1)
