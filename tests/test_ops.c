@@ -12,6 +12,9 @@
 
 #include <string.h>
 
+/* max that keeps a NaN (fmax would drop it and hide a broken result) */
+static double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
+
 static ecr_rng g_rng;
 
 static float *randn(size_t n, float scale) {
@@ -156,7 +159,7 @@ static void test_linear(void) {
     ecr_linear_forward(y1, lx, lw, LN_N, LN_IN, LN_OUT, 1.0f);
     loss_linear();
     double e = 0;
-    for (int i = 0; i < LN_N * LN_OUT; i++) e = fmax(e, fabs(y1[i] - y0[i] - ly[i]));
+    for (int i = 0; i < LN_N * LN_OUT; i++) e = nanmax(e, fabs(y1[i] - y0[i] - ly[i]));
     CHECK(e < 1e-5);
     ecr_linear_backward(dx, dw, lR, lx, lw, LN_N, LN_IN, LN_OUT, 0.0f);
     fd_check("linear dx", lx, LN_N * LN_IN, 1, 1e-2f, dx, 1e-3, 1e-4, loss_linear);
@@ -165,8 +168,8 @@ static void test_linear(void) {
     float *dw2 = copyf(dw, LN_OUT * LN_IN), *xa = copyf(lx, LN_N * LN_IN);
     ecr_linear_backward(xa, dw2, lR, xa, lw, LN_N, LN_IN, LN_OUT, 0.0f);
     e = 0;
-    for (int i = 0; i < LN_OUT * LN_IN; i++) e = fmax(e, fabs(dw2[i] - 2 * dw[i]));
-    for (int i = 0; i < LN_N * LN_IN; i++) e = fmax(e, fabs(xa[i] - dx[i]));
+    for (int i = 0; i < LN_OUT * LN_IN; i++) e = nanmax(e, fabs(dw2[i] - 2 * dw[i]));
+    for (int i = 0; i < LN_N * LN_IN; i++) e = nanmax(e, fabs(xa[i] - dx[i]));
     CHECK(e < 1e-5);
     free(lx); free(lw); free(ly); free(lR); free(dx); free(dw); free(y1); free(y0);
     free(dw2); free(xa);
@@ -303,7 +306,7 @@ static void test_attention(void) {
     double ref[AT_N * AT_D];
     attn_reference(ref, aqkv);
     double e = 0;
-    for (int i = 0; i < AT_N * AT_D; i++) e = fmax(e, fabs(aout[i] - ref[i]));
+    for (int i = 0; i < AT_N * AT_D; i++) e = nanmax(e, fabs(aout[i] - ref[i]));
     CHECK_MSG(e < 1e-5, "attention forward vs dense reference: %g", e);
 
     /* segment isolation: changing the second text of row 0 (slots 4..6) leaves the first
@@ -331,7 +334,7 @@ static void test_attention(void) {
     }
     ecr_attention_step(o, aqkv + (AT_T + 5) * 3 * AT_D, kc, vc, AT_D, 6, AT_H, AT_HD, scr);
     e = 0;
-    for (int c = 0; c < AT_D; c++) e = fmax(e, fabs(o[c] - aout[(AT_T + 5) * AT_D + c]));
+    for (int c = 0; c < AT_D; c++) e = nanmax(e, fabs(o[c] - aout[(AT_T + 5) * AT_D + c]));
     CHECK(e < 1e-6);
     free(aqkv); free(aout); free(alse); free(aR); free(ascr); free(dqkv);
 }
@@ -410,7 +413,7 @@ static void test_softmax_ce(void) {
     loss_ce();
     for (int t = 0; t < CE_N; t++) { /* reference in double */
         double m = -1e300, s = 0;
-        for (int v = 0; v < CE_V; v++) m = fmax(m, celog[t * CE_V + v]);
+        for (int v = 0; v < CE_V; v++) m = nanmax(m, celog[t * CE_V + v]);
         for (int v = 0; v < CE_V; v++) s += exp(celog[t * CE_V + v] - m);
         double lse = m + log(s);
         CHECK_CLOSE(clse[t], lse, 1e-5 * (1 + fabs(lse)));
@@ -424,7 +427,7 @@ static void test_softmax_ce(void) {
     float *al = copyf(celog, CE_N * CE_V);
     ecr_softmax_ce_backward(al, al, clse, ctgt, cextra, CE_SCALE, CE_N, CE_V);
     double ea = 0;
-    for (int i = 0; i < CE_N * CE_V; i++) ea = fmax(ea, fabs(al[i] - g[i]));
+    for (int i = 0; i < CE_N * CE_V; i++) ea = nanmax(ea, fabs(al[i] - g[i]));
     CHECK_MSG(ea < 1e-6, "in-place softmax-ce differs by %g", ea);
     /* huge logits: finite loss, exact value */
     float big[4] = {1000.0f, 999.0f, -1000.0f, 0.0f}, bl, bz;

@@ -1,0 +1,715 @@
+/* test_model.c — the whole model.
+ *
+ *  - finite differences of L = lm_scale * loss + <dpooled, pooled> + <dlogits, logits> on a
+ *    tiny config (V 64, d 16, 2 layers, 2 heads, B 2 x T 12, several texts per row, padding)
+ *    for sampled elements of every tensor, tied and untied; |fd - an| <= 2e-4 + 2e-2 |an|
+ *    (fp32 forward, loss summed in double, h = 1e-2 on weights of scale ~0.3);
+ *  - the PyTorch reference (tests/fixtures/model_ref.safetensors, written by
+ *    tools/torch_ref.py in float64): logits, loss, per-text loss, pooled h, and every
+ *    parameter gradient, tied (loss + dpooled term) and untied (+ dlogits term);
+ *    tolerances: values 1e-5 relative to the largest magnitude of each tensor, gradients
+ *    2e-5 relative to the largest gradient of each tensor (measured ~2e-6);
+ *  - packing: a text's logits are the same alone or packed after other texts;
+ *    padding slots are finite and do not change real slots;
+ *  - KV-cache decoding gives the full forward's logits (1e-5 of the largest logit);
+ *  - save -> load is bit-identical; F16/BF16 checkpoints load; bad checkpoints are refused
+ *    with messages naming the file and tensor;
+ *  - deterministic init and forward/backward (same seed, same thread count);
+ *  - a tiny model overfits one batch. */
+#include "test.h"
+#include "rng.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FIXTURE "tests/fixtures/model_ref.safetensors"
+
+/* max that keeps a NaN (fmax would drop it and hide a broken result) */
+static double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+typedef struct test_batch {
+    ecr_batch b;
+    int32_t tok[256], tgt[256], pos[256], txt[256];
+    int64_t ids[64];
+} test_batch;
+
+/* Packs texts (lengths in tokens, row breaks where lens[i] == 0) into B x T. */
+static void make_batch(test_batch *tb, int B, int T, const int *lens, int n_lens, int V,
+                       uint64_t seed) {
+    memset(tb, 0, sizeof *tb);
+    tb->b.B = B, tb->b.T = T;
+    tb->b.tokens = tb->tok, tb->b.targets = tb->tgt, tb->b.pos = tb->pos, tb->b.text = tb->txt;
+    tb->b.text_id = tb->ids;
+    for (int i = 0; i < B * T; i++) tb->tok[i] = 1, tb->tgt[i] = -1, tb->pos[i] = 0, tb->txt[i] = -1;
+    ecr_rng r;
+    ecr_rng_seed(&r, seed);
+    int row = 0, col = 0, n = 0;
+    for (int k = 0; k < n_lens; k++) {
+        if (lens[k] == 0) {
+            row++, col = 0;
+            continue;
+        }
+        int slots = lens[k] + 1;
+        if (col + slots > T) continue;
+        int base = row * T + col;
+        int prev = 0; /* EOT */
+        for (int j = 0; j < slots; j++) {
+            int next = j < lens[k] ? 2 + (int)(ecr_rng_u64(&r) % (uint64_t)(V - 2)) : 0;
+            tb->tok[base + j] = prev;
+            tb->tgt[base + j] = next;
+            tb->pos[base + j] = j;
+            tb->txt[base + j] = n;
+            prev = next;
+        }
+        tb->ids[n] = n;
+        n++;
+        col += slots;
+    }
+    tb->b.n_texts = n;
+}
+
+static void fill_normal(float *p, size_t n, double sd, uint64_t seed) {
+    ecr_rng r;
+    ecr_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) p[i] = (float)(ecr_rng_normal(&r) * sd);
+}
+
+/* Weights of scale ~0.3 (norms around 1) so attention and SwiGLU are far from linear. */
+static void big_weights(ecr_model *m, uint64_t seed) {
+    float *P = ecr_model_params(m);
+    for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
+        const ecr_param_info *t = ecr_model_tensor(m, i);
+        fill_normal(P + t->offset, t->numel, t->ndim == 1 ? 0.1 : 0.3, seed + i);
+        if (t->ndim == 1)
+            for (size_t j = 0; j < t->numel; j++) P[t->offset + j] += 1.0f;
+    }
+}
+
+static ecr_config tiny_cfg(int tied, int ecr_dim) {
+    ecr_config c;
+    ecr_config_preset("tiny", &c);
+    c.vocab_size = 64, c.dim = 16, c.n_layers = 2, c.n_heads = 2, c.hidden_dim = 32;
+    c.max_seq_len = 16, c.tied = tied, c.ecr_dim = ecr_dim;
+    return c;
+}
+
+static double max_abs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = nanmax(m, fabs(a[i]));
+    return m;
+}
+
+/* ---- finite differences of the whole model ---------------------------------------------------- */
+
+static ecr_model *fd_m;
+static test_batch fd_b;
+static float *fd_dpooled, *fd_dlogits;
+static const float FD_LM = 0.8f;
+
+static double fd_loss(void) {
+    ecr_forward_out o;
+    ecr_status st = ecr_model_forward(fd_m, &fd_b.b, &o);
+    if (st != ECR_OK) return NAN;
+    int N = fd_b.b.B * fd_b.b.T, V = ecr_model_config(fd_m)->vocab_size;
+    int d = ecr_model_config(fd_m)->dim;
+    double L = FD_LM * o.loss_sum / (double)o.n_targets;
+    for (int i = 0; i < fd_b.b.n_texts * d; i++) L += (double)fd_dpooled[i] * o.pooled[i];
+    for (int i = 0; i < N * V; i++) L += (double)fd_dlogits[i] * o.logits[i];
+    return L;
+}
+
+static void fd_model(int tied) {
+    ecr_config c = tiny_cfg(tied, tied ? 0 : 4);
+    CHECK_OK(ecr_model_create(&c, 7, &fd_m));
+    if (!fd_m) return;
+    big_weights(fd_m, 100);
+    /* row 0: texts of 4, 3, 2 tokens (5+4+3 = 12 slots); row 1: 6 tokens + 5 padding */
+    int lens[] = {4, 3, 2, 0, 6};
+    make_batch(&fd_b, 2, 12, lens, 5, c.vocab_size, 11);
+    int N = 24, V = c.vocab_size, d = c.dim;
+    fd_dpooled = malloc(sizeof(float) * (size_t)fd_b.b.n_texts * d);
+    fd_dlogits = malloc(sizeof(float) * (size_t)N * V);
+    fill_normal(fd_dpooled, (size_t)fd_b.b.n_texts * d, 1.0, 5);
+    fill_normal(fd_dlogits, (size_t)N * V, 0.02, 6);
+    ecr_forward_out o;
+    CHECK_OK(ecr_model_forward(fd_m, &fd_b.b, &o));
+    ecr_model_zero_grad(fd_m);
+    CHECK_OK(ecr_model_backward(fd_m, &fd_b.b, FD_LM, fd_dpooled, fd_dlogits));
+    /* a second backward without a forward is refused */
+    CHECK_STATUS(ecr_model_backward(fd_m, &fd_b.b, FD_LM, NULL, NULL), ECR_E_INVALID);
+    size_t P = ecr_model_num_params(fd_m);
+    float *g = malloc(P * sizeof(float));
+    memcpy(g, ecr_model_grads(fd_m), P * sizeof(float));
+    float *p = ecr_model_params(fd_m);
+    ecr_rng r;
+    ecr_rng_seed(&r, 3);
+    const float h = 1e-2f;
+    double worst = 0;
+    for (size_t ti = 0; ti < ecr_model_num_tensors(fd_m); ti++) {
+        const ecr_param_info *t = ecr_model_tensor(fd_m, ti);
+        int is_proj = !strcmp(t->name, "ecr.proj.weight");
+        /* 6 random elements plus the one with the largest gradient */
+        size_t idx[7];
+        size_t best = 0;
+        for (size_t j = 0; j < t->numel; j++)
+            if (fabsf(g[t->offset + j]) > fabsf(g[t->offset + best])) best = j;
+        for (int k = 0; k < 6; k++) idx[k] = (size_t)(ecr_rng_u64(&r) % t->numel);
+        idx[6] = best;
+        if (is_proj) { /* not part of this loss: exactly zero */
+            CHECK(max_abs(g + t->offset, t->numel) == 0.0);
+            continue;
+        }
+        CHECK_MSG(fabsf(g[t->offset + best]) > 1e-3f, "%s: gradient suspiciously small", t->name);
+        for (int k = 0; k < 7; k++) {
+            size_t i = t->offset + idx[k];
+            float v = p[i];
+            p[i] = v + h;
+            double lp = fd_loss();
+            p[i] = v - h;
+            double lm = fd_loss();
+            p[i] = v;
+            double fd = (lp - lm) / (2.0 * h), an = g[i];
+            double tol = 2e-4 + 2e-2 * fabs(an);
+            worst = nanmax(worst, fabs(fd - an) / tol);
+            CHECK_MSG(fabs(fd - an) <= tol, "%s[%zu]: fd %.7g analytic %.7g", t->name, idx[k], fd, an);
+        }
+    }
+    fprintf(stderr, "    FD %s: worst err/tolerance %.3f\n", tied ? "tied" : "untied", worst);
+    free(g);
+    free(fd_dpooled);
+    free(fd_dlogits);
+    ecr_model_free(fd_m);
+    fd_m = NULL;
+}
+
+static void test_fd_tied(void) { fd_model(1); }
+static void test_fd_untied(void) { fd_model(0); }
+
+/* ---- PyTorch reference ------------------------------------------------------------------------- */
+
+static const char *meta_get(const ecr_st_file *f, const char *key) { return ecr_st_meta(f, key); }
+
+static double meta_num(const ecr_st_file *f, const char *key) {
+    const char *v = meta_get(f, key);
+    CHECK_MSG(v != NULL, "fixture metadata '%s' missing", key);
+    return v ? atof(v) : 0.0;
+}
+
+static const float *fx_f32(const ecr_st_file *f, const char *name, size_t numel) {
+    const ecr_tensor_view *v = ecr_st_find(f, name);
+    CHECK_MSG(v && v->dtype == ECR_F32 && v->numel == numel, "fixture tensor '%s' (%zu floats)", name, numel);
+    return v && v->dtype == ECR_F32 && v->numel == numel ? v->data : NULL;
+}
+
+static const int32_t *fx_i32(const ecr_st_file *f, const char *name, size_t numel) {
+    const ecr_tensor_view *v = ecr_st_find(f, name);
+    CHECK_MSG(v && v->dtype == ECR_I32 && v->numel == numel, "fixture tensor '%s'", name);
+    return v && v->dtype == ECR_I32 && v->numel == numel ? v->data : NULL;
+}
+
+/* max |a - b| / max |b| */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double e = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        e = nanmax(e, fabs((double)a[i] - b[i]));
+        s = nanmax(s, fabs(b[i]));
+    }
+    return s > 0 ? e / s : e;
+}
+
+/* Config from the fixture metadata. */
+static ecr_config fixture_cfg(const ecr_st_file *f, int tied) {
+    ecr_config c;
+    ecr_config_preset("tiny", &c);
+    c.vocab_size = (int)meta_num(f, "vocab_size");
+    c.dim = (int)meta_num(f, "dim");
+    c.n_layers = (int)meta_num(f, "n_layers");
+    c.n_heads = (int)meta_num(f, "n_heads");
+    c.hidden_dim = (int)meta_num(f, "hidden_dim");
+    c.max_seq_len = (int)meta_num(f, "max_seq_len");
+    c.rope_theta = (float)meta_num(f, "rope_theta");
+    c.norm_eps = (float)meta_num(f, "norm_eps");
+    c.ecr_dim = (int)meta_num(f, "ecr_dim");
+    c.tied = tied;
+    return c;
+}
+
+/* Model with the fixture's initial parameters ("param.<name>"; untied adds "untied.lm_head"). */
+ecr_model *fixture_model(const ecr_st_file *f, int tied);
+ecr_model *fixture_model(const ecr_st_file *f, int tied) {
+    ecr_config c = fixture_cfg(f, tied);
+    ecr_model *m = NULL;
+    CHECK_OK(ecr_model_create(&c, 1, &m));
+    if (!m) return NULL;
+    for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
+        const ecr_param_info *t = ecr_model_tensor(m, i);
+        char name[160];
+        if (!strcmp(t->name, "lm_head.weight"))
+            snprintf(name, sizeof name, "untied.lm_head");
+        else
+            snprintf(name, sizeof name, "param.%s", t->name);
+        const float *src = fx_f32(f, name, t->numel);
+        if (src) memcpy(ecr_model_params(m) + t->offset, src, t->numel * sizeof(float));
+    }
+    return m;
+}
+
+typedef struct fx_batch {
+    ecr_batch b;
+    int64_t ids[256];
+} fx_batch;
+
+static int fixture_batch(const ecr_st_file *f, fx_batch *fb) {
+    memset(fb, 0, sizeof *fb);
+    fb->b.B = (int)meta_num(f, "B");
+    fb->b.T = (int)meta_num(f, "T");
+    fb->b.n_texts = (int)meta_num(f, "n_texts");
+    size_t N = (size_t)fb->b.B * fb->b.T;
+    fb->b.tokens = (int32_t *)fx_i32(f, "batch.tokens", N);
+    fb->b.targets = (int32_t *)fx_i32(f, "batch.targets", N);
+    fb->b.pos = (int32_t *)fx_i32(f, "batch.pos", N);
+    fb->b.text = (int32_t *)fx_i32(f, "batch.text", N);
+    fb->b.text_id = fb->ids;
+    return fb->b.tokens && fb->b.targets && fb->b.pos && fb->b.text && fb->b.n_texts <= 256;
+}
+
+static void reference_variant(const ecr_st_file *f, int tied) {
+    const char *pre = tied ? "tied" : "untied";
+    ecr_model *m = fixture_model(f, tied);
+    fx_batch fb;
+    if (!m || !fixture_batch(f, &fb)) {
+        ecr_model_free(m);
+        return;
+    }
+    const ecr_config *c = ecr_model_config(m);
+    size_t N = (size_t)fb.b.B * fb.b.T, V = (size_t)c->vocab_size, d = (size_t)c->dim;
+    size_t nt = (size_t)fb.b.n_texts;
+    char name[160];
+    ecr_forward_out o;
+    CHECK_OK(ecr_model_forward(m, &fb.b, &o));
+    snprintf(name, sizeof name, "%s.logits", pre);
+    const float *ref = fx_f32(f, name, N * V);
+    if (ref) {
+        double e = rel_err(o.logits, ref, N * V);
+        fprintf(stderr, "    %s logits rel err %.2e\n", pre, e);
+        CHECK_MSG(e < 1e-5, "%s logits: %g", pre, e);
+    }
+    snprintf(name, sizeof name, "%s.loss", pre);
+    if ((ref = fx_f32(f, name, 1))) CHECK_CLOSE(o.loss, ref[0], 1e-5 * fabs(ref[0]));
+    snprintf(name, sizeof name, "%s.pooled", pre);
+    if ((ref = fx_f32(f, name, nt * d))) CHECK_MSG(rel_err(o.pooled, ref, nt * d) < 1e-5, "%s pooled", pre);
+    snprintf(name, sizeof name, "%s.text_loss", pre);
+    if ((ref = fx_f32(f, name, nt))) CHECK_MSG(rel_err(o.text_loss, ref, nt) < 1e-5, "%s text_loss", pre);
+
+    float lm = (float)meta_num(f, "lm_scale");
+    const float *dpooled = fx_f32(f, "dpooled", nt * d);
+    const float *dlogits = tied ? NULL : fx_f32(f, "dlogits", N * V);
+    ecr_model_zero_grad(m);
+    CHECK_OK(ecr_model_backward(m, &fb.b, lm, dpooled, dlogits));
+    double worst = 0;
+    const char *worst_name = "";
+    for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
+        const ecr_param_info *t = ecr_model_tensor(m, i);
+        snprintf(name, sizeof name, "%s.grad.%s", pre, t->name);
+        const float *g = fx_f32(f, name, t->numel);
+        if (!g) continue;
+        const float *mine = ecr_model_grads(m) + t->offset;
+        double e = rel_err(mine, g, t->numel);
+        if (max_abs(g, t->numel) == 0.0) e = max_abs(mine, t->numel); /* ecr.proj: exactly 0 */
+        if (e > worst) worst = e, worst_name = t->name;
+        CHECK_MSG(e < 2e-5, "%s gradient %s: rel err %g", pre, t->name, e);
+    }
+    fprintf(stderr, "    %s gradients worst rel err %.2e (%s)\n", pre, worst, worst_name);
+    ecr_model_free(m);
+}
+
+static void test_reference(void) {
+    ecr_st_file *f = NULL;
+    CHECK_OK(ecr_st_open(FIXTURE, &f));
+    if (!f) return;
+    reference_variant(f, 1);
+    reference_variant(f, 0);
+    ecr_st_close(f);
+}
+
+/* ---- packing, padding, KV cache --------------------------------------------------------------- */
+
+static void test_packing_and_padding(void) {
+    ecr_config c = tiny_cfg(1, 0);
+    ecr_model *m = NULL;
+    CHECK_OK(ecr_model_create(&c, 3, &m));
+    if (!m) return;
+    big_weights(m, 50);
+    int V = c.vocab_size;
+    /* text X (5 tokens) alone at the start of a row vs. after two other texts */
+    test_batch alone, packed;
+    int la[] = {5};
+    make_batch(&alone, 1, 16, la, 1, V, 99);
+    int lp[] = {3, 2, 5};
+    make_batch(&packed, 1, 16, lp, 3, V, 42);
+    /* copy X's slots into packed slots 7..12 */
+    for (int j = 0; j < 6; j++) {
+        packed.tok[7 + j] = alone.tok[j];
+        packed.tgt[7 + j] = alone.tgt[j];
+    }
+    ecr_forward_out o;
+    CHECK_OK(ecr_model_forward(m, &alone.b, &o));
+    float *la_logits = malloc(sizeof(float) * 16 * V);
+    memcpy(la_logits, o.logits, sizeof(float) * 16 * V);
+    float la_loss = o.text_loss[0];
+    float la_pooled[16];
+    memcpy(la_pooled, o.pooled, sizeof la_pooled);
+    CHECK_OK(ecr_model_forward(m, &packed.b, &o));
+    CHECK_MSG(rel_err(o.logits + 7 * V, la_logits, 6 * (size_t)V) < 1e-5, "packed text logits differ");
+    CHECK_CLOSE(o.text_loss[2], la_loss, 1e-5 * fabs(la_loss));
+    CHECK_MSG(rel_err(o.pooled + 2 * 16, la_pooled, 16) < 1e-5, "packed text pooled differs");
+    /* padding slots: finite outputs; changing their tokens leaves real slots identical */
+    for (int i = 13 * V; i < 16 * V; i++) CHECK(isfinite(o.logits[i]));
+    float *keep = malloc(sizeof(float) * 16 * V);
+    memcpy(keep, o.logits, sizeof(float) * 16 * V);
+    for (int j = 13; j < 16; j++) packed.tok[j] = 7 + j;
+    CHECK_OK(ecr_model_forward(m, &packed.b, &o));
+    CHECK(memcmp(keep, o.logits, sizeof(float) * 13 * V) == 0);
+    /* a malformed batch is refused with row and slot */
+    packed.pos[9] = 5;
+    CHECK_STATUS(ecr_model_forward(m, &packed.b, &o), ECR_E_INVALID);
+    CHECK(strstr(ecr_last_error(), "row 0 slot 9") != NULL);
+    packed.pos[9] = 2;
+    packed.tok[3] = V;
+    CHECK_STATUS(ecr_model_forward(m, &packed.b, &o), ECR_E_INVALID);
+    free(la_logits);
+    free(keep);
+    ecr_model_free(m);
+}
+
+static void test_kv_cache(void) {
+    ecr_config c = tiny_cfg(0, 3);
+    ecr_model *m = NULL;
+    CHECK_OK(ecr_model_create(&c, 5, &m));
+    if (!m) return;
+    big_weights(m, 77);
+    int V = c.vocab_size;
+    test_batch tb;
+    int lens[] = {11};
+    make_batch(&tb, 1, 12, lens, 1, V, 8);
+    ecr_forward_out o;
+    CHECK_OK(ecr_model_forward(m, &tb.b, &o));
+    ecr_kv_cache *kv = NULL;
+    CHECK_OK(ecr_kv_cache_create(m, 12, &kv));
+    if (!kv) {
+        ecr_model_free(m);
+        return;
+    }
+    float logits[64];
+    double worst = 0;
+    for (int rep = 0; rep < 2; rep++) { /* twice: reset works */
+        ecr_kv_cache_reset(kv);
+        CHECK(ecr_kv_cache_len(kv) == 0);
+        for (int t = 0; t < 12; t++) {
+            CHECK_OK(ecr_model_step(m, kv, tb.tok[t], logits));
+            worst = nanmax(worst, rel_err(logits, o.logits + (size_t)t * V, (size_t)V));
+        }
+        CHECK(ecr_kv_cache_len(kv) == 12);
+    }
+    fprintf(stderr, "    kv-cache vs forward: rel err %.2e\n", worst);
+    CHECK(worst < 1e-5);
+    CHECK_STATUS(ecr_model_step(m, kv, 3, logits), ECR_E_INVALID); /* full */
+    ecr_kv_cache_free(kv);
+    ecr_kv_cache_free(NULL);
+    ecr_model_free(m);
+}
+
+/* ---- save / load -------------------------------------------------------------------------------- */
+
+static char tmpdir[256];
+
+static void test_save_load(void) {
+    ecr_config c = tiny_cfg(0, 5);
+    ecr_model *m = NULL, *m2 = NULL;
+    CHECK_OK(ecr_model_create(&c, 9, &m));
+    if (!m) return;
+    char dir[300], path[400];
+    snprintf(dir, sizeof dir, "%s/model", tmpdir);
+    /* a tokenizer file to copy */
+    snprintf(path, sizeof path, "%s/tok.json", tmpdir);
+    FILE *fp = fopen(path, "w");
+    fputs("{\"model\":{\"type\":\"BPE\"}}\n", fp);
+    fclose(fp);
+    const char *meta[] = {"ecr_step", "12", NULL};
+    CHECK_OK(ecr_model_save(m, dir, path, meta));
+    CHECK_OK(ecr_model_load(dir, &m2));
+    if (m2) {
+        CHECK(memcmp(ecr_model_config(m), ecr_model_config(m2), sizeof(ecr_config)) == 0);
+        CHECK(ecr_model_num_params(m2) == ecr_model_num_params(m));
+        CHECK(memcmp(ecr_model_params(m), ecr_model_params(m2), ecr_model_num_params(m) * 4) == 0);
+    }
+    ecr_model_free(m2);
+    m2 = NULL;
+    /* config.json carries Hugging Face keys */
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    fp = fopen(path, "r");
+    char buf[4096] = {0};
+    size_t n = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+    if (fp) fclose(fp);
+    cJSON *j = cJSON_Parse(buf);
+    CHECK(n > 0 && j != NULL);
+    if (j) {
+        CHECK(cJSON_GetObjectItem(j, "hidden_size")->valueint == 16);
+        CHECK(!strcmp(cJSON_GetObjectItem(j, "model_type")->valuestring, "llama"));
+        CHECK(!strcmp(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "architectures"), 0)->valuestring,
+                      "LlamaForCausalLM"));
+        CHECK(cJSON_IsFalse(cJSON_GetObjectItem(j, "tie_word_embeddings")));
+        CHECK(cJSON_GetObjectItem(j, "ecr_dim")->valueint == 5);
+        CHECK(cJSON_GetObjectItem(j, "num_key_value_heads")->valueint == 2);
+        CHECK(cJSON_GetObjectItem(j, "rms_norm_eps")->valuedouble == 1e-5);
+        CHECK(cJSON_GetObjectItem(j, "pad_token_id")->valueint == 1);
+        cJSON_Delete(j);
+    }
+    CHECK(strstr(buf, "\"rope_theta\":\t10000.0") != NULL);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CHECK(access(path, F_OK) == 0);
+    /* safetensors metadata and names */
+    ecr_st_file *f = NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK_OK(ecr_st_open(path, &f));
+    if (f) {
+        CHECK(ecr_st_find(f, "model.layers.1.mlp.down_proj.weight") != NULL);
+        CHECK(ecr_st_find(f, "lm_head.weight") != NULL);
+        CHECK(ecr_st_find(f, "ecr.proj.weight") != NULL);
+        CHECK(meta_get(f, "ecr_step") && !strcmp(meta_get(f, "ecr_step"), "12"));
+        CHECK(meta_get(f, "format") && !strcmp(meta_get(f, "format"), "pt"));
+    }
+
+    /* F16 and BF16 copies load as the rounded values */
+    for (int half = 0; half < 2 && f; half++) {
+        ecr_st_writer *w = NULL;
+        CHECK_OK(ecr_st_writer_create(&w));
+        size_t P = ecr_model_num_params(m);
+        uint16_t *h16 = malloc(P * 2);
+        const float *p = ecr_model_params(m);
+        for (size_t i = 0; i < P; i++) h16[i] = half ? ecr_f32_to_bf16(p[i]) : ecr_f32_to_f16(p[i]);
+        for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
+            const ecr_param_info *t = ecr_model_tensor(m, i);
+            CHECK_OK(ecr_st_writer_add(w, t->name, half ? ECR_BF16 : ECR_F16, t->ndim, t->shape, h16 + t->offset));
+        }
+        CHECK_OK(ecr_st_writer_write(w, path));
+        ecr_st_writer_free(w);
+        CHECK_OK(ecr_model_load(dir, &m2));
+        int bad = 0;
+        for (size_t i = 0; m2 && i < P; i++) {
+            float want = half ? ecr_bf16_to_f32(h16[i]) : ecr_f16_to_f32(h16[i]);
+            bad += ecr_model_params(m2)[i] != want;
+        }
+        CHECK(m2 && bad == 0);
+        ecr_model_free(m2);
+        m2 = NULL;
+        free(h16);
+    }
+    ecr_st_close(f);
+
+    /* broken checkpoints: a missing tensor, a wrong shape, an extra tensor */
+    for (int k = 0; k < 3; k++) {
+        ecr_st_writer *w = NULL;
+        CHECK_OK(ecr_st_writer_create(&w));
+        for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
+            const ecr_param_info *t = ecr_model_tensor(m, i);
+            int64_t shape[2] = {t->shape[0], t->shape[1]};
+            if (k == 0 && !strcmp(t->name, "model.layers.1.self_attn.k_proj.weight")) continue;
+            if (k == 1 && !strcmp(t->name, "model.norm.weight")) shape[0] = 15;
+            CHECK_OK(ecr_st_writer_add(w, t->name, ECR_F32, t->ndim, shape, ecr_model_params(m) + t->offset));
+        }
+        if (k == 2) {
+            int64_t s1[1] = {2};
+            CHECK_OK(ecr_st_writer_add(w, "model.extra.weight", ECR_F32, 1, s1, ecr_model_params(m)));
+        }
+        CHECK_OK(ecr_st_writer_write(w, path));
+        ecr_st_writer_free(w);
+        CHECK_STATUS(ecr_model_load(dir, &m2), ECR_E_INVALID);
+        const char *want = k == 0 ? "model.layers.1.self_attn.k_proj.weight"
+                         : k == 1 ? "model.norm.weight" : "model.extra.weight";
+        CHECK_MSG(strstr(ecr_last_error(), want) && strstr(ecr_last_error(), "model.safetensors"),
+                  "message: %s", ecr_last_error());
+        CHECK(m2 == NULL);
+    }
+    /* a bad config.json */
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    fp = fopen(path, "w");
+    fputs("{\"model_type\":\"llama\",\"hidden_size\":16}", fp);
+    fclose(fp);
+    CHECK_STATUS(ecr_model_load(dir, &m2), ECR_E_INVALID);
+    CHECK(strstr(ecr_last_error(), "config.json") != NULL);
+    ecr_model_free(m);
+}
+
+/* ---- config --------------------------------------------------------------------------------------- */
+
+static void test_config(void) {
+    ecr_config c;
+    CHECK_OK(ecr_config_preset("base", &c));
+    CHECK(c.dim == 384 && c.n_layers == 6 && c.n_heads == 6 && c.hidden_dim == 1024);
+    CHECK(c.vocab_size == 8192 && c.max_seq_len == 256 && c.tied == 1);
+    CHECK_OK(ecr_config_preset("small", &c));
+    CHECK(c.dim == 256 && c.n_layers == 4 && c.hidden_dim == 704);
+    CHECK_OK(ecr_config_preset("tiny", &c));
+    CHECK(c.dim == 128 && c.n_layers == 2 && c.n_heads == 4 && c.hidden_dim == 352);
+    CHECK_STATUS(ecr_config_preset("huge", &c), ECR_E_INVALID);
+    CHECK_OK(ecr_config_set(&c, "hidden_size=64"));
+    CHECK_OK(ecr_config_set(&c, "n_layers=3"));
+    CHECK_OK(ecr_config_set(&c, "tie_word_embeddings=false"));
+    CHECK_OK(ecr_config_set(&c, "rms_norm_eps=1e-6"));
+    CHECK_OK(ecr_config_set(&c, "ecr_dim=32"));
+    CHECK(c.dim == 64 && c.n_layers == 3 && c.tied == 0 && c.norm_eps == 1e-6f && c.ecr_dim == 32);
+    CHECK_STATUS(ecr_config_set(&c, "dim=abc"), ECR_E_INVALID);
+    CHECK_STATUS(ecr_config_set(&c, "colour=3"), ECR_E_INVALID);
+    CHECK_STATUS(ecr_config_set(&c, "dim"), ECR_E_INVALID);
+    CHECK_OK(ecr_config_validate(&c));
+    CHECK_OK(ecr_config_set(&c, "n_heads=5"));
+    CHECK_STATUS(ecr_config_validate(&c), ECR_E_INVALID);
+    ecr_model *m = NULL;
+    CHECK_STATUS(ecr_model_create(&c, 1, &m), ECR_E_INVALID);
+    CHECK(m == NULL);
+    /* the base model's size and tensor table */
+    CHECK_OK(ecr_config_preset("base", &c));
+    CHECK_OK(ecr_model_create(&c, 1, &m));
+    if (!m) return;
+    CHECK(ecr_model_num_params(m) == 13767552);
+    CHECK(ecr_model_num_tensors(m) == 1 + 6 * 9 + 1);
+    const ecr_param_info *t = ecr_model_find_tensor(m, "model.layers.5.mlp.down_proj.weight");
+    CHECK(t && t->shape[0] == 384 && t->shape[1] == 1024 && t->decay == 1);
+    t = ecr_model_find_tensor(m, "model.embed_tokens.weight");
+    CHECK(t && t->offset == 0 && t->decay == 0);
+    t = ecr_model_find_tensor(m, "model.norm.weight");
+    CHECK(t && t->decay == 0 && t->offset + t->numel == ecr_model_num_params(m));
+    CHECK(ecr_model_find_tensor(m, "lm_head.weight") == NULL);
+    /* init statistics: embeddings sd 0.02, o_proj sd 0.02/sqrt(12), norms 1 */
+    t = ecr_model_find_tensor(m, "model.embed_tokens.weight");
+    double s = 0;
+    for (size_t i = 0; i < t->numel; i++) s += (double)ecr_model_params(m)[i] * ecr_model_params(m)[i];
+    CHECK_CLOSE(sqrt(s / t->numel), 0.02, 0.0005);
+    t = ecr_model_find_tensor(m, "model.layers.2.self_attn.o_proj.weight");
+    s = 0;
+    for (size_t i = 0; i < t->numel; i++) s += pow(ecr_model_params(m)[t->offset + i], 2);
+    CHECK_CLOSE(sqrt(s / t->numel), 0.02 / sqrt(12.0), 0.0002);
+    t = ecr_model_find_tensor(m, "model.layers.2.input_layernorm.weight");
+    CHECK(ecr_model_params(m)[t->offset] == 1.0f && ecr_model_params(m)[t->offset + 383] == 1.0f);
+    ecr_model_free(m);
+}
+
+/* ---- determinism ------------------------------------------------------------------------------------ */
+
+static void test_determinism(void) {
+    ecr_config c = tiny_cfg(1, 4);
+    c.dim = 32, c.hidden_dim = 64, c.vocab_size = 100;
+    ecr_model *a = NULL, *b = NULL, *z = NULL;
+    CHECK_OK(ecr_model_create(&c, 42, &a));
+    CHECK_OK(ecr_model_create(&c, 42, &b));
+    CHECK_OK(ecr_model_create(&c, 43, &z));
+    if (!a || !b || !z) goto done;
+    size_t P = ecr_model_num_params(a);
+    CHECK(memcmp(ecr_model_params(a), ecr_model_params(b), P * 4) == 0);
+    CHECK(memcmp(ecr_model_params(a), ecr_model_params(z), P * 4) != 0);
+    /* the ECR projection does not shift the other tensors' initial values */
+    ecr_config c0 = c;
+    c0.ecr_dim = 0;
+    ecr_model *n = NULL;
+    CHECK_OK(ecr_model_create(&c0, 42, &n));
+    if (n) CHECK(memcmp(ecr_model_params(a), ecr_model_params(n), ecr_model_num_params(n) * 4) == 0);
+    ecr_model_free(n);
+    test_batch tb;
+    int lens[] = {5, 3, 4, 0, 9, 2, 0, 14};
+    make_batch(&tb, 3, 16, lens, 8, c.vocab_size, 1);
+    float *dp = malloc(sizeof(float) * (size_t)tb.b.n_texts * c.dim);
+    fill_normal(dp, (size_t)tb.b.n_texts * c.dim, 1.0, 2);
+    float loss[2];
+    for (int r = 0; r < 2; r++) {
+        ecr_model *m = r ? b : a;
+        ecr_forward_out o;
+        CHECK_OK(ecr_model_forward(m, &tb.b, &o));
+        loss[r] = o.loss;
+        CHECK_OK(ecr_model_backward(m, &tb.b, 1.0f, dp, NULL));
+    }
+    CHECK(loss[0] == loss[1]);
+    CHECK(memcmp(ecr_model_grads(a), ecr_model_grads(b), P * 4) == 0);
+    /* backward accumulates: a second forward+backward doubles the gradient */
+    float *g1 = malloc(P * 4);
+    memcpy(g1, ecr_model_grads(a), P * 4);
+    ecr_forward_out o;
+    CHECK_OK(ecr_model_forward(a, &tb.b, &o));
+    CHECK_OK(ecr_model_backward(a, &tb.b, 1.0f, dp, NULL));
+    double e = 0;
+    for (size_t i = 0; i < P; i++) e = nanmax(e, fabs(ecr_model_grads(a)[i] - 2.0 * g1[i]));
+    CHECK(e <= 1e-6 * max_abs(g1, P));
+    free(g1);
+    free(dp);
+done:
+    ecr_model_free(a);
+    ecr_model_free(b);
+    ecr_model_free(z);
+}
+
+/* ---- overfitting one batch ------------------------------------------------------------------------- */
+
+static void test_overfit(void) {
+    ecr_config c = tiny_cfg(1, 0);
+    c.dim = 32, c.hidden_dim = 64;
+    ecr_model *m = NULL;
+    CHECK_OK(ecr_model_create(&c, 1, &m));
+    ecr_adamw *opt = NULL;
+    ecr_adamw_opts ao;
+    ecr_adamw_opts_default(&ao);
+    ao.weight_decay = 0.0f;
+    CHECK_OK(ecr_adamw_create(m, &ao, &opt));
+    if (!m || !opt) goto done;
+    test_batch tb;
+    int lens[] = {6, 5, 0, 10, 0, 4, 7};
+    make_batch(&tb, 3, 12, lens, 7, c.vocab_size, 123);
+    /* every text opens with the same context (EOT at position 0), so the first token of
+     * each text is not learnable: leave it out of the loss */
+    for (int i = 0; i < 36; i++)
+        if (tb.pos[i] == 0) tb.tgt[i] = -1;
+    float first = 0, last = 0;
+    int steps = 150;
+    for (int s = 0; s < steps; s++) {
+        ecr_forward_out o;
+        CHECK_OK(ecr_model_forward(m, &tb.b, &o));
+        if (s == 0) first = o.loss;
+        last = o.loss;
+        ecr_model_zero_grad(m);
+        CHECK_OK(ecr_model_backward(m, &tb.b, 1.0f, NULL, NULL));
+        float norm;
+        CHECK_OK(ecr_clip_grad_norm(m, 1.0f, &norm));
+        CHECK_OK(ecr_adamw_step(opt, m, ecr_lr_schedule(s, 10, steps, 3e-2f, 1e-3f)));
+    }
+    fprintf(stderr, "    overfit: loss %.3f -> %.4f in %d steps\n", first, last, steps);
+    CHECK(first > 3.5f);  /* ~ln 64 at init */
+    CHECK(last < 0.05f);
+done:
+    ecr_adamw_free(opt);
+    ecr_model_free(m);
+}
+
+int main(void) {
+    ecr_set_threads(2);
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/ecr_test_model_XXXXXX", base && *base ? base : P_tmpdir);
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_config);
+    RUN(test_fd_tied);
+    RUN(test_fd_untied);
+    RUN(test_reference);
+    RUN(test_packing_and_padding);
+    RUN(test_kv_cache);
+    RUN(test_save_load);
+    RUN(test_determinism);
+    RUN(test_overfit);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+    return test_finish("test_model");
+}
