@@ -15,6 +15,9 @@ static const command commands[] = {
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode/decode text lines"},
     {"prepare", cmd_prepare, "JSONL corpus + tokenizer -> data.safetensors"},
     {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
+    {"train", cmd_train, "train a model on prepared data; checkpoints, exact resume"},
+    {"eval", cmd_eval, "loss, perplexity, bits/byte per language"},
+    {"generate", cmd_generate, "sample text with a KV cache"},
     {NULL, NULL, NULL},
 };
 

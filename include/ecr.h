@@ -564,12 +564,17 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                                                    the tokenizer comes from --tokenizer or
  *                                                    from the data's "tokenizer.json" metadata
  *   train_state.safetensors   "adam.m", "adam.v" [num_params] F32, "step" [1] I64,
- *                             "rng" [4] I64, "data_cursor" [3+window] I64; metadata
- *                             "format" = "ecr-train-state-1", "step", "options" (JSON of the
- *                             options that must match to resume) and "options_hash"
- *   log.jsonl                 one record per step {"step","loss","lr","grad_norm" (before
- *                             clipping),"clipped","tokens","tokens_per_s","elapsed_s"} and per
- *                             validation pass {"step","val_loss","val_bpb","val_tokens"}
+ *                             "rng" [1] I64 (trainer PRNG state, for stochastic objectives;
+ *                             the data order derives from (seed, epoch)), "data_cursor"
+ *                             [3+window] I64 (ecr_batcher_get_cursor); metadata "format" =
+ *                             "ecr-train-state-1", "step", "tokens", "elapsed_s", "options"
+ *                             (JSON of the options that must match to resume), "options_hash"
+ *   log.jsonl                 one record per step {"step", "loss" (mean nats per target
+ *                             token), "lr", "grad_norm" (before clipping), "clipped" (bool),
+ *                             "tokens" (target tokens trained on so far), "tokens_per_s"
+ *                             (this step's), "elapsed_s" (since the run began, across
+ *                             resumes)} and per validation pass {"step","val_loss","val_bpb",
+ *                             "val_tokens"}
  * Checkpoints are written every save_every steps and at the end (model files first, then
  * the train state; each file atomic; model.safetensors metadata "ecr_step" says its step).
  * resume: continues from out_dir's checkpoint with exactly the same numbers as an

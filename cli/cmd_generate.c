@@ -1,0 +1,120 @@
+/* cmd_generate.c — `ecr generate`: sample a continuation of a prompt with a KV cache. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage =
+    "usage: ecr generate --model MODEL_DIR --prompt TEXT [flags]\n"
+    "\n"
+    "Prints the prompt and its sampled continuation on stdout as it is generated (the model\n"
+    "sees the end-of-text token, then the prompt); tokens/s on stderr. Stops at the\n"
+    "end-of-text token, after --max-tokens, or when the context is full.\n"
+    "\n"
+    "  --model DIR            model folder (config.json, model.safetensors, tokenizer.json)\n"
+    "  --prompt TEXT          the start of the text (may be empty)\n"
+    "  --max-tokens N         new tokens at most (default 200)\n"
+    "  --temperature T        0 = greedy (default 0.8)\n"
+    "  --top-k K              sample among the K most likely tokens; 0 = all (default 40)\n"
+    "  --top-p P              ... and among the most likely whose mass reaches P (default 0.95)\n"
+    "  --seed S               sampling seed (default 1)\n"
+    "  --threads N            threads (default: all cores)\n"
+    "  --quiet                no statistics on stderr\n";
+
+typedef struct gen_ctx {
+    const ecr_tokenizer *tok;
+    char *buf;
+    size_t cap;
+    ecr_status st;
+} gen_ctx;
+
+static int on_token(void *p, int32_t id) {
+    gen_ctx *g = p;
+    size_t len = 0;
+    g->st = ecr_tokenizer_decode(g->tok, &id, 1, g->buf, g->cap, &len);
+    if (g->st) return 1;
+    if (len >= g->cap) { /* a longer token than the buffer: decode again, bigger */
+        char *nb = realloc(g->buf, len + 1);
+        if (!nb) { g->st = ecr_fail(ECR_E_NOMEM, "generate: out of memory"); return 1; }
+        g->buf = nb;
+        g->cap = len + 1;
+        if ((g->st = ecr_tokenizer_decode(g->tok, &id, 1, g->buf, g->cap, &len))) return 1;
+    }
+    fwrite(g->buf, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    cli_args a;
+    cli_args_init(&a, "ecr generate", argc, argv, usage);
+    if (a.help) { cli_args_free(&a); return 0; }
+    ecr_gen_opts go;
+    ecr_gen_opts_default(&go);
+    const char *dir = cli_require(&a, "--model");
+    const char *prompt = cli_require(&a, "--prompt");
+    go.max_tokens = (int)cli_int(&a, "--max-tokens", go.max_tokens, 0, 1 << 24);
+    go.temperature = (float)cli_float(&a, "--temperature", go.temperature, 0.0, 1e6);
+    go.top_k = (int)cli_int(&a, "--top-k", go.top_k, 0, 1 << 30);
+    go.top_p = (float)cli_float(&a, "--top-p", go.top_p, 1e-9, 1.0);
+    go.seed = (uint64_t)cli_int(&a, "--seed", 1, 0, 1LL << 62);
+    int threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
+    int quiet = cli_flag(&a, "--quiet");
+    if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
+    cli_args_free(&a);
+    if (a.npos > 0) {
+        fprintf(stderr, "ecr generate: unexpected argument '%s' (see --help)\n", a.pos[0]);
+        return 2;
+    }
+    ecr_set_threads(threads);
+
+    ecr_model *m = NULL;
+    ecr_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    gen_ctx g = {0};
+    size_t plen = strlen(prompt), n = 0, n_gen = 0;
+    size_t tlen = strlen(dir) + 32;
+    char *tok_path = malloc(tlen);
+    ecr_status st = tok_path ? ECR_OK : ecr_fail(ECR_E_NOMEM, "out of memory");
+    if (!st) {
+        snprintf(tok_path, tlen, "%s/tokenizer.json", dir);
+        st = ecr_tokenizer_load(tok_path, &tok);
+    }
+    if (!st) st = ecr_model_load(dir, &m);
+    if (!st && ecr_tokenizer_vocab_size(tok) > ecr_model_config(m)->vocab_size)
+        st = ecr_fail(ECR_E_INVALID, "%s: vocabulary of %d tokens, the model has %d", tok_path,
+                      ecr_tokenizer_vocab_size(tok), ecr_model_config(m)->vocab_size);
+    if (!st) {
+        ids = malloc((plen + 2) * sizeof *ids);
+        if (!ids) st = ecr_fail(ECR_E_NOMEM, "out of memory");
+    }
+    if (!st) {
+        ids[0] = ecr_tokenizer_eot_id(tok);
+        st = ecr_tokenizer_encode(tok, prompt, plen, ids + 1, plen + 1, &n);
+        if (st) ecr_fail(st, "--prompt: %s", ecr_last_error());
+    }
+    double t0 = ecr_now();
+    if (!st) {
+        fwrite(prompt, 1, plen, stdout);
+        fflush(stdout);
+        g.tok = tok;
+        g.cap = 256;
+        g.buf = malloc(g.cap);
+        if (!g.buf) st = ecr_fail(ECR_E_NOMEM, "out of memory");
+    }
+    if (!st) st = ecr_generate(m, ids, n + 1, ecr_tokenizer_eot_id(tok), &go, on_token, &g, &n_gen);
+    if (!st) st = g.st;
+    if (!st) {
+        double dt = ecr_now() - t0;
+        fputc('\n', stdout);
+        if (!quiet)
+            fprintf(stderr, "generate: %zu prompt + %zu new tokens in %.2f s (%.1f tokens/s)\n", n + 1,
+                    n_gen, dt, dt > 0 ? (double)(n + 1 + n_gen) / dt : 0.0);
+    }
+    free(g.buf);
+    free(ids);
+    free(tok_path);
+    ecr_tokenizer_free(tok);
+    ecr_model_free(m);
+    return st ? cli_fail(st) : 0;
+}

@@ -1,0 +1,97 @@
+/* cmd_train.c — `ecr train`: flags -> ecr_train_opts -> ecr_train. */
+#include "cli.h"
+
+#include <string.h>
+
+static const char *usage =
+    "usage: ecr train --data TRAIN.safetensors --model tiny|small|base --out MODEL_DIR [flags]\n"
+    "\n"
+    "Trains a language model on prepared data (ecr prepare) and writes a model folder:\n"
+    "config.json, model.safetensors, tokenizer.json, train_state.safetensors (for --resume)\n"
+    "and log.jsonl (one record per step and per validation pass).\n"
+    "\n"
+    "  --data FILE            prepared training data (required)\n"
+    "  --valid FILE           prepared validation data: loss and bits/byte at the end and\n"
+    "                         every --eval-every steps\n"
+    "  --model NAME           preset: tiny (2x128), small (4x256), base (6x384) (required)\n"
+    "  --set KEY=VALUE        change a config key (repeatable), e.g. --set n_layers=3;\n"
+    "                         the vocabulary always comes from the data\n"
+    "  --tokenizer FILE       tokenizer.json to copy into the model folder (default: the\n"
+    "                         copy embedded in the prepared data)\n"
+    "  --out DIR              model folder (created if missing) (required)\n"
+    "  --steps N              optimizer steps (default: one epoch)\n"
+    "  --epochs E             passes over the data instead of --steps (may be fractional)\n"
+    "  --tokens-per-step N    token slots per step, rows x seq-len (default 4096)\n"
+    "  --seq-len T            row length (default min(max_seq_len, 256))\n"
+    "  --lr X                 peak learning rate (default 1e-3)\n"
+    "  --min-lr X             learning rate at the end of the cosine (default lr/10)\n"
+    "  --warmup N             linear warmup steps (default 2%% of the steps, at most 1000)\n"
+    "  --weight-decay X       AdamW weight decay on matrices (default 0.1)\n"
+    "  --grad-clip X          clip the global gradient norm to X; 0 = off (default 1.0)\n"
+    "  --seed S               initialisation and data order (default 1)\n"
+    "  --threads N            threads (default: all cores)\n"
+    "  --log-every N          progress line every N steps (default 10)\n"
+    "  --eval-every N         validation every N steps (default: only at the end)\n"
+    "  --save-every N         checkpoint every N steps (default: only at the end)\n"
+    "  --resume               continue the run in --out exactly where its checkpoint stopped\n"
+    "                         (give the same flags; --steps may grow)\n"
+    "  --quiet                no progress on stderr\n"
+    "\n"
+    "Exit status: 0 done, 1 runtime failure (e.g. a NaN loss), 2 bad usage or bad input.\n";
+
+int cmd_train(int argc, char **argv) {
+    cli_args a;
+    cli_args_init(&a, "ecr train", argc, argv, usage);
+    if (a.help) { cli_args_free(&a); return 0; }
+    ecr_train_opts o;
+    ecr_train_opts_default(&o);
+    o.data_path = cli_require(&a, "--data");
+    o.valid_path = cli_str(&a, "--valid", NULL);
+    o.tokenizer_path = cli_str(&a, "--tokenizer", NULL);
+    o.out_dir = cli_require(&a, "--out");
+    const char *preset = cli_require(&a, "--model");
+    const char *sets[64];
+    int n_sets = cli_multi(&a, "--set", sets, 64);
+    int has_steps = cli_str(&a, "--steps", NULL) != NULL, has_epochs = cli_str(&a, "--epochs", NULL) != NULL;
+    o.steps = cli_int(&a, "--steps", 0, 1, 1LL << 40);
+    o.epochs = cli_float(&a, "--epochs", 1.0, 1e-9, 1e6);
+    o.tokens_per_step = cli_int(&a, "--tokens-per-step", 4096, 2, 1LL << 30);
+    o.seq_len = (int)cli_int(&a, "--seq-len", 0, 2, 1 << 20);
+    o.lr = (float)cli_float(&a, "--lr", o.lr, 1e-12, 1e30);
+    o.min_lr = (float)cli_float(&a, "--min-lr", -1.0, 0.0, 1e30);
+    o.warmup = cli_int(&a, "--warmup", -1, 0, 1LL << 40);
+    o.weight_decay = (float)cli_float(&a, "--weight-decay", o.weight_decay, 0.0, 1e6);
+    o.grad_clip = (float)cli_float(&a, "--grad-clip", o.grad_clip, 0.0, 1e30);
+    o.seed = (uint64_t)cli_int(&a, "--seed", 1, 0, 1LL << 62);
+    o.threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
+    o.log_every = (int)cli_int(&a, "--log-every", 10, 1, 1 << 30);
+    o.eval_every = (int)cli_int(&a, "--eval-every", 0, 0, 1 << 30);
+    o.save_every = (int)cli_int(&a, "--save-every", 0, 0, 1 << 30);
+    o.resume = cli_flag(&a, "--resume");
+    o.quiet = cli_flag(&a, "--quiet");
+    if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
+    cli_args_free(&a);
+    if (a.npos > 0) {
+        fprintf(stderr, "ecr train: unexpected argument '%s' (see --help)\n", a.pos[0]);
+        return 2;
+    }
+    if (n_sets > 64) {
+        fprintf(stderr, "ecr train: at most 64 --set flags\n");
+        return 2;
+    }
+    if (has_steps && has_epochs) {
+        fprintf(stderr, "ecr train: give --steps or --epochs, not both\n");
+        return 2;
+    }
+    if (!has_steps) o.steps = 0;
+    ecr_status st = ecr_config_preset(preset, &o.config);
+    if (st) return cli_fail(st);
+    int vocab_set = 0;
+    for (int i = 0; i < n_sets; i++) {
+        if ((st = ecr_config_set(&o.config, sets[i]))) return cli_fail(st);
+        if (!strncmp(sets[i], "vocab_size=", 11)) vocab_set = 1;
+    }
+    if (!vocab_set) o.config.vocab_size = 0; /* from the data */
+    st = ecr_train(&o);
+    return st ? cli_fail(st) : 0;
+}

@@ -1,0 +1,711 @@
+/* train.c — the training loop, checkpoints and exact resume, the JSONL log, and the
+ * language-model evaluation it runs on validation data (see "Training" in ecr.h).
+ *
+ * One step: pack a batch, forward, backward (gradients accumulate from zero), global
+ * gradient norm, stop on a non-finite loss or norm, clip, AdamW with the scheduled lr,
+ * log. Every piece of state that decides the next step (parameters, AdamW moments, the
+ * step, the data cursor) is in the checkpoint, so a resumed run repeats the numbers of an
+ * uninterrupted one. */
+#define _POSIX_C_SOURCE 200809L
+#include "ecr.h"
+#include "train_internal.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define STATE_FORMAT "ecr-train-state-1"
+
+void ecr_train_opts_default(ecr_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    ecr_config_preset("tiny", &o->config);
+    o->config.vocab_size = 0;
+    o->epochs = 1.0;
+    o->tokens_per_step = 4096;
+    o->lr = 1e-3f;
+    o->min_lr = -1.0f;
+    o->warmup = -1;
+    o->weight_decay = 0.1f;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.95f;
+    o->eps = 1e-8f;
+    o->grad_clip = 1.0f;
+    o->seed = 1;
+    o->log_every = 10;
+}
+
+/* ---- small file helpers ------------------------------------------------------------ */
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* mkdir -p */
+static ecr_status make_dirs(const char *dir) {
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (!p) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(p);
+            return ecr_fail(ECR_E_IO, "%s: cannot create directory: %s", dir, strerror(e));
+        }
+        p[i] = c;
+    }
+    free(p);
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return ecr_fail(ECR_E_IO, "%s: not a directory", dir);
+    return ECR_OK;
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (cap - n < 65536) {
+            cap = cap * 2 + 65536;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) { free(buf); fclose(fp); return NULL; }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) { free(buf); return NULL; }
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+static ecr_status write_file_atomic(const char *path, const char *text, size_t len) {
+    ecr_atomic_file af;
+    ecr_status st = ecr_atomic_open(&af, path);
+    if (st) return st;
+    if (fwrite(text, 1, len, af.fp) != len) {
+        ecr_atomic_abort(&af);
+        return ecr_fail(ECR_E_IO, "%s: write failed", path);
+    }
+    return ecr_atomic_commit(&af);
+}
+
+/* ---- trainer state -------------------------------------------------------------------- */
+
+typedef struct trainer {
+    ecr_train_opts o;         /* resolved options (config.vocab_size set, min_lr, warmup) */
+    int B, T;
+    int64_t total;            /* steps of the schedule                                    */
+    ecr_data *data, *valid;
+    ecr_batcher *batcher;
+    ecr_model *model;
+    ecr_adamw *opt;
+    int64_t step;             /* steps done                                               */
+    uint64_t rng;             /* reserved for stochastic objectives; saved and restored   */
+    int64_t tokens;           /* target tokens trained on so far                          */
+    double elapsed0;          /* elapsed seconds before this process (resume)             */
+    double t_start;
+    int64_t last_ckpt;        /* step of the last checkpoint on disk, -1 if none          */
+    int64_t last_eval;
+    char *tok_path, *state_path, *log_path, *model_path;
+    FILE *log;
+} trainer;
+
+static void trainer_free(trainer *t) {
+    ecr_data_free(t->data);
+    ecr_data_free(t->valid);
+    ecr_batcher_free(t->batcher);
+    ecr_model_free(t->model);
+    ecr_adamw_free(t->opt);
+    free(t->tok_path);
+    free(t->state_path);
+    free(t->log_path);
+    free(t->model_path);
+    if (t->log) fclose(t->log);
+}
+
+/* The options a resumed run must share with the run it continues, as a JSON object of
+ * strings (fixed key order). Caller frees. */
+static char *options_json(const trainer *t) {
+    const ecr_train_opts *o = &t->o;
+    const ecr_config *c = &o->config;
+    char v[64];
+    cJSON *j = cJSON_CreateObject();
+#define PUT(key, ...) do { snprintf(v, sizeof v, __VA_ARGS__); cJSON_AddStringToObject(j, key, v); } while (0)
+    PUT("vocab_size", "%d", c->vocab_size);
+    PUT("dim", "%d", c->dim);
+    PUT("n_layers", "%d", c->n_layers);
+    PUT("n_heads", "%d", c->n_heads);
+    PUT("hidden_dim", "%d", c->hidden_dim);
+    PUT("max_seq_len", "%d", c->max_seq_len);
+    PUT("rope_theta", "%.9g", c->rope_theta);
+    PUT("norm_eps", "%.9g", c->norm_eps);
+    PUT("tied", "%d", c->tied);
+    PUT("ecr_dim", "%d", c->ecr_dim);
+    PUT("batch_rows", "%d", t->B);
+    PUT("seq_len", "%d", t->T);
+    PUT("lr", "%.9g", o->lr);
+    PUT("min_lr", "%.9g", o->min_lr);
+    PUT("warmup", "%lld", (long long)o->warmup);
+    PUT("weight_decay", "%.9g", o->weight_decay);
+    PUT("beta1", "%.9g", o->beta1);
+    PUT("beta2", "%.9g", o->beta2);
+    PUT("eps", "%.9g", o->eps);
+    PUT("grad_clip", "%.9g", o->grad_clip);
+    PUT("seed", "%llu", (unsigned long long)o->seed);
+    PUT("data_texts", "%zu", t->data->n_texts);
+    PUT("data_tokens", "%zu", t->data->n_tokens);
+    PUT("steps", "%lld", (long long)t->total);
+#undef PUT
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* ---- the JSONL log -------------------------------------------------------------------- */
+
+/* Keeps the records of steps <= `step` (and drops a torn last line), atomically. */
+static ecr_status log_truncate(const char *path, int64_t step) {
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (!text) return ECR_OK; /* no log yet */
+    char *out = malloc(len + 1);
+    if (!out) { free(text); return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path); }
+    size_t n_out = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        if (!nl) break; /* torn last line */
+        *nl = '\0';
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *s = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
+        if (cJSON_IsNumber(s) && s->valuedouble <= (double)step) {
+            size_t l = (size_t)(nl - line);
+            memcpy(out + n_out, line, l);
+            out[n_out + l] = '\n';
+            n_out += l + 1;
+        }
+        cJSON_Delete(j);
+        line = nl + 1;
+    }
+    ecr_status st = write_file_atomic(path, out, n_out);
+    free(out);
+    free(text);
+    return st;
+}
+
+static double elapsed(const trainer *t) { return t->elapsed0 + (ecr_now() - t->t_start); }
+
+/* ---- checkpoints ---------------------------------------------------------------------- */
+
+static ecr_status save_checkpoint(trainer *t) {
+    char step_s[32], tokens_s[32], elapsed_s[32], hash[17];
+    snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
+    snprintf(tokens_s, sizeof tokens_s, "%lld", (long long)t->tokens);
+    snprintf(elapsed_s, sizeof elapsed_s, "%.3f", elapsed(t));
+    const char *meta[] = {"ecr_step", step_s, NULL};
+    ecr_status st = ecr_model_save(t->model, t->o.out_dir, NULL, meta);
+    if (st) return st;
+    char *opts = options_json(t);
+    if (!opts) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", t->state_path);
+    ecr_hash_hex(opts, strlen(opts), hash);
+    size_t np = ecr_model_num_params(t->model), nc = ecr_batcher_cursor_len(t->batcher);
+    int64_t *cursor = malloc(nc * sizeof *cursor);
+    int64_t step_v[1] = {t->step}, rng_v[1] = {(int64_t)t->rng};
+    int64_t sh_p[1] = {(int64_t)np}, sh_1[1] = {1}, sh_c[1] = {(int64_t)nc};
+    ecr_st_writer *w = NULL;
+    if (!cursor) st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", t->state_path);
+    else ecr_batcher_get_cursor(t->batcher, cursor);
+    if (!st) st = ecr_st_writer_create(&w);
+    if (!st) st = ecr_st_writer_add(w, "adam.m", ECR_F32, 1, sh_p, ecr_adamw_m(t->opt));
+    if (!st) st = ecr_st_writer_add(w, "adam.v", ECR_F32, 1, sh_p, ecr_adamw_v(t->opt));
+    if (!st) st = ecr_st_writer_add(w, "step", ECR_I64, 1, sh_1, step_v);
+    if (!st) st = ecr_st_writer_add(w, "rng", ECR_I64, 1, sh_1, rng_v);
+    if (!st) st = ecr_st_writer_add(w, "data_cursor", ECR_I64, 1, sh_c, cursor);
+    if (!st) st = ecr_st_writer_meta(w, "format", STATE_FORMAT);
+    if (!st) st = ecr_st_writer_meta(w, "step", step_s);
+    if (!st) st = ecr_st_writer_meta(w, "tokens", tokens_s);
+    if (!st) st = ecr_st_writer_meta(w, "elapsed_s", elapsed_s);
+    if (!st) st = ecr_st_writer_meta(w, "options", opts);
+    if (!st) st = ecr_st_writer_meta(w, "options_hash", hash);
+    if (!st) st = ecr_st_writer_write(w, t->state_path);
+    ecr_st_writer_free(w);
+    free(cursor);
+    free(opts);
+    if (!st) t->last_ckpt = t->step;
+    return st;
+}
+
+/* The first option whose value differs between the saved and the current JSON, or OK. */
+static ecr_status check_options(const trainer *t, const char *saved) {
+    char *now = options_json(t);
+    cJSON *a = cJSON_Parse(saved), *b = now ? cJSON_Parse(now) : NULL;
+    ecr_status st = ECR_OK;
+    if (!a || !b) st = ecr_fail(ECR_E_INVALID, "%s: metadata 'options' is not JSON", t->state_path);
+    for (const cJSON *x = b ? b->child : NULL; !st && x; x = x->next) {
+        if (!strcmp(x->string, "steps")) continue; /* --steps may change on resume */
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(a, x->string);
+        const char *ys = cJSON_IsString(y) ? y->valuestring : "(missing)";
+        if (strcmp(ys, x->valuestring) != 0)
+            st = ecr_fail(ECR_E_INVALID,
+                          "%s: option '%s' was %s in the checkpoint, now %s (resume needs the same options)",
+                          t->state_path, x->string, ys, x->valuestring);
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    free(now);
+    return st;
+}
+
+static ecr_status state_tensor(const ecr_st_file *f, const char *path, const char *name,
+                               ecr_dtype dt, int64_t n, const void **data) {
+    int64_t sh[1] = {n};
+    const ecr_tensor_view *v = NULL;
+    ecr_status st = ecr_st_get(f, name, dt, 1, sh, &v);
+    if (st) return st;
+    (void)path;
+    *data = v->data;
+    return ECR_OK;
+}
+
+/* Loads train_state.safetensors into the trainer (model already loaded). */
+static ecr_status load_state(trainer *t) {
+    ecr_st_file *f = NULL;
+    const char *path = t->state_path;
+    ecr_status st = ecr_st_open(path, &f);
+    if (st) return st;
+    const char *fmt = ecr_st_meta(f, "format"), *opts = ecr_st_meta(f, "options");
+    if (!fmt || strcmp(fmt, STATE_FORMAT) != 0)
+        st = ecr_fail(ECR_E_INVALID, "%s: metadata 'format' is '%s', expected '%s'", path,
+                      fmt ? fmt : "(none)", STATE_FORMAT);
+    if (!st && !opts) st = ecr_fail(ECR_E_INVALID, "%s: metadata 'options' missing", path);
+    if (!st) st = check_options(t, opts);
+    size_t np = ecr_model_num_params(t->model), nc = ecr_batcher_cursor_len(t->batcher);
+    const void *m = NULL, *v = NULL, *step = NULL, *rng = NULL, *cur = NULL;
+    if (!st) st = state_tensor(f, path, "adam.m", ECR_F32, (int64_t)np, &m);
+    if (!st) st = state_tensor(f, path, "adam.v", ECR_F32, (int64_t)np, &v);
+    if (!st) st = state_tensor(f, path, "step", ECR_I64, 1, &step);
+    if (!st) st = state_tensor(f, path, "rng", ECR_I64, 1, &rng);
+    if (!st) st = state_tensor(f, path, "data_cursor", ECR_I64, (int64_t)nc, &cur);
+    if (!st) {
+        memcpy(ecr_adamw_m(t->opt), m, np * sizeof(float));
+        memcpy(ecr_adamw_v(t->opt), v, np * sizeof(float));
+        memcpy(&t->step, step, sizeof t->step);
+        ecr_adamw_set_steps(t->opt, t->step);
+        int64_t r;
+        memcpy(&r, rng, sizeof r);
+        t->rng = (uint64_t)r;
+        int64_t *c = malloc(nc * sizeof *c);
+        if (!c) st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+        else {
+            memcpy(c, cur, nc * sizeof *c);
+            st = ecr_batcher_set_cursor(t->batcher, c, nc);
+            if (st) ecr_fail(st, "%s: %s", path, ecr_last_error());
+            free(c);
+        }
+    }
+    if (!st && t->step < 0) st = ecr_fail(ECR_E_INVALID, "%s: tensor 'step' is negative", path);
+    const char *tok = ecr_st_meta(f, "tokens"), *el = ecr_st_meta(f, "elapsed_s");
+    if (!st) {
+        t->tokens = tok ? strtoll(tok, NULL, 10) : 0;
+        t->elapsed0 = el ? strtod(el, NULL) : 0.0;
+    }
+    ecr_st_close(f);
+    return st;
+}
+
+/* The step recorded in model.safetensors' metadata (-1 if absent). */
+static int64_t model_file_step(const char *path) {
+    ecr_st_file *f = NULL;
+    if (ecr_st_open(path, &f)) return -1;
+    const char *s = ecr_st_meta(f, "ecr_step");
+    int64_t step = s ? strtoll(s, NULL, 10) : -1;
+    ecr_st_close(f);
+    return step;
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+/* Writes out_dir/tokenizer.json from --tokenizer or the data's embedded copy, checking it
+ * against the data's tokenizer_hash. */
+static ecr_status setup_tokenizer(trainer *t) {
+    const char *meta_hash = ecr_st_meta(t->data->file, "tokenizer_hash");
+    char *text = NULL;
+    size_t len = 0;
+    if (t->o.tokenizer_path) {
+        text = read_file(t->o.tokenizer_path, &len);
+        if (!text) return ecr_fail(ECR_E_IO, "%s: cannot read: %s", t->o.tokenizer_path, strerror(errno));
+        char hash[17];
+        ecr_hash_hex(text, len, hash);
+        if (meta_hash && strcmp(hash, meta_hash) != 0) {
+            free(text);
+            return ecr_fail(ECR_E_INVALID, "%s: not the tokenizer %s was prepared with (hash %s, data says %s)",
+                            t->o.tokenizer_path, t->o.data_path, hash, meta_hash);
+        }
+    } else if (t->data->tokenizer_json) {
+        len = strlen(t->data->tokenizer_json);
+        text = malloc(len + 1);
+        if (!text) return ecr_fail(ECR_E_NOMEM, "out of memory");
+        memcpy(text, t->data->tokenizer_json, len + 1);
+    } else {
+        return ecr_fail(ECR_E_INVALID, "%s: metadata 'tokenizer.json' missing; pass --tokenizer",
+                        t->o.data_path);
+    }
+    ecr_status st = write_file_atomic(t->tok_path, text, len);
+    free(text);
+    if (st) return st;
+    /* the ids the batcher needs come from the tokenizer itself */
+    ecr_tokenizer *tok = NULL;
+    st = ecr_tokenizer_load(t->tok_path, &tok);
+    if (st) return st;
+    if (ecr_tokenizer_vocab_size(tok) != t->data->vocab_size)
+        st = ecr_fail(ECR_E_INVALID, "%s: vocabulary of %d tokens, but %s says %d", t->tok_path,
+                      ecr_tokenizer_vocab_size(tok), t->o.data_path, t->data->vocab_size);
+    ecr_tokenizer_free(tok);
+    return st;
+}
+
+static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
+    ecr_train_opts *o = &t->o;
+    *o = *in;
+    if (!o->data_path) return ecr_fail(ECR_E_INVALID, "train: no training data given");
+    if (!o->out_dir) return ecr_fail(ECR_E_INVALID, "train: no output folder given");
+    if (o->config.vocab_size != 0 && o->config.vocab_size != t->data->vocab_size)
+        return ecr_fail(ECR_E_INVALID, "%s: the data's vocabulary has %d tokens, but vocab_size is set to %d",
+                        o->data_path, t->data->vocab_size, o->config.vocab_size);
+    o->config.vocab_size = t->data->vocab_size;
+    ecr_status st = ecr_config_validate(&o->config);
+    if (st) return st;
+    t->T = o->seq_len > 0 ? o->seq_len : (o->config.max_seq_len < 256 ? o->config.max_seq_len : 256);
+    if (t->T < 2 || t->T > o->config.max_seq_len)
+        return ecr_fail(ECR_E_INVALID, "train: seq_len %d is outside [2, max_seq_len %d]", t->T,
+                        o->config.max_seq_len);
+    if (o->tokens_per_step < 1) return ecr_fail(ECR_E_INVALID, "train: tokens_per_step must be positive");
+    int64_t B = o->tokens_per_step / t->T;
+    t->B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
+    if (!(o->lr > 0) || !isfinite(o->lr)) return ecr_fail(ECR_E_INVALID, "train: lr must be positive");
+    if (o->min_lr < 0) o->min_lr = o->lr / 10;
+    if (o->steps < 0 || (o->steps == 0 && !(o->epochs > 0)))
+        return ecr_fail(ECR_E_INVALID, "train: give a positive number of steps or epochs");
+    if (o->log_every < 1) o->log_every = 10;
+    return ECR_OK;
+}
+
+/* Steps of the schedule: --steps, or the batches of `epochs` epochs (dry runs). */
+static ecr_status count_steps(trainer *t) {
+    if (t->o.steps > 0) {
+        t->total = t->o.steps;
+    } else {
+        double e = t->o.epochs;
+        int64_t total = 0, n = 0, full = (int64_t)floor(e);
+        for (int64_t k = 0; k < full; k++) {
+            ecr_status st = ecr_batcher_epoch_batches(t->batcher, k, &n);
+            if (st) return st;
+            total += n;
+        }
+        if (e > (double)full) {
+            ecr_status st = ecr_batcher_epoch_batches(t->batcher, full, &n);
+            if (st) return st;
+            total += (int64_t)ceil((e - (double)full) * (double)n);
+        }
+        t->total = total > 0 ? total : 1;
+    }
+    if (t->o.warmup < 0) {
+        int64_t w = t->total / 50;
+        t->o.warmup = w > 1000 ? 1000 : w;
+    }
+    return ECR_OK;
+}
+
+static ecr_status setup(trainer *t, const ecr_train_opts *in) {
+    ecr_status st = ecr_data_open(in->data_path, &t->data);
+    if (st) return st;
+    if ((st = resolve_options(t, in))) return st;
+    if (t->o.valid_path) {
+        if ((st = ecr_data_open(t->o.valid_path, &t->valid))) return st;
+        if (t->valid->vocab_size > t->o.config.vocab_size)
+            return ecr_fail(ECR_E_INVALID, "%s: vocabulary of %d tokens, the training data has %d",
+                            t->o.valid_path, t->valid->vocab_size, t->o.config.vocab_size);
+    }
+    if ((st = make_dirs(t->o.out_dir))) return st;
+    t->tok_path = path_join(t->o.out_dir, "tokenizer.json");
+    t->state_path = path_join(t->o.out_dir, "train_state.safetensors");
+    t->log_path = path_join(t->o.out_dir, "log.jsonl");
+    t->model_path = path_join(t->o.out_dir, "model.safetensors");
+    if (!t->tok_path || !t->state_path || !t->log_path || !t->model_path)
+        return ecr_fail(ECR_E_NOMEM, "out of memory");
+    ecr_batcher_opts bo;
+    ecr_batcher_opts_default(&bo);
+    bo.B = t->B;
+    bo.T = t->T;
+    bo.seed = t->o.seed;
+    if ((st = ecr_batcher_create(t->data, &bo, &t->batcher))) return st;
+    if ((st = count_steps(t))) return st;
+    t->last_ckpt = -1;
+    t->last_eval = -1;
+    t->rng = ecr_tr_rng_seed(t->o.seed, 0x7472616eULL);
+    if (t->o.resume) {
+        if (!file_exists(t->state_path))
+            return ecr_fail(ECR_E_INVALID, "%s: no checkpoint to resume from", t->state_path);
+        if ((st = ecr_model_load(t->o.out_dir, &t->model))) return st;
+    } else {
+        if (file_exists(t->state_path))
+            return ecr_fail(ECR_E_INVALID,
+                            "%s: the folder already holds a training run; pass --resume or another --out",
+                            t->state_path);
+        if ((st = setup_tokenizer(t))) return st;
+        if ((st = ecr_model_create(&t->o.config, t->o.seed, &t->model))) return st;
+    }
+    ecr_adamw_opts ao;
+    ecr_adamw_opts_default(&ao);
+    ao.beta1 = t->o.beta1;
+    ao.beta2 = t->o.beta2;
+    ao.eps = t->o.eps;
+    ao.weight_decay = t->o.weight_decay;
+    if ((st = ecr_adamw_create(t->model, &ao, &t->opt))) return st;
+    if (ecr_adamw_size(t->opt) != ecr_model_num_params(t->model))
+        return ecr_fail(ECR_E_RUNTIME, "train: optimizer state does not match the model");
+    if (t->o.resume) {
+        if ((st = load_state(t))) return st;
+        int64_t ms = model_file_step(t->model_path);
+        if (ms != t->step)
+            return ecr_fail(ECR_E_INVALID, "%s: holds step %lld but %s holds step %lld (interrupted checkpoint)",
+                            t->model_path, (long long)ms, t->state_path, (long long)t->step);
+        t->last_ckpt = t->step;
+        if ((st = log_truncate(t->log_path, t->step))) return st;
+    }
+    t->log = fopen(t->log_path, t->o.resume ? "ab" : "wb");
+    if (!t->log) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", t->log_path, strerror(errno));
+    return ECR_OK;
+}
+
+/* ---- language-model evaluation -------------------------------------------------------- */
+
+double ecr_lm_loss(const ecr_lm_stats *s) { return s->tokens > 0 ? s->loss_sum / (double)s->tokens : 0.0; }
+double ecr_lm_ppl(const ecr_lm_stats *s) { return s->tokens > 0 ? exp(ecr_lm_loss(s)) : 0.0; }
+double ecr_lm_bpb(const ecr_lm_stats *s) {
+    return s->bytes > 0 ? s->loss_sum / M_LN2 / (double)s->bytes : 0.0;
+}
+
+void ecr_lm_eval_release(ecr_lm_eval *e) {
+    if (!e) return;
+    free(e->per_lang);
+    e->per_lang = NULL;
+}
+
+static void stats_add(ecr_lm_stats *s, double loss, int64_t tokens, int64_t bytes) {
+    s->loss_sum += loss;
+    s->tokens += tokens;
+    s->bytes += bytes;
+    s->texts++;
+}
+
+ecr_status ecr_eval_lm(ecr_model *m, const ecr_data *d, int seq_len, int64_t tokens_per_batch,
+                       int quiet, ecr_lm_eval *out) {
+    memset(out, 0, sizeof *out);
+    const ecr_config *cfg = ecr_model_config(m);
+    int T = seq_len > 0 ? seq_len : cfg->max_seq_len;
+    if (T < 2 || T > cfg->max_seq_len)
+        return ecr_fail(ECR_E_INVALID, "eval: seq_len %d is outside [2, max_seq_len %d]", T, cfg->max_seq_len);
+    if (d->vocab_size > cfg->vocab_size)
+        return ecr_fail(ECR_E_INVALID, "eval: the data's vocabulary (%d) is larger than the model's (%d)",
+                        d->vocab_size, cfg->vocab_size);
+    int64_t B = tokens_per_batch / T;
+    ecr_batcher_opts bo;
+    ecr_batcher_opts_default(&bo);
+    bo.B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
+    bo.T = T;
+    bo.sampler = ecr_sampler_sequential;
+    ecr_batcher *b = NULL;
+    ecr_status st = ecr_batcher_create(d, &bo, &b);
+    if (st) return st;
+    out->n_langs = d->n_langs;
+    out->per_lang = calloc(d->n_langs > 0 ? (size_t)d->n_langs : 1, sizeof *out->per_lang);
+    if (!out->per_lang) st = ecr_fail(ECR_E_NOMEM, "eval: out of memory");
+    int64_t n_batches = 0;
+    if (!st) st = ecr_batcher_epoch_batches(b, 0, &n_batches);
+    double t0 = ecr_now();
+    int end = 0;
+    for (int64_t k = 0; !st && !end; k++) {
+        const ecr_batch *x = NULL;
+        ecr_forward_out fo;
+        st = ecr_batcher_next(b, &x, &end);
+        if (!st) st = ecr_model_forward(m, x, &fo);
+        for (int i = 0; !st && i < x->n_texts; i++) {
+            int64_t id = x->text_id[i];
+            int64_t n = d->offsets[id + 1] - d->offsets[id];
+            int64_t targets = n < T - 1 ? n + 1 : T;
+            int64_t bytes = d->n_bytes[id];
+            if (targets < n + 1) bytes = (int64_t)llround((double)bytes * (double)targets / (double)(n + 1));
+            stats_add(&out->overall, fo.text_loss[i], targets, bytes);
+            int lang = d->lang[id];
+            if (lang >= 0 && lang < d->n_langs) stats_add(&out->per_lang[lang], fo.text_loss[i], targets, bytes);
+        }
+        if (!st && !quiet && (k % 10 == 9 || end))
+            fprintf(stderr, "\reval: batch %lld/%lld (%.1f s)", (long long)k + 1, (long long)n_batches,
+                    ecr_now() - t0);
+    }
+    if (!quiet) fputc('\n', stderr);
+    if (!st) {
+        ecr_batcher_stats s;
+        ecr_batcher_get_stats(b, &s);
+        out->n_truncated = s.n_truncated;
+    }
+    ecr_batcher_free(b);
+    if (st) ecr_lm_eval_release(out);
+    return st;
+}
+
+/* ---- the loop -------------------------------------------------------------------------- */
+
+static void fmt_duration(double s, char *buf, size_t n) {
+    if (s < 0 || !isfinite(s)) s = 0;
+    long x = (long)(s + 0.5);
+    if (x >= 3600) snprintf(buf, n, "%ldh%02ldm", x / 3600, (x / 60) % 60);
+    else if (x >= 60) snprintf(buf, n, "%ldm%02lds", x / 60, x % 60);
+    else snprintf(buf, n, "%lds", x);
+}
+
+static ecr_status validate(trainer *t) {
+    if (!t->valid || t->last_eval == t->step) return ECR_OK;
+    ecr_lm_eval ev;
+    ecr_status st = ecr_eval_lm(t->model, t->valid, t->T, (int64_t)t->B * t->T, 1, &ev);
+    if (st) return st;
+    double loss = ecr_lm_loss(&ev.overall), bpb = ecr_lm_bpb(&ev.overall);
+    fprintf(t->log, "{\"step\":%lld,\"val_loss\":%.7g,\"val_bpb\":%.7g,\"val_tokens\":%lld}\n",
+            (long long)t->step, loss, bpb, (long long)ev.overall.tokens);
+    fflush(t->log);
+    if (!t->o.quiet)
+        fprintf(stderr, "train: step %lld validation loss %.4f, %.4f bits/byte (%lld tokens)\n",
+                (long long)t->step, loss, bpb, (long long)ev.overall.tokens);
+    ecr_lm_eval_release(&ev);
+    t->last_eval = t->step;
+    return ECR_OK;
+}
+
+static ecr_status nonfinite(const trainer *t, int64_t step, const char *what, double x) {
+    char kept[96];
+    if (t->last_ckpt >= 0) snprintf(kept, sizeof kept, "last good checkpoint at step %lld kept", (long long)t->last_ckpt);
+    else snprintf(kept, sizeof kept, "no checkpoint was written");
+    return ecr_fail(ECR_E_RUNTIME, "step %lld: %s is %s; %s", (long long)step, what,
+                    isnan(x) ? "NaN" : "infinite", kept);
+}
+
+/* One optimizer step; fills the numbers it logs. */
+static ecr_status train_step(trainer *t, double *loss, double *gnorm, float *lr, int *clipped,
+                             int64_t *n_targets) {
+    const ecr_batch *b = NULL;
+    ecr_forward_out fo;
+    int64_t step = t->step + 1;
+    ecr_status st = ecr_batcher_next(t->batcher, &b, NULL);
+    if (st) return st;
+    ecr_model_zero_grad(t->model);
+    if ((st = ecr_model_forward(t->model, b, &fo))) return st;
+    *loss = fo.loss;
+    *n_targets = fo.n_targets;
+    if (t->o.nan_at_step == step) *loss = NAN;
+    if (!isfinite(*loss)) return nonfinite(t, step, "loss", *loss);
+    if ((st = ecr_model_backward(t->model, b, 1.0f, NULL, NULL))) return st;
+    float norm = 0;
+    st = ecr_clip_grad_norm(t->model, t->o.grad_clip, &norm);
+    *gnorm = norm;
+    if (st == ECR_E_RUNTIME || !isfinite(norm)) return nonfinite(t, step, "gradient norm", isfinite(norm) ? NAN : norm);
+    if (st) return st;
+    *clipped = t->o.grad_clip > 0 && norm > t->o.grad_clip;
+    *lr = ecr_lr_schedule(step - 1, t->o.warmup, t->total, t->o.lr, t->o.min_lr);
+    if ((st = ecr_adamw_step(t->opt, t->model, *lr))) return st;
+    t->step = step;
+    t->tokens += fo.n_targets;
+    return ECR_OK;
+}
+
+static void print_start(const trainer *t) {
+    if (t->o.quiet) return;
+    const ecr_config *c = ecr_model_config(t->model);
+    ecr_batcher_stats s;
+    ecr_batcher_get_stats(t->batcher, &s);
+    char resumed[64] = "";
+    if (t->step > 0) snprintf(resumed, sizeof resumed, ", resuming after step %lld", (long long)t->step);
+    fprintf(stderr, "train: %zu texts, %zu tokens; model %d layers x %d, %zu parameters; "
+                    "batch %d x %d; %lld steps%s\n",
+            t->data->n_texts, t->data->n_tokens, c->n_layers, c->dim, ecr_model_num_params(t->model),
+            t->B, t->T, (long long)t->total, resumed);
+    if (s.n_truncated > 0)
+        fprintf(stderr, "train: %lld texts are longer than %d tokens (longest %lld) and are truncated\n",
+                (long long)s.n_truncated, t->T - 1, (long long)s.max_tokens);
+}
+
+static ecr_status run(trainer *t) {
+    int64_t end = t->total;
+    if (t->o.stop_after > 0 && t->o.stop_after < end) end = t->o.stop_after;
+    print_start(t);
+    double window_t = ecr_now(), run_t0 = window_t;
+    int64_t window_tok = 0, run_steps0 = t->step;
+    ecr_status st = ECR_OK;
+    while (!st && t->step < end) {
+        double loss = 0, gnorm = 0, ts = ecr_now();
+        float lr = 0;
+        int clipped = 0;
+        int64_t nt = 0;
+        if ((st = train_step(t, &loss, &gnorm, &lr, &clipped, &nt))) break;
+        double dt = ecr_now() - ts;
+        window_tok += nt;
+        fprintf(t->log, "{\"step\":%lld,\"loss\":%.7g,\"lr\":%.7g,\"grad_norm\":%.7g,\"clipped\":%s,"
+                        "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
+                (long long)t->step, loss, lr, gnorm, clipped ? "true" : "false", (long long)t->tokens,
+                dt > 0 ? (double)nt / dt : 0.0, elapsed(t));
+        fflush(t->log);
+        if (!t->o.quiet && (t->step % t->o.log_every == 0 || t->step == end)) {
+            double now = ecr_now(), rate = window_tok / (now - window_t + 1e-9);
+            double per_step = (now - run_t0) / (double)(t->step - run_steps0);
+            char eta[32];
+            fmt_duration(per_step * (double)(end - t->step), eta, sizeof eta);
+            fprintf(stderr, "train: step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s\n",
+                    (long long)t->step, (long long)t->total, ecr_batcher_progress(t->batcher), loss, lr,
+                    gnorm, rate, eta);
+            window_t = now;
+            window_tok = 0;
+        }
+        if (t->o.eval_every > 0 && t->step % t->o.eval_every == 0) st = validate(t);
+        if (!st && t->o.save_every > 0 && t->step % t->o.save_every == 0) st = save_checkpoint(t);
+    }
+    if (st) return st;
+    if (t->step == t->total) st = validate(t);
+    if (!st && t->last_ckpt != t->step) st = save_checkpoint(t);
+    if (!st && !t->o.quiet) {
+        char el[32];
+        fmt_duration(elapsed(t), el, sizeof el);
+        fprintf(stderr, "train: %lld steps done in %s; model in %s\n", (long long)t->step, el, t->o.out_dir);
+    }
+    return st;
+}
+
+ecr_status ecr_train(const ecr_train_opts *o) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.t_start = ecr_now();
+    ecr_set_threads(o->threads);
+    ecr_status st = setup(&t, o);
+    if (!st) st = run(&t);
+    trainer_free(&t);
+    return st;
+}

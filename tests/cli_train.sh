@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# cli_train.sh — `ecr train`, `ecr generate`, `ecr eval` from the command line: exit codes,
+# messages, and a tiny end-to-end run whose folder generate and eval then use.
+set -u
+ECR=${ECR_BIN:-build/ecr}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect CODE DESCRIPTION -- command...   (stdout/stderr kept in $T/out, $T/err)
+expect() {
+    local want=$1 what=$2
+    shift 3
+    "$@" >"$T/out" 2>"$T/err"
+    local got=$?
+    if [ "$got" = "$want" ]; then ok; else bad "$what: exit $got, wanted $want: $(head -c 400 "$T/err")"; fi
+}
+has() { # has FILE PATTERN DESCRIPTION
+    if grep -q -- "$2" "$1"; then ok; else bad "$3: '$2' not in $(head -c 400 "$1")"; fi
+}
+
+# ---- usage and bad input -----------------------------------------------------------------
+for c in train generate eval; do
+    expect 0 "$c --help" -- "$ECR" $c --help
+    has "$T/out" "usage: ecr $c" "$c --help prints usage on stdout"
+done
+expect 2 "train without --data" -- "$ECR" train --model tiny --out "$T/m"
+has "$T/err" "--data" "missing --data is named"
+expect 2 "train with an unknown flag" -- "$ECR" train --data x --model tiny --out "$T/m" --objective lm
+expect 2 "train with --steps and --epochs" -- "$ECR" train --data x --model tiny --out "$T/m" --steps 2 --epochs 1
+printf 'this is not safetensors at all' >"$T/garbage.safetensors"
+expect 2 "train on a garbage file" -- "$ECR" train --data "$T/garbage.safetensors" --model tiny --out "$T/m"
+has "$T/err" "garbage.safetensors" "the bad file is named"
+expect 1 "train on a missing file" -- "$ECR" train --data "$T/missing.safetensors" --model tiny --out "$T/m"
+has "$T/err" "missing.safetensors" "the missing file is named"
+expect 2 "train with an unknown preset" -- "$ECR" train --data "$T/garbage.safetensors" --model huge --out "$T/m"
+expect 2 "generate without --prompt" -- "$ECR" generate --model "$T/m"
+expect 2 "eval without --data" -- "$ECR" eval --model "$T/m"
+
+# ---- a tiny end-to-end run ---------------------------------------------------------------
+VALID="$ROOT/build/data/lo10/valid.jsonl"
+if [ ! -f "$VALID" ]; then
+    bad "missing $VALID (make data)"
+else
+    head -n 300 "$VALID" >"$T/small.jsonl"
+    expect 0 "tokenizer train" -- "$ECR" tokenizer train --data "$T/small.jsonl" --vocab-size 320 --out "$T/tok.json" --quiet
+    expect 0 "prepare" -- "$ECR" prepare --data "$T/small.jsonl" --tokenizer "$T/tok.json" --out "$T/small.safetensors" --quiet
+    SET=(--set dim=32 --set n_layers=1 --set n_heads=2 --set hidden_dim=64 --set max_seq_len=64)
+    expect 2 "train with a conflicting vocab_size" -- "$ECR" train --data "$T/small.safetensors" --model tiny \
+        "${SET[@]}" --set vocab_size=8192 --steps 2 --out "$T/v" --quiet
+    has "$T/err" "vocab" "the conflict names the vocabulary"
+    expect 0 "train" -- "$ECR" train --data "$T/small.safetensors" --valid "$T/small.safetensors" --model tiny \
+        "${SET[@]}" --steps 12 --tokens-per-step 256 --lr 3e-3 --warmup 2 --log-every 4 --threads 2 --out "$T/m"
+    has "$T/err" "step 12/12" "progress reaches the last step"
+    has "$T/err" "tok/s" "progress shows tokens/s"
+    for f in config.json model.safetensors tokenizer.json train_state.safetensors log.jsonl; do
+        if [ -s "$T/m/$f" ]; then ok; else bad "train did not write $f"; fi
+    done
+    if [ "$(grep -c '"loss"' "$T/m/log.jsonl")" = 12 ]; then ok; else bad "log.jsonl: not 12 step records"; fi
+    has "$T/m/log.jsonl" '"val_bpb"' "log.jsonl has the validation record"
+    if ls "$T/m" | grep -q '\.tmp'; then bad "temporary files left in the model folder"; else ok; fi
+    expect 2 "a second fresh run into the same folder" -- "$ECR" train --data "$T/small.safetensors" --model tiny \
+        "${SET[@]}" --steps 12 --tokens-per-step 256 --out "$T/m" --quiet
+    expect 0 "resume to 16 steps" -- "$ECR" train --data "$T/small.safetensors" --model tiny \
+        "${SET[@]}" --steps 16 --tokens-per-step 256 --lr 3e-3 --warmup 2 --threads 2 --out "$T/m" --resume --quiet
+    if [ "$(grep -c '"loss"' "$T/m/log.jsonl")" = 16 ]; then ok; else bad "log.jsonl after resume: not 16 step records"; fi
+
+    expect 0 "generate" -- "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --seed 3
+    has "$T/out" "^The " "generate echoes the prompt"
+    has "$T/err" "tokens/s" "generate reports tokens/s"
+    "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --temperature 0 --quiet >"$T/g1" 2>&1
+    "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --temperature 0 --quiet >"$T/g2" 2>&1
+    if cmp -s "$T/g1" "$T/g2"; then ok; else bad "greedy generation is not deterministic"; fi
+
+    expect 0 "eval" -- "$ECR" eval --model "$T/m" --data "$T/small.safetensors" --json "$T/metrics.json" --quiet
+    has "$T/out" "bits/byte" "eval prints a table"
+    has "$T/out" "^all " "eval prints the overall row"
+    has "$T/out" "^en " "eval prints a row per language"
+    python3 - "$T/metrics.json" <<'EOF' && ok || bad "metrics.json schema"
+import json, math, sys
+m = json.load(open(sys.argv[1]))
+lm = m["lm"]
+o = lm["overall"]
+assert set(o) >= {"loss", "ppl", "bpb", "tokens", "bytes", "texts"}, o
+assert o["texts"] == 300, o
+assert abs(o["ppl"] - math.exp(o["loss"])) < 1e-6 * o["ppl"]
+assert abs(o["bpb"] - o["loss"] * o["tokens"] / math.log(2) / o["bytes"]) < 1e-9
+assert sum(v["texts"] for v in lm["per_lang"].values()) == 300
+assert "en" in lm["per_lang"] and m["model"] and m["data"]
+EOF
+    expect 2 "eval on a garbage file" -- "$ECR" eval --model "$T/m" --data "$T/garbage.safetensors"
+fi
+
+echo "cli_train: $pass passed, $fail failed"
+[ "$fail" = 0 ]
