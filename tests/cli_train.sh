@@ -69,6 +69,14 @@ else
         "${SET[@]}" --steps 16 --tokens-per-step 256 --lr 3e-3 --warmup 2 --threads 2 --out "$T/m" --resume --quiet
     if [ "$(grep -c '"loss"' "$T/m/log.jsonl")" = 16 ]; then ok; else bad "log.jsonl after resume: not 16 step records"; fi
 
+    # a diverging run stops with exit 1, names the step, keeps its last checkpoint
+    expect 1 "diverging run" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SET[@]}" \
+        --steps 10 --tokens-per-step 256 --lr 1e30 --warmup 0 --grad-clip 0 --save-every 1 --out "$T/nan" --quiet
+    has "$T/err" "^ecr: step [0-9]*: \(loss\|gradient norm\) is \(NaN\|infinite\); last good checkpoint at step [0-9]* kept" \
+        "the divergence message names the step and the checkpoint"
+    if [ -s "$T/nan/train_state.safetensors" ] && [ -s "$T/nan/model.safetensors" ]; then ok; else
+        bad "the last checkpoint of the diverged run is missing"; fi
+
     expect 0 "generate" -- "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --seed 3
     has "$T/out" "^The " "generate echoes the prompt"
     has "$T/err" "tokens/s" "generate reports tokens/s"

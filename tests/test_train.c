@@ -71,7 +71,7 @@ static void small_opts(ecr_train_opts *o, const char *name, char *out, size_t ca
     o->lr = 3e-3f;
     o->warmup = 2;
     o->steps = 20;
-    o->threads = 2;
+    o->threads = 1;
     o->quiet = 1;
 }
 
@@ -152,9 +152,11 @@ static void test_resume_exact(void) {
     ecr_train_opts o;
     char a[600], b[600], c[600];
     small_opts(&o, "straight", a, sizeof a);
+    o.threads = 2; /* parallel reductions too must repeat exactly */
     CHECK_OK(ecr_train(&o));
 
     small_opts(&o, "resumed", b, sizeof b);
+    o.threads = 2;
     o.stop_after = 10;
     CHECK_OK(ecr_train(&o));
     CHECK(state_step(b) == 10);
@@ -166,6 +168,7 @@ static void test_resume_exact(void) {
     CHECK(same_tensors(a, b, "train_state.safetensors"));
 
     small_opts(&o, "crashed", c, sizeof c);
+    o.threads = 2;
     o.save_every = 5;
     o.nan_at_step = 13;
     CHECK_STATUS(ecr_train(&o), ECR_E_RUNTIME);
@@ -282,12 +285,44 @@ static void test_option_checks(void) {
     small_opts(&o, "nothing", e, sizeof e);
     o.resume = 1;
     CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
+    /* --tokenizer: the file the data was prepared with is accepted, another one refused */
+    small_opts(&o, "tok_ok", e, sizeof e);
+    o.steps = 1;
+    o.tokenizer_path = g_tok;
+    CHECK_OK(ecr_train(&o));
+    char other[700];
+    snprintf(other, sizeof other, "%s/other_tokenizer.json", g_dir);
+    size_t n = 0;
+    char *text = file_text(g_tok, &n);
+    FILE *fp = fopen(other, "wb");
+    if (fp && text) { fwrite(text, 1, n, fp); fputs("\n", fp); }
+    if (fp) fclose(fp);
+    free(text);
+    small_opts(&o, "tok_bad", e, sizeof e);
+    o.steps = 1;
+    o.tokenizer_path = other;
+    CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
+    CHECK(strstr(ecr_last_error(), "not the tokenizer") != NULL);
     /* epochs: steps = the batches of one epoch (400 texts do not fit one step) */
     small_opts(&o, "epoch", e, sizeof e);
     o.steps = 0;
     o.epochs = 0.5;
     CHECK_OK(ecr_train(&o));
-    CHECK(state_step(e) > 2);
+    ecr_data *pd = NULL;
+    CHECK_OK(ecr_data_open(g_data, &pd));
+    ecr_batcher_opts bo;
+    ecr_batcher_opts_default(&bo);
+    bo.B = 4;
+    bo.T = 64;
+    bo.seed = o.seed;
+    ecr_batcher *b = NULL;
+    int64_t per_epoch = 0;
+    if (pd) CHECK_OK(ecr_batcher_create(pd, &bo, &b));
+    if (b) CHECK_OK(ecr_batcher_epoch_batches(b, 0, &per_epoch));
+    CHECK(per_epoch > 4);
+    CHECK(state_step(e) == (per_epoch + 1) / 2);
+    ecr_batcher_free(b);
+    ecr_data_free(pd);
 }
 
 /* Text losses do not depend on how texts are packed: evaluation with two batch shapes
