@@ -91,7 +91,11 @@ int cmd_generate(int argc, char **argv) {
     if (!st) {
         ids[0] = ecr_tokenizer_eot_id(tok);
         st = ecr_tokenizer_encode(tok, prompt, plen, ids + 1, plen + 1, &n);
-        if (st) ecr_fail(st, "--prompt: %s", ecr_last_error());
+        if (st) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", ecr_last_error());
+            ecr_fail(st, "--prompt: %s", why);
+        }
     }
     double t0 = ecr_now();
     if (!st) {

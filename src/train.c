@@ -276,13 +276,13 @@ static ecr_status check_options(const trainer *t, const char *saved) {
     return st;
 }
 
-static ecr_status state_tensor(const ecr_st_file *f, const char *path, const char *name,
-                               ecr_dtype dt, int64_t n, const void **data) {
+/* The data of 1-D tensor `name` of n elements (the error names the file and tensor). */
+static ecr_status state_tensor(const ecr_st_file *f, const char *name, ecr_dtype dt, int64_t n,
+                               const void **data) {
     int64_t sh[1] = {n};
     const ecr_tensor_view *v = NULL;
     ecr_status st = ecr_st_get(f, name, dt, 1, sh, &v);
     if (st) return st;
-    (void)path;
     *data = v->data;
     return ECR_OK;
 }
@@ -301,11 +301,11 @@ static ecr_status load_state(trainer *t) {
     if (!st) st = check_options(t, opts);
     size_t np = ecr_model_num_params(t->model), nc = ecr_batcher_cursor_len(t->batcher);
     const void *m = NULL, *v = NULL, *step = NULL, *rng = NULL, *cur = NULL;
-    if (!st) st = state_tensor(f, path, "adam.m", ECR_F32, (int64_t)np, &m);
-    if (!st) st = state_tensor(f, path, "adam.v", ECR_F32, (int64_t)np, &v);
-    if (!st) st = state_tensor(f, path, "step", ECR_I64, 1, &step);
-    if (!st) st = state_tensor(f, path, "rng", ECR_I64, 1, &rng);
-    if (!st) st = state_tensor(f, path, "data_cursor", ECR_I64, (int64_t)nc, &cur);
+    if (!st) st = state_tensor(f, "adam.m", ECR_F32, (int64_t)np, &m);
+    if (!st) st = state_tensor(f, "adam.v", ECR_F32, (int64_t)np, &v);
+    if (!st) st = state_tensor(f, "step", ECR_I64, 1, &step);
+    if (!st) st = state_tensor(f, "rng", ECR_I64, 1, &rng);
+    if (!st) st = state_tensor(f, "data_cursor", ECR_I64, (int64_t)nc, &cur);
     if (!st) {
         memcpy(ecr_adamw_m(t->opt), m, np * sizeof(float));
         memcpy(ecr_adamw_v(t->opt), v, np * sizeof(float));
@@ -319,7 +319,11 @@ static ecr_status load_state(trainer *t) {
         else {
             memcpy(c, cur, nc * sizeof *c);
             st = ecr_batcher_set_cursor(t->batcher, c, nc);
-            if (st) ecr_fail(st, "%s: %s", path, ecr_last_error());
+            if (st) {
+                char why[512];
+                snprintf(why, sizeof why, "%s", ecr_last_error());
+                ecr_fail(st, "%s: %s", path, why);
+            }
             free(c);
         }
     }
