@@ -111,6 +111,7 @@ int cmd_generate(int argc, char **argv) {
     if (!st) {
         double dt = ecr_now() - t0;
         fputc('\n', stdout);
+        fflush(stdout);
         if (!quiet)
             fprintf(stderr, "generate: %zu prompt + %zu new tokens in %.2f s (%.1f tokens/s)\n", n + 1,
                     n_gen, dt, dt > 0 ? (double)(n + 1 + n_gen) / dt : 0.0);
