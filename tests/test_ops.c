@@ -467,8 +467,21 @@ static void test_pool(void) {
     free(plx); free(plp); free(plinv); free(plR); free(dx);
 }
 
+static void test_threads(void) {
+    ecr_set_threads(1);
+    CHECK(ecr_get_threads() == 1);
+    ecr_set_threads(0); /* all cores */
+    CHECK(ecr_get_threads() >= 1);
+#ifdef ECR_HAVE_OMP
+    ecr_set_threads(3);
+    CHECK(ecr_get_threads() == 3);
+#endif
+    ecr_set_threads(2);
+}
+
 int main(void) {
     ecr_rng_seed(&g_rng, 1234);
+    RUN(test_threads);
     ecr_set_threads(2);
     RUN(test_expf);
     RUN(test_sgemm);
