@@ -25,7 +25,7 @@ static const char *usage =
     "  --seq-len T            row length (default min(max_seq_len, 256))\n"
     "  --lr X                 peak learning rate (default 1e-3)\n"
     "  --min-lr X             learning rate at the end of the cosine (default lr/10)\n"
-    "  --warmup N             linear warmup steps (default 2%% of the steps, at most 1000)\n"
+    "  --warmup N             linear warmup steps (default 2% of the steps, at most 1000)\n"
     "  --weight-decay X       AdamW weight decay on matrices (default 0.1)\n"
     "  --grad-clip X          clip the global gradient norm to X; 0 = off (default 1.0)\n"
     "  --seed S               initialisation and data order (default 1)\n"
