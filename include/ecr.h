@@ -381,7 +381,8 @@ const ecr_param_info *ecr_model_find_tensor(const ecr_model *m, const char *name
 /* Saves a model folder: config.json (Hugging Face LlamaConfig keys) + model.safetensors
  * (F32, Hugging Face names; ECR projection as "ecr.proj.weight") + tokenizer.json copied
  * from `tokenizer_path` (may be NULL). `meta` is NULL or a NULL-terminated key, value,
- * key, value... list stored in the safetensors metadata. Atomic per file. */
+ * key, value... list stored in the safetensors metadata (plus "format": "pt", which
+ * Hugging Face loaders expect). Creates `dir` and missing parents. Atomic per file. */
 ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
                           const char *const *meta);
 /* Loads a model folder (F32, F16 or BF16 tensors are accepted and converted to fp32).

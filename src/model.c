@@ -749,10 +749,30 @@ static ecr_status read_file(const char *path, char **buf, size_t *len) {
     return ECR_OK;
 }
 
+/* mkdir -p */
+static ecr_status make_dirs(const char *dir) {
+    char *p = strdup(dir);
+    if (!p) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != 0) continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(p);
+            return ecr_fail(ECR_E_IO, "%s: cannot create directory: %s", dir, strerror(e));
+        }
+        *s = c;
+        if (!c) break;
+    }
+    free(p);
+    return ECR_OK;
+}
+
 ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
                           const char *const *meta) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return ecr_fail(ECR_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    ecr_status dst = make_dirs(dir);
+    if (dst != ECR_OK) return dst;
     char *cfg_path = path_join(dir, "config.json"), *st_path = path_join(dir, "model.safetensors");
     char *tok_path = path_join(dir, "tokenizer.json");
     char *json = config_json(&m->cfg);

@@ -432,7 +432,7 @@ static void test_save_load(void) {
     CHECK_OK(ecr_model_create(&c, 9, &m));
     if (!m) return;
     char dir[300], path[400];
-    snprintf(dir, sizeof dir, "%s/model", tmpdir);
+    snprintf(dir, sizeof dir, "%s/run/model", tmpdir); /* parents are created */
     /* a tokenizer file to copy */
     snprintf(path, sizeof path, "%s/tok.json", tmpdir);
     FILE *fp = fopen(path, "w");
