@@ -1,11 +1,11 @@
 /* matmul.c — sgemm through BLAS, a portable cache-blocked fallback, and thread control.
  *
- * The fallback follows the GotoBLAS scheme: C is cut into NC-column slabs, K into KC-deep
- * panels; each panel of op(B) is packed once into NR-wide micro-panels (shared by all
- * threads), each MC x KC block of op(A) into MR-tall micro-panels (per thread), and an
- * MR x NR register-tile kernel (plain C that gcc vectorises with -O3 -march=native)
- * accumulates into C. Each element of C is summed in the same order whatever the thread
- * count, so results are reproducible across thread counts. */
+ * The fallback follows the GotoBLAS scheme: C is cut into MC x NB tiles, K into KC-deep
+ * panels; for each tile and panel, op(A) is packed into MR-tall micro-panels and op(B)
+ * into NR-wide micro-panels, and an MR x NR register-tile kernel (GCC vector extensions,
+ * vectorised with -O3 -march=native) accumulates into C. Each element of C is summed in
+ * the same order whatever the thread count, so results are reproducible across thread
+ * counts. */
 #include "ecr.h"
 #include "matmul.h"
 #include "ops.h"
@@ -44,7 +44,7 @@ int ecr_get_threads(void) {
 
 /* ---- portable sgemm ------------------------------------------------------------------ */
 
-enum { MR = 6, NR = 16, MC = 96, KC = 256, NC = 2048 };
+enum { MR = 6, NR = 16, MC = 96, KC = 256, NB = 256 };
 
 /* Element (i, k) of op(A) and (k, j) of op(B). */
 #define OPA(i, k) (ta ? A[(size_t)(k) * lda + (i)] : A[(size_t)(i) * lda + (k)])
@@ -101,7 +101,6 @@ static void kernel(int kc, const float *restrict a, const float *restrict b, flo
 }
 
 static void scale_c(float *C, int ldc, int M, int N, float beta) {
-    ECR_OMP(parallel for schedule(static) if ((size_t)M * N > 65536))
     for (int i = 0; i < M; i++) {
         float *row = C + (size_t)i * ldc;
         if (beta == 0.0f)
@@ -111,67 +110,63 @@ static void scale_c(float *C, int ldc, int M, int N, float beta) {
     }
 }
 
-void ecr_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const float *A,
-                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
-    scale_c(C, ldc, M, N, beta);
+/* Per-thread packing buffer (A block MC x KC, then B block KC x NB), allocated on a
+ * thread's first product and kept for the life of the thread. */
+static _Thread_local float *tl_pack;
+
+static float *pack_buffer(void) {
+    if (!tl_pack) tl_pack = aligned_alloc(64, (size_t)(MC + NB) * KC * sizeof(float));
+    return tl_pack;
+}
+
+/* One MC x NB tile of C, all of K. */
+static void gemm_tile(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc, int i0, int j0) {
+    int mc = M - i0 < MC ? M - i0 : MC;
+    int nc = N - j0 < NB ? N - j0 : NB;
+    float *Ct = C + (size_t)i0 * ldc + j0;
+    scale_c(Ct, ldc, mc, nc, beta);
     if (K <= 0 || alpha == 0.0f) return;
-    int ncap = N < NC ? N : NC;
-    int kcap = K < KC ? K : KC;
-    size_t bp_len = (size_t)((ncap + NR - 1) / NR) * NR * kcap;
-    float *bp = aligned_alloc(64, ((bp_len * sizeof(float)) + 63) / 64 * 64);
-    if (!bp) { /* out of memory: a slow, allocation-free path keeps the result correct */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
+    float *ap = pack_buffer();
+    if (!ap) { /* out of memory: a slow, allocation-free path keeps the result correct */
+        for (int i = 0; i < mc; i++)
+            for (int j = 0; j < nc; j++) {
                 float s = 0.0f;
-                for (int k = 0; k < K; k++) s += OPA(i, k) * OPB(k, j);
-                C[(size_t)i * ldc + j] += alpha * s;
+                for (int k = 0; k < K; k++) s += OPA(i0 + i, k) * OPB(k, j0 + j);
+                Ct[(size_t)i * ldc + j] += alpha * s;
             }
         return;
     }
-    for (int j0 = 0; j0 < N; j0 += NC) {
-        int nc = N - j0 < NC ? N - j0 : NC;
-        int n_panels = (nc + NR - 1) / NR;
-        for (int p0 = 0; p0 < K; p0 += KC) {
-            int kc = K - p0 < KC ? K - p0 : KC;
-            ECR_OMP(parallel for schedule(static) if (n_panels > 1 && (size_t)nc * kc > 16384))
-            for (int jp = 0; jp < n_panels; jp++) {
-                int j = j0 + jp * NR;
-                int nr = N - j < NR ? N - j : NR;
-                pack_b_panel(bp + (size_t)jp * NR * kc, tb, B, ldb, p0, kc, j, nr);
-            }
-            int m_blocks = (M + MC - 1) / MC;
-            /* Tiles: (m block) x (group of 8 micro-panels); each tile packs its own A. */
-            int n_groups = (n_panels + 7) / 8;
-            int n_tiles = m_blocks * n_groups;
-            ECR_OMP(parallel if (n_tiles > 1 && (double)M * nc * kc > 200000.0))
-            {
-                float ap[MC * KC] __attribute__((aligned(64)));
-                int last_mb = -1;
-                ECR_OMP(for schedule(static))
-                for (int tile = 0; tile < n_tiles; tile++) {
-                    int mb = tile / n_groups, g = tile % n_groups;
-                    int i0 = mb * MC;
-                    int mc = M - i0 < MC ? M - i0 : MC;
-                    if (mb != last_mb) {
-                        pack_a(ap, ta, A, lda, i0, mc, p0, kc);
-                        last_mb = mb;
-                    }
-                    int jp_end = (g + 1) * 8 < n_panels ? (g + 1) * 8 : n_panels;
-                    for (int jp = g * 8; jp < jp_end; jp++) {
-                        int j = j0 + jp * NR;
-                        int nr = N - j < NR ? N - j : NR;
-                        for (int ir = 0; ir < mc; ir += MR) {
-                            int mr = mc - ir < MR ? mc - ir : MR;
-                            kernel(kc, ap + (size_t)ir * kc, bp + (size_t)jp * NR * kc,
-                                   C + (size_t)(i0 + ir) * ldc + j, ldc, mr, nr, alpha);
-                        }
-                    }
-                }
+    float *bp = ap + (size_t)MC * KC;
+    int n_panels = (nc + NR - 1) / NR;
+    for (int p0 = 0; p0 < K; p0 += KC) {
+        int kc = K - p0 < KC ? K - p0 : KC;
+        pack_a(ap, ta, A, lda, i0, mc, p0, kc);
+        for (int jp = 0; jp < n_panels; jp++) {
+            int j = j0 + jp * NR;
+            pack_b_panel(bp + (size_t)jp * NR * kc, tb, B, ldb, p0, kc, j, N - j < NR ? N - j : NR);
+        }
+        for (int jp = 0; jp < n_panels; jp++) {
+            int nr = nc - jp * NR < NR ? nc - jp * NR : NR;
+            for (int ir = 0; ir < mc; ir += MR) {
+                int mr = mc - ir < MR ? mc - ir : MR;
+                kernel(kc, ap + (size_t)ir * kc, bp + (size_t)jp * NR * kc,
+                       Ct + (size_t)ir * ldc + jp * NR, ldc, mr, nr, alpha);
             }
         }
     }
-    free(bp);
+}
+
+/* C is cut into MC x NB tiles handed out dynamically to the threads (one parallel region,
+ * no barrier until the end, so a descheduled thread delays nobody); each tile packs its
+ * own blocks of op(A) and op(B). */
+void ecr_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    int nb = (N + NB - 1) / NB, tiles = ((M + MC - 1) / MC) * nb;
+    ECR_OMP(parallel for schedule(dynamic, 1) if (tiles > 1 && (double)M * N * K > 1e6))
+    for (int t = 0; t < tiles; t++)
+        gemm_tile(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, (t / nb) * MC, (t % nb) * NB);
 }
 
 #undef OPA

@@ -671,7 +671,7 @@ static void test_overfit(void) {
     for (int i = 0; i < 36; i++)
         if (tb.pos[i] == 0) tb.tgt[i] = -1;
     float first = 0, last = 0;
-    int steps = 150;
+    int steps = 100;
     for (int s = 0; s < steps; s++) {
         ecr_forward_out o;
         CHECK_OK(ecr_model_forward(m, &tb.b, &o));
