@@ -532,9 +532,13 @@ ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
 
     /* head: dlogits (in place over the logits), then through lm_head and the final norm */
     float scale = m->fw_targets ? lm_scale / (float)m->fw_targets : 0.0f;
-    ecr_softmax_ce_backward(a->logits, a->logits, a->lse_ce, b->targets, dlogits, scale, N, V);
     float *dxf = a->xf; /* xf is read by the lm_head weight gradient first, then overwritten */
-    ecr_linear_backward(dxf, m->g_lm_head, a->logits, a->xf, m->lm_head, N, d, V, 0.0f);
+    if (scale != 0.0f || dlogits) {
+        ecr_softmax_ce_backward(a->logits, a->logits, a->lse_ce, b->targets, dlogits, scale, N, V);
+        ecr_linear_backward(dxf, m->g_lm_head, a->logits, a->xf, m->lm_head, N, d, V, 0.0f);
+    } else { /* no gradient reaches the logits: skip the head */
+        memset(dxf, 0, Nd * sizeof(float));
+    }
     if (dpooled) ecr_pool_backward(dxf, dpooled, m->inv_count, b->text, b->pos, N, d);
     memset(a->dx, 0, Nd * sizeof(float));
     ecr_rmsnorm_backward(a->dx, m->g_norm_f, dxf, a->x + (size_t)m->L * Nd, a->rstdf, m->norm_f,
