@@ -425,16 +425,14 @@ ecr_status ecr_model_create(const ecr_config *cfg, uint64_t seed, ecr_model **ou
 
 /* ==== forward / backward ===================================================================== */
 
-/* Checks a batch against the model; fills rpos (position, 0 for padding). */
+/* Checks a batch against the model; fills rpos (position, 0 for padding), which must
+ * have room for B*T slots. */
 static ecr_status check_batch(ecr_model *m, const ecr_batch *b) {
     if (!b || b->B < 1 || b->T < 1 || !b->tokens || !b->targets || !b->pos || !b->text)
         return ecr_fail(ECR_E_INVALID, "batch: missing arrays or B, T < 1");
     if (b->T > m->cfg.max_seq_len)
         return ecr_fail(ECR_E_INVALID, "batch: T = %d exceeds max_seq_len %d", b->T, m->cfg.max_seq_len);
     if (b->n_texts < 0) return ecr_fail(ECR_E_INVALID, "batch: n_texts %d < 0", b->n_texts);
-    size_t N = (size_t)b->B * b->T;
-    ecr_status st = acts_reserve(m, N);
-    if (st != ECR_OK) return st;
     int32_t *rp = m->a.rpos;
     for (int r = 0; r < b->B; r++) {
         for (int i = 0; i < b->T; i++) {
@@ -462,7 +460,10 @@ static ecr_status check_batch(ecr_model *m, const ecr_batch *b) {
 
 ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *out) {
     m->fw_ready = 0;
-    ecr_status st = check_batch(m, b);
+    if (!b || b->B < 1 || b->T < 1 || (int64_t)b->B * b->T > (1 << 28))
+        return ecr_fail(ECR_E_INVALID, "batch: B, T out of range");
+    ecr_status st = acts_reserve(m, (size_t)b->B * b->T);
+    if (st == ECR_OK) st = check_batch(m, b);
     if (st == ECR_OK) st = texts_reserve(m, b->n_texts);
     if (st != ECR_OK) return st;
     acts *a = &m->a;
