@@ -418,6 +418,11 @@ ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *
  * batch given to that forward; one backward per forward (a second one is ECR_E_INVALID). */
 ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
                               const float *dpooled, const float *dlogits);
+/* Embeddings only: the forward without the LM head (about a third cheaper on the presets),
+ * for `embed` and geometry metrics. *pooled ([n_texts, dim], borrowed, valid until the
+ * next forward/encode) gets the same values as ecr_forward_out.pooled. No backward may
+ * follow. Same batch validation as the forward. */
+ecr_status ecr_model_encode(ecr_model *m, const ecr_batch *b, const float **pooled);
 
 /* Incremental decoding with a KV cache (never touches the ECR projection). */
 typedef struct ecr_kv_cache ecr_kv_cache;

@@ -458,7 +458,8 @@ static ecr_status check_batch(ecr_model *m, const ecr_batch *b) {
     return ECR_OK;
 }
 
-ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *out) {
+/* Validates the batch and runs embeddings, blocks and the final norm; pools. */
+static ecr_status forward_trunk(ecr_model *m, const ecr_batch *b) {
     m->fw_ready = 0;
     if (!b || b->B < 1 || b->T < 1 || (int64_t)b->B * b->T > (1 << 28))
         return ecr_fail(ECR_E_INVALID, "batch: B, T out of range");
@@ -467,7 +468,7 @@ ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *
     if (st == ECR_OK) st = texts_reserve(m, b->n_texts);
     if (st != ECR_OK) return st;
     acts *a = &m->a;
-    int N = b->B * b->T, d = m->d, h = m->h, H = m->H, hd = m->hd, V = m->V;
+    int N = b->B * b->T, d = m->d, h = m->h, H = m->H, hd = m->hd;
     size_t Nd = (size_t)N * d;
 
     ecr_embedding_forward(a->x, b->tokens, m->embed, N, d);
@@ -493,7 +494,16 @@ ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *
         ecr_linear_forward(xnext, act, w->wdown, N, h, d, 1.0f);            /* residual */
     }
     ecr_rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)m->L * Nd, m->norm_f, N, d, m->cfg.norm_eps);
-    ecr_linear_forward(a->logits, a->xf, m->lm_head, N, d, V, 0.0f);         /* [N, V] */
+    ecr_pool_forward(m->pooled, m->inv_count, a->xf, b->text, b->pos, N, d, b->n_texts);
+    return ECR_OK;
+}
+
+ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *out) {
+    ecr_status st = forward_trunk(m, b);
+    if (st != ECR_OK) return st;
+    acts *a = &m->a;
+    int N = b->B * b->T, V = m->V;
+    ecr_linear_forward(a->logits, a->xf, m->lm_head, N, m->d, V, 0.0f);      /* [N, V] */
     ecr_softmax_ce_forward(a->row_loss, a->lse_ce, a->logits, b->targets, N, V);
 
     double sum = 0;
@@ -505,8 +515,6 @@ ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *
         n_tg++;
         if (b->text[t] >= 0) m->text_loss[b->text[t]] += a->row_loss[t];
     }
-    ecr_pool_forward(m->pooled, m->inv_count, a->xf, b->text, b->pos, N, d, b->n_texts);
-
     m->fw_ready = 1;
     m->fw_B = b->B, m->fw_T = b->T, m->fw_texts = b->n_texts, m->fw_targets = n_tg;
     if (out) {
@@ -517,6 +525,13 @@ ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *
         out->pooled = m->pooled;
         out->logits = a->logits;
     }
+    return ECR_OK;
+}
+
+ecr_status ecr_model_encode(ecr_model *m, const ecr_batch *b, const float **pooled) {
+    ecr_status st = forward_trunk(m, b);
+    if (st != ECR_OK) return st;
+    if (pooled) *pooled = m->pooled;
     return ECR_OK;
 }
 

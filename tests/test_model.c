@@ -632,6 +632,16 @@ static void test_determinism(void) {
         CHECK_OK(ecr_model_backward(m, &tb.b, 1.0f, dp, NULL));
     }
     CHECK(loss[0] == loss[1]);
+    /* encode (no LM head) pools exactly as the forward; no backward after it */
+    const float *pe = NULL;
+    ecr_forward_out of;
+    float *pf = malloc(sizeof(float) * (size_t)tb.b.n_texts * c.dim);
+    CHECK_OK(ecr_model_forward(z, &tb.b, &of));
+    memcpy(pf, of.pooled, sizeof(float) * (size_t)tb.b.n_texts * c.dim);
+    CHECK_OK(ecr_model_encode(z, &tb.b, &pe));
+    CHECK(pe && memcmp(pe, pf, sizeof(float) * (size_t)tb.b.n_texts * c.dim) == 0);
+    CHECK_STATUS(ecr_model_backward(z, &tb.b, 1.0f, NULL, NULL), ECR_E_INVALID);
+    free(pf);
     CHECK(memcmp(ecr_model_grads(a), ecr_model_grads(b), P * 4) == 0);
     /* backward accumulates: a second forward+backward doubles the gradient */
     float *g1 = malloc(P * 4);
