@@ -678,6 +678,98 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
 int32_t ecr_sample_logits(float *logits, int V, const ecr_gen_opts *o, uint64_t *rng);
 
 /* ------------------------------------------------------------------------------------
+ * Anchors (`ecr anchors`): spherical k-means over teacher embeddings (DESIGN "The method").
+ *
+ * Input rows t_i (N x D) are centred by their column mean mu and L2-normalised (a row
+ * that is zero after centring stays zero: it has similarity 0 to every anchor, gets code
+ * 0, adds nothing to any centroid and is never chosen as a seed). Per restart:
+ *   - k-means++ seeding on the cosine distance 1 - <x, c>: the first centre is a uniform
+ *     non-zero row, each next one a row drawn with probability proportional to its
+ *     distance to the nearest centre so far (drawn exactly, by rejection from distances
+ *     refreshed in blocks of centres, so the distances are one blocked matrix product);
+ *   - `iters` Lloyd iterations: centroids = normalised sums of their rows; a cluster left
+ *     empty is split from the largest: it takes that cluster's row least similar to its
+ *     centroid (a split never lowers the objective); rows are then reassigned to the most
+ *     similar centroid (lowest index on ties). A row whose best similarity beats a bound
+ *     on all other centroids (Hamerly-style: the second-best similarity plus how far the
+ *     centroids moved) keeps its centroid without the matrix product; the others are
+ *     recomputed with sgemm in fixed row blocks. The iterations stop early once no row
+ *     changes centroid (further iterations would repeat the same numbers).
+ * The objective is the mean over all N rows of <x_i, a_{c_i}>; it never decreases across
+ * iterations (up to float rounding). The restart with the highest final objective wins
+ * (the lowest restart on ties). Restart r seeds its RNG with splitmix64 of (seed, r).
+ * Results depend only on the data and the options: they are identical for any thread
+ * count (every sum runs in a fixed order).
+ *
+ * anchors.safetensors: tensors "anchors" [K, D] F32 (unit rows), "codes" [N] U16,
+ * "mean" [D] F32 (mu), with soft codes also "soft_idx" [N, M] U16 and "soft_sim" [N, M]
+ * F32 (the M most similar anchors of each row, most similar first; soft_idx[i][0] ==
+ * codes[i]). Metadata: "format" = "ecr-anchors-1", "k", "dim", "rows", "tau" (the ECR
+ * temperature the anchors are meant for), "seed", "iters", "restarts", "objective" (final
+ * mean cosine, %.17g), "source" (file name of the embeddings), "source_hash" (ecr_hash_hex
+ * of the embeddings' float32 data bytes), "soft" (M, 0 = none).
+ * ---------------------------------------------------------------------------------- */
+
+#define ECR_ANCHORS_MAX_K 65535
+
+typedef struct ecr_anchors_opts {
+    int k;                    /* anchors K, 1..min(rows, 65535) (default 256)                */
+    int iters;                /* Lloyd iterations per restart, >= 0 (default 25)              */
+    int restarts;             /* >= 1 (default 3)                                             */
+    uint64_t seed;            /* default 1                                                    */
+    int soft;                 /* M > 0: also the top-M soft codes (M <= K); 0 = none          */
+    float tau;                /* recorded in the file for the trainer (default 0.05; > 0)     */
+    const char *source;       /* name for messages and the "source" metadata (NULL: "<emb>")  */
+    int quiet;                /* no progress on stderr                                        */
+    int no_prune;             /* for tests/benchmarks: recompute every row in every iteration */
+    const float *init;        /* [k, dim] starting anchors instead of k-means++ (normalised;
+                                 every row must be non-zero): one run, restarts ignored.
+                                 NULL = k-means++ (default). Borrowed for the call.          */
+    /* Called after seeding (iter 0) and after each iteration's assignment with the
+     * objective of restart r (0-based); may be NULL. */
+    void (*on_iter)(void *ctx, int restart, int iter, double objective);
+    void *ctx;
+} ecr_anchors_opts;
+
+/* Anchors in memory, fitted or loaded. Every array is owned (free with ecr_anchors_free). */
+typedef struct ecr_anchors {
+    int k, dim;               /* K, D                                                         */
+    int64_t rows;             /* N                                                            */
+    float *anchors;           /* [K, D] unit rows                                             */
+    uint16_t *codes;          /* [N], each < K                                                */
+    float *mean;              /* [D] the column mean mu the rows were centred by              */
+    int soft;                 /* M (0 = no soft codes)                                        */
+    uint16_t *soft_idx;       /* [N, M] or NULL; each < K; soft_idx[i*M] == codes[i]          */
+    float *soft_sim;          /* [N, M] or NULL; non-increasing along each row                */
+    float tau;
+    uint64_t seed;
+    int iters, restarts;      /* the options it was fitted with                               */
+    int iters_done;           /* iterations the chosen restart ran (< iters: converged, no row
+                                 moved); -1 when loaded from a file                           */
+    double objective;         /* final mean cosine of the rows to their anchor                */
+    char *source;             /* owned, "" when unknown                                       */
+    char source_hash[17];     /* ecr_hash_hex of the embeddings' float32 bytes                */
+} ecr_anchors;
+
+void ecr_anchors_opts_default(ecr_anchors_opts *o);
+
+/* Fits anchors to `emb` (rows x dim float32, row-major; read only, not kept). Fails with
+ * ECR_E_INVALID "<source>: <reason>" when k > rows, k or the other options are out of
+ * range, rows or dim is 0, or emb holds a NaN/inf (naming the row). Deterministic: the
+ * same data and options give the same bytes whatever the thread count (ecr_set_threads).
+ * Progress (objective per iteration) on stderr unless o->quiet. */
+ecr_status ecr_anchors_fit(const float *emb, int64_t rows, int64_t dim,
+                           const ecr_anchors_opts *o, ecr_anchors **out);
+/* Writes `a` to `path` as anchors.safetensors (atomically). */
+ecr_status ecr_anchors_save(const ecr_anchors *a, const char *path);
+/* Reads and validates an anchors file: format, tensors present with the right dtypes and
+ * consistent shapes (anchors [K, D], codes [N], mean [D], soft_idx/soft_sim [N, M] both or
+ * neither), metadata k/dim/rows matching them, tau > 0, finite anchors, codes and soft
+ * indices < K. ECR_E_INVALID "<path>: tensor 'codes': ..." on any mismatch. */
+ecr_status ecr_anchors_load(const char *path, ecr_anchors **out);
+void ecr_anchors_free(ecr_anchors *a);
+
+/* ------------------------------------------------------------------------------------
  * Utilities
  * ---------------------------------------------------------------------------------- */
 
