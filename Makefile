@@ -148,5 +148,9 @@ bench: $(BENCH_BIN) $(ECR) $(DATA)
 	@for b in $(BENCH_BIN); do ECR_BIN=$(ECR) $$b || exit 1; done
 	@for b in $(sort $(wildcard bench/bench_*.sh)); do ECR_BIN=$(ECR) bash $$b || exit 1; done
 
+# The README's first command: the pipeline end to end on the bundled corpus.
+demo: all $(DATA)
+	ECR_BIN=$(ECR) bash scripts/demo.sh
+
 clean:
 	rm -rf build build-san
