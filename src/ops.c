@@ -210,7 +210,147 @@ static float attend_one(float *restrict out, const float *restrict q, const floa
     return m + logf(sum);
 }
 
-/* out[B*T,d], lse[B*T,H] from qkv[B*T,3d]; per (row, head), window span[t]+1 keys */
+/* Per-thread attention workspace (a segment's score/probability matrix and its gradient),
+ * grown on demand and kept for the life of the thread. */
+static _Thread_local float *tl_att;
+static _Thread_local size_t tl_att_cap;
+
+static float *att_buffer(size_t n_floats) {
+    if (n_floats > tl_att_cap) {
+        free(tl_att);
+        tl_att = aligned_alloc(64, (n_floats * sizeof(float) + 63) / 64 * 64);
+        tl_att_cap = tl_att ? n_floats : 0;
+    }
+    return tl_att;
+}
+
+/* Length of the text segment starting at slot i of a row: spans 0, 1, 2, ... */
+static inline int segment_len(const int32_t *span_row, int i, int T) {
+    int n = 1;
+    while (i + n < T && span_row[i + n] == n) n++;
+    return n;
+}
+
+/* Causal softmax in place on S [n, n] (row stride n): row i keeps p_ij for j <= i (from
+ * lse[i*H] when `given`, else computed and stored there) and zeros above the diagonal. */
+static void causal_softmax(float *S, int n, float *lse, int H, int given) {
+    for (int i = 0; i < n; i++) {
+        float *s = S + (size_t)i * n;
+        float z;
+        if (given) {
+            z = lse[(size_t)i * H];
+        } else {
+            float m = row_max(s, i + 1);
+            z = m + logf(sum_exp(s, i + 1, m));
+            lse[(size_t)i * H] = z;
+        }
+        for (int j = 0; j <= i; j++) s[j] = fexp(s[j] - z);
+        for (int j = i + 1; j < n; j++) s[j] = 0.0f;
+    }
+}
+
+/* Forward of one (row, head, segment) of n slots: q/k/v rows of stride ld, out stride d.
+ *   S = Q K^T / sqrt(hd)  [n, n];  P = causal softmax(S);  O = P V */
+static void attn_segment_fwd(float *out, float *lse, int H, const float *q, const float *k,
+                             const float *v, int ld, int d, int n, int hd, float scale,
+                             float *S) {
+    ecr_sgemm(0, 1, n, n, hd, scale, q, ld, k, ld, 0.0f, S, n);
+    causal_softmax(S, n, lse, H, 0);
+    ecr_sgemm(0, 0, n, hd, n, 1.0f, S, n, v, ld, 0.0f, out, d);
+}
+
+/* Backward of one segment; dq/dk/dv rows (stride ld) are written (=).
+ *   P from lse;  dP = dO V^T;  dS = P * (dP - rowsum(dO * O)) / sqrt(hd)
+ *   dQ = dS K;  dK = dS^T Q;  dV = P^T dO */
+static void attn_segment_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                             const float *lse, int H, const float *q, const float *k,
+                             const float *v, int ld, int d, int n, int hd, float scale,
+                             float *P) {
+    float *dS = P + (size_t)n * n;
+    ecr_sgemm(0, 1, n, n, hd, scale, q, ld, k, ld, 0.0f, P, n);
+    causal_softmax(P, n, (float *)lse, H, 1);
+    ecr_sgemm(0, 1, n, n, hd, 1.0f, dout, d, v, ld, 0.0f, dS, n);
+    for (int i = 0; i < n; i++) {
+        float D = dot(dout + (size_t)i * d, out + (size_t)i * d, hd);
+        float *p = P + (size_t)i * n, *ds = dS + (size_t)i * n;
+        for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - D) * scale; /* 0 above diagonal */
+    }
+    ecr_sgemm(0, 0, n, hd, n, 1.0f, dS, n, k, ld, 0.0f, dq, ld);
+    ecr_sgemm(1, 0, n, hd, n, 1.0f, dS, n, q, ld, 0.0f, dk, ld);
+    ecr_sgemm(1, 0, n, hd, n, 1.0f, P, n, dout, d, 0.0f, dv, ld);
+}
+
+/* Per-query fallback (no workspace): general windows i - span[t] .. i. */
+static void attn_row_fwd_slow(float *out, float *lse, const float *qkv, const int32_t *span,
+                              int b, int hh, int T, int H, int hd, float *sc) {
+    int d = H * hd, ld = 3 * d;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int i = 0; i < T; i++) {
+        size_t t = (size_t)b * T + i;
+        size_t t0 = t - (size_t)span[t];
+        const float *q = qkv + t * ld + (size_t)hh * hd;
+        const float *k = qkv + t0 * ld + d + (size_t)hh * hd;
+        lse[t * H + hh] = attend_one(out + t * d + (size_t)hh * hd, q, k, k + d, ld, span[t] + 1,
+                                     hd, scale, sc);
+    }
+}
+
+static void attn_row_bwd_slow(float *dqkv, const float *dout, const float *qkv, const float *out,
+                              const float *lse, const int32_t *span, int b, int hh, int T, int H,
+                              int hd, float *sc) {
+    int d = H * hd, ld = 3 * d;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int i = 0; i < T; i++) {
+        float *row = dqkv + ((size_t)b * T + i) * ld + (size_t)hh * hd;
+        memset(row, 0, (size_t)hd * sizeof(float));
+        memset(row + d, 0, (size_t)hd * sizeof(float));
+        memset(row + 2 * d, 0, (size_t)hd * sizeof(float));
+    }
+    for (int i = 0; i < T; i++) {
+        size_t t = (size_t)b * T + i;
+        int n = span[t] + 1;
+        size_t t0 = t - (size_t)span[t];
+        const float *q = qkv + t * ld + (size_t)hh * hd;
+        const float *k = qkv + t0 * ld + d + (size_t)hh * hd;
+        const float *v = k + d;
+        const float *go = dout + t * d + (size_t)hh * hd;
+        float *dq = dqkv + t * ld + (size_t)hh * hd;
+        float *dk = dqkv + t0 * ld + d + (size_t)hh * hd;
+        float *dv = dk + d;
+        float D = dot(go, out + t * d + (size_t)hh * hd, hd);
+        float l = lse[t * H + hh];
+        for (int j = 0; j < n; j++) {
+            float p = fexp(dot(q, k + (size_t)j * ld, hd) * scale - l);
+            float dpj = dot(go, v + (size_t)j * ld, hd);
+            sc[j] = p * (dpj - D) * scale;
+            axpy(dv + (size_t)j * ld, p, go, hd);
+        }
+        for (int j = 0; j < n; j++) {
+            axpy(dq, sc[j], k + (size_t)j * ld, hd);
+            axpy(dk + (size_t)j * ld, sc[j], q, hd);
+        }
+    }
+}
+
+void ecr_attention_forward_query(float *out, float *lse, const float *qkv, const int32_t *span,
+                                 int B, int T, int H, int hd, float *scratch) {
+    ECR_OMP(parallel for collapse(2) schedule(dynamic, 1) if (B * H > 1))
+    for (int b = 0; b < B; b++)
+        for (int hh = 0; hh < H; hh++)
+            attn_row_fwd_slow(out, lse, qkv, span, b, hh, T, H, hd, scratch + ((size_t)b * H + hh) * T);
+}
+
+void ecr_attention_backward_query(float *dqkv, const float *dout, const float *qkv,
+                                  const float *out, const float *lse, const int32_t *span, int B,
+                                  int T, int H, int hd, float *scratch) {
+    ECR_OMP(parallel for collapse(2) schedule(dynamic, 1) if (B * H > 1))
+    for (int b = 0; b < B; b++)
+        for (int hh = 0; hh < H; hh++)
+            attn_row_bwd_slow(dqkv, dout, qkv, out, lse, span, b, hh, T, H, hd,
+                              scratch + ((size_t)b * H + hh) * T);
+}
+
+/* out[B*T,d], lse[B*T,H] from qkv[B*T,3d]; per (row, head), then per text segment */
 void ecr_attention_forward(float *out, float *lse, const float *qkv, const int32_t *span,
                            int B, int T, int H, int hd, float *scratch) {
     int d = H * hd, ld = 3 * d;
@@ -218,23 +358,28 @@ void ecr_attention_forward(float *out, float *lse, const float *qkv, const int32
     ECR_OMP(parallel for collapse(2) schedule(dynamic, 1) if (B * H > 1))
     for (int b = 0; b < B; b++) {
         for (int hh = 0; hh < H; hh++) {
-            float *sc = scratch + ((size_t)b * H + hh) * T;
-            for (int i = 0; i < T; i++) {
+            float *buf = att_buffer((size_t)T * T);
+            if (!buf) {
+                attn_row_fwd_slow(out, lse, qkv, span, b, hh, T, H, hd,
+                                  scratch + ((size_t)b * H + hh) * T);
+                continue;
+            }
+            const int32_t *sp = span + (size_t)b * T;
+            for (int i = 0; i < T;) {
+                int n = segment_len(sp, i, T);
                 size_t t = (size_t)b * T + i;
-                int n = span[t] + 1;
-                size_t t0 = t - (size_t)span[t];
                 const float *q = qkv + t * ld + (size_t)hh * hd;
-                const float *k = qkv + t0 * ld + d + (size_t)hh * hd;
-                const float *v = k + d;
-                lse[t * H + hh] = attend_one(out + t * d + (size_t)hh * hd, q, k, v, ld, n, hd,
-                                             scale, sc);
+                attn_segment_fwd(out + t * d + (size_t)hh * hd, lse + t * H + hh, H, q, q + d,
+                                 q + 2 * d, ld, d, n, hd, scale, buf);
+                i += n;
             }
         }
     }
 }
 
-/* dqkv[B*T,3d] (overwritten) from dout[B*T,d]: recompute p = exp(s - lse);
- * dv_j += p dout; ds = p (dout.v_j - dout.out); dq += ds k_j / sqrt(hd); dk_j += ds q / sqrt(hd) */
+/* dqkv[B*T,3d] (overwritten) from dout[B*T,d], recomputing p = exp(s - lse):
+ * dv_j = sum_i p_ij dout_i; ds_ij = p_ij (dout_i.v_j - dout_i.out_i) / sqrt(hd);
+ * dq_i = sum_j ds_ij k_j; dk_j = sum_i ds_ij q_i */
 void ecr_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                             const float *lse, const int32_t *span, int B, int T, int H, int hd,
                             float *scratch) {
@@ -243,36 +388,22 @@ void ecr_attention_backward(float *dqkv, const float *dout, const float *qkv, co
     ECR_OMP(parallel for collapse(2) schedule(dynamic, 1) if (B * H > 1))
     for (int b = 0; b < B; b++) {
         for (int hh = 0; hh < H; hh++) {
-            float *sc = scratch + ((size_t)b * H + hh) * T;
-            for (int i = 0; i < T; i++) {
-                float *row = dqkv + ((size_t)b * T + i) * ld + (size_t)hh * hd;
-                memset(row, 0, (size_t)hd * sizeof(float));
-                memset(row + d, 0, (size_t)hd * sizeof(float));
-                memset(row + 2 * d, 0, (size_t)hd * sizeof(float));
+            float *buf = att_buffer(2 * (size_t)T * T);
+            if (!buf) {
+                attn_row_bwd_slow(dqkv, dout, qkv, out, lse, span, b, hh, T, H, hd,
+                                  scratch + ((size_t)b * H + hh) * T);
+                continue;
             }
-            for (int i = 0; i < T; i++) {
+            const int32_t *sp = span + (size_t)b * T;
+            for (int i = 0; i < T;) {
+                int n = segment_len(sp, i, T);
                 size_t t = (size_t)b * T + i;
-                int n = span[t] + 1;
-                size_t t0 = t - (size_t)span[t];
-                const float *q = qkv + t * ld + (size_t)hh * hd;
-                const float *k = qkv + t0 * ld + d + (size_t)hh * hd;
-                const float *v = k + d;
-                const float *go = dout + t * d + (size_t)hh * hd;
-                float *dq = dqkv + t * ld + (size_t)hh * hd;
-                float *dk = dqkv + t0 * ld + d + (size_t)hh * hd;
-                float *dv = dk + d;
-                float D = dot(go, out + t * d + (size_t)hh * hd, hd);
-                float l = lse[t * H + hh];
-                for (int j = 0; j < n; j++) {
-                    float p = fexp(dot(q, k + (size_t)j * ld, hd) * scale - l);
-                    float dp = dot(go, v + (size_t)j * ld, hd);
-                    sc[j] = p * (dp - D) * scale;
-                    axpy(dv + (size_t)j * ld, p, go, hd);
-                }
-                for (int j = 0; j < n; j++) {
-                    axpy(dq, sc[j], k + (size_t)j * ld, hd);
-                    axpy(dk + (size_t)j * ld, sc[j], q, hd);
-                }
+                size_t o = t * ld + (size_t)hh * hd;
+                attn_segment_bwd(dqkv + o, dqkv + o + d, dqkv + o + 2 * d,
+                                 dout + t * d + (size_t)hh * hd, out + t * d + (size_t)hh * hd,
+                                 lse + t * H + hh, H, qkv + o, qkv + o + d, qkv + o + 2 * d, ld,
+                                 d, n, hd, scale, buf);
+                i += n;
             }
         }
     }

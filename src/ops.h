@@ -56,18 +56,29 @@ void ecr_rope_backward(float *dx, int N, int ld, int nh, int hd, const int32_t *
 
 /* ---- packed causal self-attention --------------------------------------------------------
  * qkv [B*T, 3d] rows [q | k | v], d = H * hd, head h at columns h*hd of each part.
- * Slot t (row b, index i) attends to slots i - span[t] .. i of its own row (span[t] <= i):
- * block-diagonal causal attention when span = position in the text (0 for padding).
+ * Slot t (row b, index i) attends to slots i - span[t] .. i of its own row: block-diagonal
+ * causal attention, span = position in the text (0 for padding). Spans must form text
+ * segments: span[t] is 0 (a segment starts) or span[t-1] + 1 in the same row.
  * forward:  out[B*T, d] = softmax(q k^T / sqrt(hd)) v per (row, head, window);
  *           lse[B*T, H] = log-sum-exp of each query's scores (kept for the backward).
  * backward: dqkv[B*T, 3d] = gradients of q, k, v (overwritten), recomputing the
  *           probabilities from lse; out is the forward output.
- * scratch: B*H*T floats. Parallel over (row, head); never forms a T x T matrix. */
+ * Work runs per (row, head, segment), parallel over (row, head), vectorised over keys;
+ * per-thread workspace is O(T*hd + n_max^2) floats (kept between calls); never a full
+ * B x H x T x T tensor. scratch: B*H*T floats, used only if that workspace cannot be
+ * allocated (then a per-query path runs). */
 void ecr_attention_forward(float *out, float *lse, const float *qkv, const int32_t *span,
                            int B, int T, int H, int hd, float *scratch);
 void ecr_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                             const float *lse, const int32_t *span, int B, int T, int H, int hd,
                             float *scratch);
+/* The per-query formulation (general windows, no workspace; the fallback of the two
+ * above, kept callable so the tests compare both). Same contracts. */
+void ecr_attention_forward_query(float *out, float *lse, const float *qkv, const int32_t *span,
+                                 int B, int T, int H, int hd, float *scratch);
+void ecr_attention_backward_query(float *dqkv, const float *dout, const float *qkv,
+                                  const float *out, const float *lse, const int32_t *span, int B,
+                                  int T, int H, int hd, float *scratch);
 /* One query against n cached keys/values (KV-cache decoding): q [d]; kc, vc [n, ld] rows
  * (head h at column h*hd); out [d]; scratch n floats. Same arithmetic as the forward. */
 void ecr_attention_step(float *out, const float *q, const float *kc, const float *vc, int ld,

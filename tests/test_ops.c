@@ -325,6 +325,19 @@ static void test_attention(void) {
     ecr_attention_backward(dqkv, aR, aqkv, aout, alse, aspan, AT_B, AT_T, AT_H, AT_HD, ascr);
     fd_check("attention dqkv", aqkv, AT_N * 3 * AT_D, 1, 1e-2f, dqkv, 2e-3, 2e-4, loss_attn);
 
+    /* the per-query formulation (the fallback) agrees with the per-segment one */
+    {
+        float *o2 = zeros(AT_N * AT_D), *l2 = zeros(AT_N * AT_H), *d2 = zeros(AT_N * 3 * AT_D);
+        loss_attn();
+        ecr_attention_forward_query(o2, l2, aqkv, aspan, AT_B, AT_T, AT_H, AT_HD, ascr);
+        ecr_attention_backward_query(d2, aR, aqkv, aout, alse, aspan, AT_B, AT_T, AT_H, AT_HD, ascr);
+        double eo = 0, el = 0, ed = 0;
+        for (int i = 0; i < AT_N * AT_D; i++) eo = nanmax(eo, fabs(o2[i] - aout[i]));
+        for (int i = 0; i < AT_N * AT_H; i++) el = nanmax(el, fabs(l2[i] - alse[i]));
+        for (int i = 0; i < AT_N * 3 * AT_D; i++) ed = nanmax(ed, fabs(d2[i] - dqkv[i]));
+        CHECK_MSG(eo < 1e-6 && el < 1e-6 && ed < 1e-5, "per-query vs per-segment: %g %g %g", eo, el, ed);
+        free(o2); free(l2); free(d2);
+    }
     /* the one-query step over a cache equals the packed forward (row 1, slot 5) */
     loss_attn();
     float kc[6 * AT_D], vc[6 * AT_D], o[AT_D], scr[6];
@@ -337,6 +350,32 @@ static void test_attention(void) {
     for (int c = 0; c < AT_D; c++) e = nanmax(e, fabs(o[c] - aout[(AT_T + 5) * AT_D + c]));
     CHECK(e < 1e-6);
     free(aqkv); free(aout); free(alse); free(aR); free(ascr); free(dqkv);
+}
+
+/* Longer segments (up to 45 slots, head_dim 16, padding): both formulations agree. */
+static void test_attention_long(void) {
+    enum { B = 2, T = 64, H = 2, HD = 16, D = H * HD, N = B * T };
+    int32_t span[N];
+    int lens[] = {45, 1, 18, 0, 7, 30, 2, 20};
+    int r = 0, c = 0;
+    for (int t = 0; t < N; t++) span[t] = 0; /* padding by default */
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        if (lens[k] == 0) { r++, c = 0; continue; }
+        for (int j = 0; j < lens[k]; j++) span[r * T + c + j] = j;
+        c += lens[k];
+    }
+    float *qkv = randn(N * 3 * D, 1.5f), *R = randn(N * D, 1.0f), *scr = zeros(B * H * T);
+    float *o1 = zeros(N * D), *o2 = zeros(N * D), *l1 = zeros(N * H), *l2 = zeros(N * H);
+    float *d1 = zeros(N * 3 * D), *d2 = zeros(N * 3 * D);
+    ecr_attention_forward(o1, l1, qkv, span, B, T, H, HD, scr);
+    ecr_attention_forward_query(o2, l2, qkv, span, B, T, H, HD, scr);
+    ecr_attention_backward(d1, R, qkv, o1, l1, span, B, T, H, HD, scr);
+    ecr_attention_backward_query(d2, R, qkv, o2, l2, span, B, T, H, HD, scr);
+    double eo = 0, ed = 0, so = 0, sd = 0;
+    for (int i = 0; i < N * D; i++) eo = nanmax(eo, fabs(o1[i] - o2[i])), so = nanmax(so, fabs(o2[i]));
+    for (int i = 0; i < N * 3 * D; i++) ed = nanmax(ed, fabs(d1[i] - d2[i])), sd = nanmax(sd, fabs(d2[i]));
+    CHECK_MSG(eo <= 1e-5 * so && ed <= 1e-5 * sd, "long segments: out %g, dqkv %g", eo / so, ed / sd);
+    free(qkv); free(R); free(scr); free(o1); free(o2); free(l1); free(l2); free(d1); free(d2);
 }
 
 /* ---- SwiGLU --------------------------------------------------------------------------------- */
@@ -489,6 +528,7 @@ int main(void) {
     RUN(test_rmsnorm);
     RUN(test_rope);
     RUN(test_attention);
+    RUN(test_attention_long);
     RUN(test_swiglu);
     RUN(test_embedding);
     RUN(test_softmax_ce);
