@@ -238,8 +238,7 @@ static ecr_config fixture_cfg(const ecr_st_file *f, int tied) {
 }
 
 /* Model with the fixture's initial parameters ("param.<name>"; untied adds "untied.lm_head"). */
-ecr_model *fixture_model(const ecr_st_file *f, int tied);
-ecr_model *fixture_model(const ecr_st_file *f, int tied) {
+static ecr_model *fixture_model(const ecr_st_file *f, int tied) {
     ecr_config c = fixture_cfg(f, tied);
     ecr_model *m = NULL;
     CHECK_OK(ecr_model_create(&c, 1, &m));

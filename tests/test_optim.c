@@ -229,7 +229,6 @@ static void test_clip(void) {
 
 /* ---- end to end against PyTorch ------------------------------------------------------------------- */
 
-ecr_model *fixture_model(const ecr_st_file *f, int tied); /* below */
 
 static double meta_num(const ecr_st_file *f, const char *key) {
     const char *v = ecr_st_meta(f, key);
@@ -243,7 +242,7 @@ static const void *fx(const ecr_st_file *f, const char *name, ecr_dtype dt, size
     return v && v->dtype == dt && v->numel == numel ? v->data : NULL;
 }
 
-ecr_model *fixture_model(const ecr_st_file *f, int tied) {
+static ecr_model *fixture_model(const ecr_st_file *f, int tied) {
     ecr_config c;
     ecr_config_preset("tiny", &c);
     c.vocab_size = (int)meta_num(f, "vocab_size");
