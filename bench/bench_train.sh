@@ -15,7 +15,12 @@ PRESETS=${BENCH_TRAIN_PRESETS:-small base}
 THREADS=2
 PEAK=485
 OB=/usr/lib/$(gcc -print-multiarch)/openblas-openmp
-if ! python3 -c 'import torch' 2>/dev/null; then
+# Debian's python3-torch lives in the system interpreter, which may not be first on PATH.
+PY=""
+for c in /usr/bin/python3 python3; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import torch' 2>/dev/null; then PY=$c; break; fi
+done
+if [ -z "$PY" ]; then
     echo "bench_train: SKIP (python3-torch is not installed: apt-get install python3-torch)"
     exit 0
 fi
@@ -26,7 +31,7 @@ trap 'rm -rf "$T"' EXIT
 
 # peak_rss CMD...: runs CMD, then prints its peak resident set in MiB on fd 3.
 peak_rss() {
-    python3 -c 'import resource, subprocess, sys
+    "$PY" -c 'import resource, subprocess, sys
 r = subprocess.run(sys.argv[1:])
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, file=sys.stderr)
 sys.exit(r.returncode)' "$@"
@@ -37,7 +42,7 @@ for p in $PRESETS; do
     warm=2
     peak_rss "$ECR_BIN" train --data "$T/train.st" --model "$p" --steps $((warm + STEPS)) \
         --threads $THREADS --log-every 1 --quiet --out "$T/ecr-$p" 2>"$T/ecr-$p.rss"
-    ecr=$(python3 - "$T/ecr-$p/log.jsonl" "$warm" <<'PY'
+    ecr=$("$PY" - "$T/ecr-$p/log.jsonl" "$warm" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l and "val_loss" not in l]
 w = int(sys.argv[2])
@@ -45,9 +50,9 @@ t = recs[-1]["elapsed_s"] - recs[w - 1]["elapsed_s"]
 print((len(recs) - w) * 4096 / t)
 PY
 )
-    OMP_NUM_THREADS=$THREADS LD_LIBRARY_PATH=$OB peak_rss python3 bench/torch_train.py "$T/train.st" "$p" \
+    OMP_NUM_THREADS=$THREADS LD_LIBRARY_PATH=$OB peak_rss "$PY" bench/torch_train.py "$T/train.st" "$p" \
         "$STEPS" $THREADS 4096 $warm >"$T/torch-$p.json" 2>"$T/torch-$p.rss"
-    python3 - "$p" "$ecr" "$T/torch-$p.json" "$(tail -1 "$T/ecr-$p.rss")" "$(tail -1 "$T/torch-$p.rss")" $PEAK <<'PY' || fail=1
+    "$PY" - "$p" "$ecr" "$T/torch-$p.json" "$(tail -1 "$T/ecr-$p.rss")" "$(tail -1 "$T/torch-$p.rss")" $PEAK <<'PY' || fail=1
 import json, sys
 p, ecr, tj, ecr_mb, torch_mb, peak = sys.argv[1], float(sys.argv[2]), json.load(open(sys.argv[3])), float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 d, L, hid = {"small": (256, 4, 704), "base": (384, 6, 1024)}[p]
