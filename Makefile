@@ -12,11 +12,12 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+# Each configuration builds into its own folder, so objects never mix across options.
+VARIANT := $(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(NO_BLAS)),-noblas)$(if $(filter 1,$(NO_OMP)),-noomp)
+BUILD   ?= build$(VARIANT)
 ifeq ($(SAN),1)
-BUILD   ?= build-san
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 else
-BUILD   ?= build
 OPT     := -O3 -march=native -g
 endif
 
@@ -153,4 +154,4 @@ demo: all $(DATA)
 	ECR_BIN=$(ECR) bash scripts/demo.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-noblas* build-noomp build-san-*

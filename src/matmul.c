@@ -26,11 +26,14 @@ void ecr_set_threads(int n) {
 #ifdef ECR_HAVE_OMP
     if (n <= 0) n = omp_get_num_procs();
     omp_set_num_threads(n);
-#else
-    n = 1;
-#endif
 #ifdef ECR_HAVE_BLAS
     openblas_set_num_threads(n);
+#endif
+#else
+    (void)n; /* one thread; BLAS, if any, keeps its own single-threaded default */
+#ifdef ECR_HAVE_BLAS
+    openblas_set_num_threads(1);
+#endif
 #endif
 }
 
