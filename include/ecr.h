@@ -496,6 +496,14 @@ ecr_status ecr_clip_grad_norm(ecr_model *m, float max_norm, float *norm_before);
  * A text longer than T-1 tokens is truncated to its first T-1 tokens: inputs
  * [EOT, t1..t(T-1)], targets [t1..tT] (the true next token; no closing EOT).
  * Batches never span two epochs: the last batch of an epoch may be partly padding.
+ *
+ * Group units (ecr_batcher_opts.group_units, used with ecr_sampler_groups for the
+ * contrastive objective): a run of consecutive texts of one group (>= 0) in the order is a
+ * unit that lands in one batch whole, so every text of a step has its positives beside it.
+ * The window then holds whole units; each batch takes, again and again, the first waiting
+ * unit whose texts all fit (each text in the first row with room for it) and closes when
+ * none does. Each group must form a single run of at most `window` texts per epoch, and a
+ * unit must fit an empty batch (B >= the group size is enough), else ECR_E_INVALID.
  * ---------------------------------------------------------------------------------- */
 
 /* Sampler: the order in which epoch `epoch` visits the texts of `d`. Writes up to
@@ -510,6 +518,17 @@ ecr_status ecr_sampler_shuffle(void *ctx, const ecr_data *d, uint64_t seed, int6
 /* Every text once, in file order (evaluation, embedding). */
 ecr_status ecr_sampler_sequential(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
                                   int64_t *order, size_t *n_out);
+/* Groups for the contrastive objective; ctx points to an int G >= 2, the texts per group
+ * (NULL = 2). An epoch is one pass over the groups that hold two or more texts with at
+ * least one token, in a Fisher-Yates order seeded by (seed, epoch); from each it takes
+ * min(G, size) texts, chosen at random with distinct languages first (a text without a
+ * language counts as its own), filling up with other texts of the group when there are
+ * fewer than G languages, and writes them consecutively. Texts without a group, in a group
+ * of one, or without tokens are never visited; with G = 2 on a corpus of 10 translations
+ * per group, an epoch visits a fifth of the texts (a new draw every epoch). ECR_E_INVALID
+ * when no group qualifies. */
+ecr_status ecr_sampler_groups(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
+                              int64_t *order, size_t *n_out);
 
 #define ECR_MAX_WINDOW 256
 
@@ -520,6 +539,8 @@ typedef struct ecr_batcher_opts {
     ecr_sampler_fn sampler;   /* NULL = ecr_sampler_shuffle                                  */
     void *sampler_ctx;
     int32_t eot_id, pad_id;   /* default 0 and 1 (the tokenizer's specials)                  */
+    int group_units;          /* 1: runs of one group in the order are packed whole into one
+                                 batch (see above); default 0                               */
 } ecr_batcher_opts;
 
 void ecr_batcher_opts_default(ecr_batcher_opts *o);

@@ -65,6 +65,87 @@ ecr_status ecr_sampler_sequential(void *ctx, const ecr_data *d, uint64_t seed, i
     return ECR_OK;
 }
 
+/* Texts of each group with at least one token, in file order: members[start[g] ..
+ * start[g+1]). Caller frees both. */
+static ecr_status group_index(const ecr_data *d, int64_t **start_out, int64_t **members_out) {
+    size_t ng = d->n_groups > 0 ? (size_t)d->n_groups : 0;
+    int64_t *start = calloc(ng + 2, sizeof *start), *members = malloc((d->n_texts + 1) * sizeof *members);
+    if (!start || !members) {
+        free(start);
+        free(members);
+        return ecr_fail(ECR_E_NOMEM, "group sampler: out of memory");
+    }
+    for (size_t i = 0; i < d->n_texts; i++) {
+        int32_t g = d->group[i];
+        if (g >= 0 && (size_t)g < ng && d->offsets[i + 1] > d->offsets[i]) start[g + 2]++;
+    }
+    for (size_t g = 0; g < ng; g++) start[g + 2] += start[g + 1];
+    for (size_t i = 0; i < d->n_texts; i++) { /* start[g + 1] is the fill position of g */
+        int32_t g = d->group[i];
+        if (g >= 0 && (size_t)g < ng && d->offsets[i + 1] > d->offsets[i]) members[start[g + 1]++] = (int64_t)i;
+    }
+    *start_out = start;
+    *members_out = members;
+    return ECR_OK;
+}
+
+/* Up to G texts of one group (m[0..n), shuffled in place): first one text per language in
+ * the shuffled order (texts without a language count as distinct), then others. Writes
+ * them to out; returns the count. */
+static size_t pick_from_group(const ecr_data *d, int64_t *m, size_t n, int G, uint64_t *rng, int64_t *out) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)ecr_tr_rng_below(rng, i);
+        int64_t t = m[i - 1];
+        m[i - 1] = m[j];
+        m[j] = t;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < (size_t)G; i++) { /* distinct languages first */
+        int32_t lang = d->lang[m[i]];
+        int dup = 0;
+        for (size_t j = 0; j < k && lang >= 0; j++) dup |= d->lang[out[j]] == lang;
+        if (!dup) out[k++] = m[i], m[i] = -1;
+    }
+    for (size_t i = 0; i < n && k < (size_t)G; i++)
+        if (m[i] >= 0) out[k++] = m[i];
+    return k;
+}
+
+ecr_status ecr_sampler_groups(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
+                              int64_t *order, size_t *n_out) {
+    int G = ctx ? *(const int *)ctx : 2;
+    *n_out = 0;
+    if (G < 2) return ecr_fail(ECR_E_INVALID, "group sampler: group size %d (at least 2)", G);
+    int64_t *start = NULL, *members = NULL;
+    ecr_status st = group_index(d, &start, &members);
+    if (st) return st;
+    size_t ng = d->n_groups > 0 ? (size_t)d->n_groups : 0, n_eligible = 0;
+    int64_t *groups = malloc((ng + 1) * sizeof *groups);
+    if (!groups) st = ecr_fail(ECR_E_NOMEM, "group sampler: out of memory");
+    for (size_t g = 0; !st && g < ng; g++)
+        if (start[g + 1] - start[g] >= 2) groups[n_eligible++] = (int64_t)g;
+    if (!st && n_eligible == 0)
+        st = ecr_fail(ECR_E_INVALID, "group sampler: no group holds two texts (the contrastive objective "
+                                     "needs the corpus's 'group' field: translations or paraphrases)");
+    uint64_t rng = ecr_tr_rng_seed(seed, (uint64_t)epoch ^ 0x67726F7570ULL);
+    for (size_t i = n_eligible; !st && i > 1; i--) { /* the groups' order */
+        size_t j = (size_t)ecr_tr_rng_below(&rng, i);
+        int64_t t = groups[i - 1];
+        groups[i - 1] = groups[j];
+        groups[j] = t;
+    }
+    size_t n = 0;
+    for (size_t i = 0; !st && i < n_eligible; i++) {
+        int64_t g = groups[i];
+        n += pick_from_group(d, members + start[g], (size_t)(start[g + 1] - start[g]), G, &rng, order + n);
+    }
+    free(groups);
+    free(start);
+    free(members);
+    if (!st) *n_out = n;
+    return st;
+}
+
 /* ---- batches ------------------------------------------------------------------------- */
 
 ecr_status ecr_batch_create(int B, int T, ecr_batch **out) {
@@ -135,6 +216,38 @@ void ecr_batcher_opts_default(ecr_batcher_opts *o) {
     o->pad_id = 1;
 }
 
+/* Group of text id for units: its group, or -1 (a unit of its own). */
+static int32_t unit_group(const ecr_batcher *b, int64_t id) { return b->d->group[id]; }
+
+/* End (exclusive) of the unit that starts at ids[i] of ids[0..n). */
+static size_t unit_end(const ecr_batcher *b, const int64_t *ids, size_t i, size_t n) {
+    int32_t g = unit_group(b, ids[i]);
+    size_t e = i + 1;
+    while (g >= 0 && e < n && unit_group(b, ids[e]) == g) e++;
+    return e;
+}
+
+/* With group units: each group forms one run of the order, at most `window` texts long. */
+static ecr_status check_units(const ecr_batcher *b, const int64_t *order, size_t n, int64_t epoch) {
+    size_t ng = b->d->n_groups > 0 ? (size_t)b->d->n_groups : 0;
+    unsigned char *seen = calloc(ng + 1, 1);
+    if (!seen) return ecr_fail(ECR_E_NOMEM, "batcher: out of memory");
+    ecr_status st = ECR_OK;
+    for (size_t i = 0; !st && i < n;) {
+        size_t e = unit_end(b, order, i, n);
+        int32_t g = unit_group(b, order[i]);
+        if (e - i > (size_t)b->o.window)
+            st = ecr_fail(ECR_E_INVALID, "batcher: epoch %lld: a group of %zu texts exceeds the window of %d",
+                          (long long)epoch, e - i, b->o.window);
+        else if (g >= 0 && (size_t)g < ng && seen[g]++)
+            st = ecr_fail(ECR_E_INVALID, "batcher: epoch %lld: group %d appears in two places of the order "
+                          "(group units need each group's texts together)", (long long)epoch, (int)g);
+        i = e;
+    }
+    free(seen);
+    return st;
+}
+
 /* Fills ps->order for `epoch` and resets the position. */
 static ecr_status start_epoch(const ecr_batcher *b, pack_state *ps, int64_t epoch) {
     ecr_sampler_fn fn = b->o.sampler ? b->o.sampler : ecr_sampler_shuffle;
@@ -148,6 +261,10 @@ static ecr_status start_epoch(const ecr_batcher *b, pack_state *ps, int64_t epoc
         if (ps->order[i] < 0 || (size_t)ps->order[i] >= b->d->n_texts)
             return ecr_fail(ECR_E_INVALID, "batcher: sampler gave text %lld, outside [0, %zu)",
                             (long long)ps->order[i], b->d->n_texts);
+    if (b->o.group_units) {
+        ecr_status ust = check_units(b, ps->order, n, epoch);
+        if (ust) return ust;
+    }
     ps->epoch = epoch;
     ps->n_order = n;
     ps->next = 0;
@@ -193,9 +310,9 @@ static void place_text(const ecr_batcher *b, ecr_batch *batch, int64_t id, int s
     batch->text_id[bt] = id;
 }
 
-/* Packs one batch from `ps`; with batch == NULL only advances the state (dry run).
- * Returns the slots filled with text. */
-static int64_t pack_batch(const ecr_batcher *b, pack_state *ps, ecr_batch *batch) {
+/* Packs one batch from `ps` row by row; with batch == NULL only advances the state (dry
+ * run). Returns the slots filled with text. */
+static int64_t pack_rows(const ecr_batcher *b, pack_state *ps, ecr_batch *batch) {
     int B = b->o.B, T = b->o.T, nt = 0;
     int64_t filled = 0;
     for (int r = 0; r < B; r++) {
@@ -217,6 +334,81 @@ static int64_t pack_batch(const ecr_batcher *b, pack_state *ps, ecr_batch *batch
     }
     if (batch) batch->n_texts = nt;
     return filled;
+}
+
+/* Refills the window with whole units. */
+static void refill_units(const ecr_batcher *b, pack_state *ps) {
+    while (ps->next < ps->n_order) {
+        size_t e = unit_end(b, ps->order, ps->next, ps->n_order);
+        if ((size_t)ps->n_wait + (e - ps->next) > (size_t)b->o.window) break;
+        while (ps->next < e) ps->wait[ps->n_wait++] = ps->order[ps->next++];
+    }
+}
+
+/* Places the texts wait[s..e) in a batch whose rows have used[] slots taken: each text in
+ * the first row with room for it, at slot at[] (row * T + column). Returns 1 when all fit
+ * (used[] then counts them); else 0 with used[] unchanged. */
+static int fit_unit(const ecr_batcher *b, const pack_state *ps, int s, int e, int *used, int *at) {
+    int B = b->o.B, T = b->o.T;
+    for (int i = s; i < e; i++) {
+        int slots = b->slots[ps->wait[i]], r = 0;
+        while (r < B && used[r] + slots > T) r++;
+        if (r == B) {
+            for (int j = s; j < i; j++) used[at[j - s] / T] -= b->slots[ps->wait[j]];
+            return 0;
+        }
+        at[i - s] = r * T + used[r];
+        used[r] += slots;
+    }
+    return 1;
+}
+
+/* Packs one batch from `ps` unit by unit (see the top of the file); batch may be NULL (dry
+ * run). *filled = slots holding text. ECR_E_INVALID when a unit does not fit an empty batch. */
+static ecr_status pack_units(const ecr_batcher *b, pack_state *ps, ecr_batch *batch, int64_t *filled) {
+    int B = b->o.B, T = b->o.T, nt = 0, at[ECR_MAX_WINDOW];
+    int *used = calloc((size_t)B, sizeof *used);
+    if (!used) return ecr_fail(ECR_E_NOMEM, "batcher: out of memory");
+    *filled = 0;
+    for (;;) {
+        refill_units(b, ps);
+        int s = 0, e = 0, found = 0;
+        while (s < ps->n_wait && !found) {
+            e = (int)unit_end(b, ps->wait, (size_t)s, (size_t)ps->n_wait);
+            found = fit_unit(b, ps, s, e, used, at);
+            if (!found) s = e;
+        }
+        if (!found) break;
+        for (int i = s; i < e; i++) {
+            int64_t id = ps->wait[i];
+            if (batch) place_text(b, batch, id, at[i - s], nt);
+            nt++;
+            *filled += b->slots[id];
+        }
+        memmove(ps->wait + s, ps->wait + e, (size_t)(ps->n_wait - e) * sizeof *ps->wait);
+        ps->n_wait -= e - s;
+    }
+    ecr_status st = ECR_OK;
+    if (nt == 0 && ps->n_wait > 0)
+        st = ecr_fail(ECR_E_INVALID, "batcher: a group of %d texts does not fit one batch of %d rows x %d slots",
+                      (int)unit_end(b, ps->wait, 0, (size_t)ps->n_wait), B, T);
+    for (int r = 0; batch && r < B; r++)
+        for (int t = r * T + used[r]; t < (r + 1) * T; t++) {
+            batch->tokens[t] = b->o.pad_id;
+            batch->targets[t] = -1;
+            batch->pos[t] = 0;
+            batch->text[t] = -1;
+        }
+    if (batch) batch->n_texts = nt;
+    free(used);
+    return st;
+}
+
+/* One batch (either packer); batch NULL = dry run. */
+static ecr_status pack_batch(const ecr_batcher *b, pack_state *ps, ecr_batch *batch, int64_t *filled) {
+    if (b->o.group_units) return pack_units(b, ps, batch, filled);
+    *filled = pack_rows(b, ps, batch);
+    return ECR_OK;
 }
 
 ecr_status ecr_batcher_create(const ecr_data *d, const ecr_batcher_opts *o, ecr_batcher **out) {
@@ -259,7 +451,9 @@ void ecr_batcher_free(ecr_batcher *b) {
 }
 
 ecr_status ecr_batcher_next(ecr_batcher *b, const ecr_batch **out, int *epoch_end) {
-    int64_t filled = pack_batch(b, &b->ps, b->batch);
+    int64_t filled = 0;
+    ecr_status pst = pack_batch(b, &b->ps, b->batch, &filled);
+    if (pst) return pst;
     b->stats.batches++;
     b->stats.slots += (int64_t)b->o.B * b->o.T;
     b->stats.filled += filled;
@@ -321,7 +515,8 @@ ecr_status ecr_batcher_epoch_batches(const ecr_batcher *b, int64_t epoch, int64_
     ecr_status st = start_epoch(b, &ps, epoch);
     int64_t count = 0;
     while (!st && !epoch_done(&ps)) {
-        pack_batch(b, &ps, NULL);
+        int64_t filled = 0;
+        st = pack_batch(b, &ps, NULL, &filled);
         count++;
     }
     free(ps.order);

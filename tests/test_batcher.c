@@ -1,4 +1,5 @@
-/* test_batcher.c — packing invariants, truncation, fill ratio, exact resume of the cursor. */
+/* test_batcher.c — packing invariants, truncation, fill ratio, exact resume of the cursor;
+ * the group sampler and group units (whole groups per batch) of the contrastive objective. */
 #include "test.h"
 #include "train_internal.h"
 
@@ -297,6 +298,226 @@ static void test_bad_options(void) {
     fake_free(&f);
 }
 
+/* ---- the group sampler and group units ------------------------------------------------ */
+
+/* A grouped corpus in scattered file order: group g has 1 text (g % 7 == 0), 4 texts in two
+ * languages (g % 5 == 0) or 10 texts in 10 languages; every 20th text has no group; a few
+ * texts have no tokens. */
+typedef struct grouped {
+    fake_data f;
+    int32_t *group, *lang;
+    int n_groups;
+} grouped;
+
+static int len_grouped(size_t i) {
+    if (i % 37 == 5) return 0;
+    uint64_t s = i + 11;
+    return 3 + (int)(ecr_tr_rng_next(&s) % 40);
+}
+
+static int group_size_of(int g) { return g % 7 == 0 ? 1 : g % 5 == 0 ? 4 : 10; }
+
+static void grouped_make(grouped *g, int n_groups) {
+    size_t n = 0;
+    for (int k = 0; k < n_groups; k++) n += (size_t)group_size_of(k);
+    n += n / 19;
+    fake_make(&g->f, n, len_grouped);
+    g->n_groups = n_groups;
+    g->group = malloc(n * sizeof *g->group);
+    g->lang = malloc(n * sizeof *g->lang);
+    size_t i = 0;
+    for (int k = 0; k < n_groups; k++)
+        for (int j = 0; j < group_size_of(k); j++) {
+            if (i % 20 == 19) g->group[i] = -1, g->lang[i] = 0, i++;
+            g->group[i] = k;
+            g->lang[i] = group_size_of(k) == 4 ? j / 2 : j;
+            i++;
+        }
+    for (; i < n; i++) g->group[i] = -1, g->lang[i] = 0;
+    uint64_t s = 77; /* scatter the file order */
+    for (size_t k = n; k > 1; k--) {
+        size_t j = (size_t)ecr_tr_rng_below(&s, k);
+        int32_t t = g->group[k - 1]; g->group[k - 1] = g->group[j]; g->group[j] = t;
+        t = g->lang[k - 1]; g->lang[k - 1] = g->lang[j]; g->lang[j] = t;
+    }
+    g->f.d.group = g->group;
+    g->f.d.lang = g->lang;
+    g->f.d.n_groups = n_groups;
+    g->f.d.n_langs = 10;
+}
+
+static void grouped_free(grouped *g) {
+    free(g->group);
+    free(g->lang);
+    fake_free(&g->f);
+}
+
+static int has_tokens(const ecr_data *d, int64_t i) { return d->offsets[i + 1] > d->offsets[i]; }
+
+/* Texts with tokens in group k. */
+static int usable_in_group(const ecr_data *d, int k, int *n_langs) {
+    int n = 0, langs[16] = {0};
+    *n_langs = 0;
+    for (size_t i = 0; i < d->n_texts; i++)
+        if (d->group[i] == k && has_tokens(d, (int64_t)i)) {
+            n++;
+            if (!langs[d->lang[i]]++) (*n_langs)++;
+        }
+    return n;
+}
+
+static void test_group_sampler(void) {
+    grouped g;
+    grouped_make(&g, 300);
+    const ecr_data *d = &g.f.d;
+    int64_t *o1 = malloc(d->n_texts * sizeof *o1), *o2 = malloc(d->n_texts * sizeof *o2);
+    int64_t *o3 = malloc(d->n_texts * sizeof *o3);
+    for (int G = 2; G <= 3; G++) {
+        size_t n1 = 0, n2 = 0, n3 = 0, want = 0;
+        CHECK_OK(ecr_sampler_groups(&G, d, 5, 0, o1, &n1));
+        CHECK_OK(ecr_sampler_groups(&G, d, 5, 0, o2, &n2));
+        CHECK_OK(ecr_sampler_groups(&G, d, 5, 1, o3, &n3));
+        CHECK(n1 == n2 && !memcmp(o1, o2, n1 * sizeof *o1)); /* deterministic */
+        CHECK(n1 == n3 && memcmp(o1, o3, n1 * sizeof *o1) != 0); /* a new draw each epoch */
+        int *visits = calloc((size_t)g.n_groups, sizeof *visits), bad = 0;
+        for (size_t i = 0; i < n1;) {
+            int k = d->group[o1[i]];
+            size_t e = i;
+            while (e < n1 && d->group[o1[e]] == k) e++;
+            int nl = 0, usable = k >= 0 ? usable_in_group(d, k, &nl) : 0;
+            bad += k < 0 || usable < 2;
+            if (k < 0) { i = e; continue; }
+            visits[k]++;
+            bad += (int)(e - i) != (usable < G ? usable : G);
+            /* distinct languages as far as the group has them */
+            int distinct = 0, seen_l[16] = {0};
+            for (size_t j = i; j < e; j++) {
+                bad += !has_tokens(d, o1[j]);
+                distinct += !seen_l[d->lang[o1[j]]]++;
+            }
+            bad += distinct != ((int)(e - i) < nl ? (int)(e - i) : nl);
+            i = e;
+        }
+        for (int k = 0; k < g.n_groups; k++) {
+            int nl = 0, usable = usable_in_group(d, k, &nl);
+            bad += visits[k] != (usable >= 2);
+            want += usable >= 2 ? (size_t)(usable < G ? usable : G) : 0;
+        }
+        CHECK_MSG(bad == 0, "G=%d: %d violations", G, bad);
+        CHECK(n1 == want);
+        free(visits);
+    }
+    int one = 1;
+    size_t n = 0;
+    CHECK_STATUS(ecr_sampler_groups(&one, d, 5, 0, o1, &n), ECR_E_INVALID);
+    /* a corpus without groups */
+    fake_data f;
+    fake_make(&f, 50, len_short);
+    int32_t *none = malloc(50 * sizeof *none);
+    for (int i = 0; i < 50; i++) none[i] = -1;
+    f.d.group = none;
+    CHECK_STATUS(ecr_sampler_groups(NULL, &f.d, 5, 0, o1, &n), ECR_E_INVALID);
+    CHECK(strstr(ecr_last_error(), "group") != NULL);
+    free(none);
+    fake_free(&f);
+    free(o1); free(o2); free(o3);
+    grouped_free(&g);
+}
+
+static ecr_batcher *group_batcher(const ecr_data *d, int B, int T, int *G, uint64_t seed) {
+    ecr_batcher_opts o;
+    ecr_batcher_opts_default(&o);
+    o.B = B, o.T = T, o.seed = seed, o.window = 32;
+    o.sampler = ecr_sampler_groups, o.sampler_ctx = G, o.group_units = 1;
+    ecr_batcher *b = NULL;
+    CHECK_OK(ecr_batcher_create(d, &o, &b));
+    return b;
+}
+
+/* Every batch holds whole units: each group present has all its drawn texts there. */
+static void test_group_units(void) {
+    grouped g;
+    grouped_make(&g, 300);
+    const ecr_data *d = &g.f.d;
+    int G = 3;
+    const int T = 64;
+    ecr_batcher *b = group_batcher(d, 4, T, &G, 3);
+    if (!b) { grouped_free(&g); return; }
+    int64_t *order = malloc(d->n_texts * sizeof *order);
+    for (int epoch = 0; epoch < 2; epoch++) {
+        size_t n_order = 0;
+        CHECK_OK(ecr_sampler_groups(&G, d, 3, epoch, order, &n_order));
+        int *drawn = calloc((size_t)g.n_groups, sizeof *drawn), *seen = calloc(d->n_texts, sizeof *seen);
+        for (size_t i = 0; i < n_order; i++) drawn[d->group[order[i]]]++;
+        int64_t expect = 0, nb = 0, slots = 0, filled = 0;
+        CHECK_OK(ecr_batcher_epoch_batches(b, epoch, &expect));
+        int end = 0, bad = 0, whole = 1;
+        while (!end) {
+            const ecr_batch *x = NULL;
+            CHECK_OK(ecr_batcher_next(b, &x, &end));
+            if (!x) break;
+            bad += check_batch(d, x, T, seen);
+            int *here = calloc((size_t)g.n_groups, sizeof *here);
+            for (int i = 0; i < x->n_texts; i++) here[d->group[x->text_id[i]]]++;
+            for (int i = 0; i < x->n_texts; i++) whole &= here[d->group[x->text_id[i]]] == drawn[d->group[x->text_id[i]]];
+            free(here);
+            for (int s = 0; s < x->B * T; s++) filled += x->text[s] >= 0;
+            slots += x->B * T;
+            nb++;
+        }
+        int once = 1;
+        for (size_t i = 0; i < n_order; i++) once &= seen[order[i]] == 1;
+        int64_t total = 0;
+        for (size_t i = 0; i < d->n_texts; i++) total += seen[i];
+        CHECK_MSG(bad == 0, "epoch %d: %d violations", epoch, bad);
+        CHECK_MSG(whole, "epoch %d: a group was split across batches", epoch);
+        CHECK(once && total == (int64_t)n_order);
+        CHECK_MSG(nb == expect, "epoch %d: %lld batches, dry run said %lld", epoch, (long long)nb, (long long)expect);
+        if (epoch == 0)
+            fprintf(stderr, "    group units: %zu texts in %lld batches of 4x64, fill %.3f\n", n_order,
+                    (long long)nb, (double)filled / (double)slots);
+        CHECK((double)filled / (double)slots > 0.8);
+        free(drawn);
+        free(seen);
+    }
+    /* exact resume from a mid-epoch cursor */
+    ecr_batcher *a = group_batcher(d, 4, T, &G, 8), *c = group_batcher(d, 4, T, &G, 8);
+    const ecr_batch *x = NULL, *y = NULL;
+    for (int i = 0; i < 7; i++) CHECK_OK(ecr_batcher_next(a, &x, NULL));
+    size_t len = ecr_batcher_cursor_len(a);
+    int64_t *cur = malloc(len * sizeof *cur);
+    ecr_batcher_get_cursor(a, cur);
+    CHECK(cur[2] > 0);
+    CHECK_OK(ecr_batcher_set_cursor(c, cur, len));
+    int same = 1;
+    for (int i = 0; i < 40; i++) {
+        CHECK_OK(ecr_batcher_next(a, &x, NULL));
+        CHECK_OK(ecr_batcher_next(c, &y, NULL));
+        same &= batches_equal(x, y);
+    }
+    CHECK(same);
+    free(cur);
+    ecr_batcher_free(a);
+    ecr_batcher_free(c);
+    ecr_batcher_free(b);
+    /* a unit larger than a batch is refused, naming the group */
+    int G10 = 10;
+    b = group_batcher(d, 1, 64, &G10, 1);
+    const ecr_batch *z = NULL;
+    if (b) CHECK_STATUS(ecr_batcher_next(b, &z, NULL), ECR_E_INVALID);
+    CHECK(strstr(ecr_last_error(), "does not fit") != NULL);
+    ecr_batcher_free(b);
+    /* units need each group in one run: the plain shuffle scatters them */
+    ecr_batcher_opts o;
+    ecr_batcher_opts_default(&o);
+    o.B = 4, o.T = 64, o.group_units = 1;
+    b = NULL;
+    CHECK_STATUS(ecr_batcher_create(d, &o, &b), ECR_E_INVALID);
+    CHECK(strstr(ecr_last_error(), "two places") != NULL);
+    free(order);
+    grouped_free(&g);
+}
+
 /* ---- fill ratio on lo10 validation texts prepared with a small tokenizer ------------ */
 
 static const char *lo10_valid(void) {
@@ -349,6 +570,26 @@ static void test_fill_lo10(void) {
         CHECK_MSG(fill >= 0.9, "fill ratio %.4f < 0.9", fill);
         free(seen);
         ecr_batcher_free(b);
+        /* pairs of translations for the contrastive objective: one epoch = 1000 groups */
+        int G = 2;
+        b = group_batcher(d, 16, 256, &G, 1);
+        seen = calloc(d->n_texts, sizeof *seen);
+        end = 0, bad = 0;
+        while (b && !end) {
+            const ecr_batch *x = NULL;
+            CHECK_OK(ecr_batcher_next(b, &x, &end));
+            bad += check_batch(d, x, 256, seen);
+        }
+        ecr_batcher_get_stats(b, &s);
+        int64_t visited = 0;
+        for (size_t i = 0; i < d->n_texts; i++) visited += seen[i];
+        fill = (double)s.filled / (double)s.slots;
+        fprintf(stderr, "    lo10 valid, translation pairs: %lld texts in %lld batches of 16x256, fill %.4f\n",
+                (long long)visited, (long long)s.batches, fill);
+        CHECK(bad == 0 && visited == 2000);
+        CHECK_MSG(fill >= 0.85, "fill ratio %.4f < 0.85", fill);
+        free(seen);
+        ecr_batcher_free(b);
     }
     ecr_data_free(d);
     ecr_tokenizer_free(tok);
@@ -365,6 +606,8 @@ int main(void) {
     RUN(test_cursor_resume);
     RUN(test_shuffle);
     RUN(test_bad_options);
+    RUN(test_group_sampler);
+    RUN(test_group_units);
     RUN(test_fill_lo10);
     return test_finish("test_batcher");
 }
