@@ -1,36 +1,13 @@
 /* corpus.c — reads a JSONL corpus: one JSON object per line with a required string
  * "text" and optional string fields "id", "group", "lang", "label". */
 #include "ecr.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
-
-/* Reads the whole file into a NUL-terminated buffer (*len excludes the NUL). */
-static ecr_status read_file(const char *path, char **buf, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 20, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n - 1, fp);
-        if (n < cap - 1) break;
-        char *nb = realloc(b, cap * 2);
-        if (!nb) { free(b); b = NULL; break; }
-        b = nb;
-        cap *= 2;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-    if (err) { free(b); return ecr_fail(ECR_E_IO, "%s: read error", path); }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    return ECR_OK;
-}
 
 /* Byte offset of the first invalid UTF-8 sequence in s[0..n), or -1 if valid. */
 static long utf8_invalid_at(const char *s, size_t n) {
@@ -117,7 +94,7 @@ ecr_status ecr_corpus_read(const char *path, ecr_corpus **out) {
     *out = NULL;
     char *buf = NULL;
     size_t len = 0;
-    ecr_status st = read_file(path, &buf, &len);
+    ecr_status st = ecr_read_file(path, &buf, &len);
     if (st) return st;
     ecr_corpus *c = calloc(1, sizeof *c);
     size_t cap = 0, lineno = 0;

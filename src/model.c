@@ -22,6 +22,7 @@
 #include "matmul.h"
 #include "ops.h"
 #include "rng.h"
+#include "util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -734,41 +735,6 @@ static ecr_status write_bytes_atomic(const char *path, const void *buf, size_t n
     return ecr_atomic_commit(&af);
 }
 
-/* Reads a whole file into a NUL-terminated buffer (caller frees). */
-static ecr_status read_file(const char *path, char **buf, size_t *len) {
-    *buf = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(b, cap * 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-            cap *= 2;
-        }
-        size_t got = fread(b + n, 1, cap - n - 1, fp);
-        n += got;
-        if (got == 0) break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-    if (err) {
-        free(b);
-        return ecr_fail(ECR_E_IO, "%s: read failed", path);
-    }
-    b[n] = 0;
-    *buf = b;
-    if (len) *len = n;
-    return ECR_OK;
-}
-
 /* mkdir -p */
 static ecr_status make_dirs(const char *dir) {
     char *p = strdup(dir);
@@ -820,7 +786,7 @@ ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *token
     if (st == ECR_OK && tokenizer_path) {
         char *tok;
         size_t tl;
-        st = read_file(tokenizer_path, &tok, &tl);
+        st = ecr_read_file(tokenizer_path, &tok, &tl);
         if (st == ECR_OK) {
             st = write_bytes_atomic(tok_path, tok, tl);
             free(tok);
@@ -951,7 +917,7 @@ ecr_status ecr_model_load(const char *dir, ecr_model **out) {
     ecr_model *m = NULL;
     ecr_config cfg;
     ecr_status st = (!cfg_path || !st_path) ? ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir) : ECR_OK;
-    if (st == ECR_OK) st = read_file(cfg_path, &text, NULL);
+    if (st == ECR_OK) st = ecr_read_file(cfg_path, &text, NULL);
     if (st == ECR_OK) st = parse_config(cfg_path, text, &cfg);
     if (st == ECR_OK) st = model_alloc(&cfg, &m);
     if (st == ECR_OK) st = ecr_st_open(st_path, &f);

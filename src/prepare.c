@@ -2,6 +2,7 @@
  * ecr.h, "Corpus (JSONL) and prepared data"), and the reader of that file. */
 #include "ecr.h"
 #include "strmap.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <stdlib.h>
@@ -89,20 +90,6 @@ static ecr_status index_field(char *const *vals, size_t n, int32_t *idx, char **
         if (st == ECR_OK && !*json) st = ECR_E_NOMEM;
     }
     return st;
-}
-
-/* Reads a whole small file (the tokenizer JSON, embedded in the metadata). */
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) { free(b); b = NULL; }
-    fclose(fp);
-    if (b) { b[n] = '\0'; *len = (size_t)n; }
-    return b;
 }
 
 typedef struct columns {
@@ -193,9 +180,7 @@ ecr_status ecr_prepare(const char *corpus_path, const char *tokenizer_path, cons
     ecr_status st = ecr_tokenizer_load(tokenizer_path, &tok);
     if (!st) st = ecr_corpus_read(corpus_path, &c);
     if (!st) {
-        size_t len = 0;
-        k.tok_json = slurp(tokenizer_path, &len);
-        if (!k.tok_json) st = ecr_fail(ECR_E_IO, "%s: cannot read", tokenizer_path);
+        st = ecr_read_file(tokenizer_path, &k.tok_json, NULL);
     }
     if (!st) st = encode_all(c, tok, corpus_path, &e, quiet);
     int vocab = tok ? ecr_tokenizer_vocab_size(tok) : 0;

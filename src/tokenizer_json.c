@@ -3,6 +3,7 @@
  * over byte-level tokens, no normalizer, our Split regex + ByteLevel(use_regex=false)
  * pre-tokenizer, a ByteLevel decoder, special added tokens. */
 #include "tokenizer_internal.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -81,28 +82,6 @@ ecr_status ecr_tokenizer_save(const ecr_tokenizer *tok, const char *path) {
 }
 
 /* ---- reading ----------------------------------------------------------------------- */
-
-static ecr_status read_all(const char *path, char **buf, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n, fp);
-        if (n < cap) break;
-        char *nb = realloc(b, cap * 2);
-        if (!nb) { free(b); b = NULL; break; }
-        b = nb;
-        cap *= 2;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-    if (err) { free(b); return ecr_fail(ECR_E_IO, "%s: read error", path); }
-    *buf = b;
-    *len = n;
-    return ECR_OK;
-}
 
 static int is_null_or_absent(const cJSON *x) { return !x || cJSON_IsNull(x); }
 
@@ -306,7 +285,7 @@ ecr_status ecr_tokenizer_load(const char *path, ecr_tokenizer **out) {
     *out = NULL;
     char *buf = NULL;
     size_t len = 0;
-    ecr_status st = read_all(path, &buf, &len);
+    ecr_status st = ecr_read_file(path, &buf, &len);
     if (st) return st;
     cJSON *root = cJSON_ParseWithLength(buf, len);
     if (!root || !cJSON_IsObject(root)) {

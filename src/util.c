@@ -1,6 +1,7 @@
 /* util.c — status codes, the thread-local error message, atomic file output, hashing. */
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -87,6 +88,35 @@ void ecr_atomic_abort(ecr_atomic_file *af) {
     free(af->final_path);
     free(af->tmp_path);
     memset(af, 0, sizeof *af);
+}
+
+/* ---- whole-file input --------------------------------------------------------------- */
+
+ecr_status ecr_read_file(const char *path, char **buf, size_t *len) {
+    *buf = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) { /* keep room for the NUL */
+            char *nb = realloc(b, cap * 2);
+            if (!nb) { free(b); b = NULL; break; }
+            b = nb;
+            cap *= 2;
+        }
+        size_t got = fread(b + n, 1, cap - n - 1, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (!b) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+    if (err) { free(b); return ecr_fail(ECR_E_IO, "%s: read error", path); }
+    b[n] = '\0';
+    *buf = b;
+    if (len) *len = n;
+    return ECR_OK;
 }
 
 /* ---- misc -------------------------------------------------------------------------- */
