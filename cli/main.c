@@ -19,6 +19,7 @@ static const command commands[] = {
     {"train", cmd_train, "train a model on prepared data; checkpoints, exact resume"},
     {"eval", cmd_eval, "loss, perplexity, bits/byte per language"},
     {"generate", cmd_generate, "sample text with a KV cache"},
+    {"convert", cmd_convert, "rewrite a model folder as bf16, f16 or f32"},
     {NULL, NULL, NULL},
 };
 

@@ -385,6 +385,10 @@ const ecr_param_info *ecr_model_find_tensor(const ecr_model *m, const char *name
  * Hugging Face loaders expect). Creates `dir` and missing parents. Atomic per file. */
 ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
                           const char *const *meta);
+/* Like ecr_model_save, with the tensors stored as `dtype`: ECR_F32, ECR_F16 or ECR_BF16
+ * (rounded to nearest even; for shipping weights at half the size). */
+ecr_status ecr_model_save_as(const ecr_model *m, const char *dir, const char *tokenizer_path,
+                             const char *const *meta, ecr_dtype dtype);
 /* Loads a model folder (F32, F16 or BF16 tensors are accepted and converted to fp32).
  * config.json must be a Llama config (num_key_value_heads == num_attention_heads, silu,
  * no rope_scaling); absent keys take LlamaConfig's defaults. Every tensor must be present

@@ -757,8 +757,31 @@ static ecr_status make_dirs(const char *dir) {
 
 ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
                           const char *const *meta) {
+    return ecr_model_save_as(m, dir, tokenizer_path, meta, ECR_F32);
+}
+
+/* The parameters converted to 16-bit `dtype` (F16 or BF16), or NULL when out of memory. */
+static uint16_t *params_to_16(const ecr_model *m, ecr_dtype dtype) {
+    uint16_t *h = malloc(m->n_params * sizeof *h);
+    if (!h) return NULL;
+    for (size_t i = 0; i < m->n_params; i++)
+        h[i] = dtype == ECR_F16 ? ecr_f32_to_f16(m->params[i]) : ecr_f32_to_bf16(m->params[i]);
+    return h;
+}
+
+ecr_status ecr_model_save_as(const ecr_model *m, const char *dir, const char *tokenizer_path,
+                             const char *const *meta, ecr_dtype dtype) {
+    if (dtype != ECR_F32 && dtype != ECR_F16 && dtype != ECR_BF16)
+        return ecr_fail(ECR_E_INVALID, "%s: models are saved as F32, F16 or BF16, not %s", dir,
+                        ecr_dtype_name(dtype));
+    uint16_t *half = NULL;
+    if (dtype != ECR_F32 && !(half = params_to_16(m, dtype)))
+        return ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
     ecr_status dst = make_dirs(dir);
-    if (dst != ECR_OK) return dst;
+    if (dst != ECR_OK) {
+        free(half);
+        return dst;
+    }
     char *cfg_path = path_join(dir, "config.json"), *st_path = path_join(dir, "model.safetensors");
     char *tok_path = path_join(dir, "tokenizer.json");
     char *json = config_json(&m->cfg);
@@ -771,7 +794,8 @@ ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *token
     if ((st = ecr_st_writer_create(&w)) != ECR_OK) goto done;
     for (size_t i = 0; i < m->n_tensors && st == ECR_OK; i++) {
         const ecr_param_info *t = &m->tensors[i];
-        st = ecr_st_writer_add(w, t->name, ECR_F32, t->ndim, t->shape, m->params + t->offset);
+        const void *data = half ? (const void *)(half + t->offset) : (const void *)(m->params + t->offset);
+        st = ecr_st_writer_add(w, t->name, dtype, t->ndim, t->shape, data);
     }
     if (st == ECR_OK) st = ecr_st_writer_meta(w, "format", "pt");
     for (size_t i = 0; meta && meta[i] && meta[i + 1] && st == ECR_OK; i += 2)
@@ -793,6 +817,7 @@ ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *token
         }
     }
 done:
+    free(half);
     ecr_st_writer_free(w);
     free(json);
     free(cfg_path);
