@@ -5,6 +5,8 @@
 
 static const char *usage =
     "usage: ecr train --data TRAIN.safetensors --model tiny|small|base --out MODEL_DIR [flags]\n"
+    "                 [--objective lm|lm+contrastive] [--anchors ANCHORS.safetensors\n"
+    "                 --ecr-weight 0.05 --ecr-tau 0.05 --ecr-soft]\n"
     "\n"
     "Trains a language model on prepared data (ecr prepare) and writes a model folder:\n"
     "config.json, model.safetensors, tokenizer.json, train_state.safetensors (for --resume)\n"
@@ -36,6 +38,22 @@ static const char *usage =
     "  --resume               continue the run in --out exactly where its checkpoint stopped\n"
     "                         (give the same flags; --steps may grow)\n"
     "  --quiet                no progress on stderr\n"
+    "\n"
+    "Objective:\n"
+    "  --objective lm|lm+contrastive\n"
+    "                         lm (default): next-token loss. lm+contrastive (the teacher):\n"
+    "                         plus a symmetric in-batch InfoNCE between the pooled, normalised\n"
+    "                         embeddings of texts of the same group (translations); each step\n"
+    "                         holds whole groups, and an epoch is one pass over the groups\n"
+    "  --contrastive-weight W weight of the InfoNCE term (default 1.0)\n"
+    "  --contrastive-tau T    its temperature (default 0.05)\n"
+    "  --group-size G         texts per group in a step, distinct languages first (default 2)\n"
+    "  --anchors FILE         add the ECR regulariser with these anchors (ecr anchors); their\n"
+    "                         codes must cover the training data's texts. Adds the projection\n"
+    "                         ecr.proj.weight [D, dim] to the model. No teacher is read.\n"
+    "  --ecr-weight L         ECR weight lambda (default 0.05)\n"
+    "  --ecr-tau T            ECR temperature (default: the anchors file's, normally 0.05)\n"
+    "  --ecr-soft             soft targets from the anchors' top-M codes (ecr anchors --soft M)\n"
     "\n"
     "Exit status: 0 done, 1 runtime failure (e.g. a NaN loss), 2 bad usage or bad input.\n";
 
@@ -69,6 +87,15 @@ int cmd_train(int argc, char **argv) {
     o.save_every = (int)cli_int(&a, "--save-every", 0, 0, 1 << 30);
     o.resume = cli_flag(&a, "--resume");
     o.quiet = cli_flag(&a, "--quiet");
+    const char *objective = cli_str(&a, "--objective", "lm");
+    o.contrastive_weight = (float)cli_float(&a, "--contrastive-weight", o.contrastive_weight, 0.0, 1e6);
+    o.contrastive_tau = (float)cli_float(&a, "--contrastive-tau", o.contrastive_tau, 1e-6, 1e6);
+    o.group_size = (int)cli_int(&a, "--group-size", o.group_size, 2, ECR_MAX_WINDOW);
+    o.anchors_path = cli_str(&a, "--anchors", NULL);
+    int has_ecr_flags = cli_str(&a, "--ecr-weight", NULL) || cli_str(&a, "--ecr-tau", NULL);
+    o.ecr_weight = (float)cli_float(&a, "--ecr-weight", o.ecr_weight, 0.0, 1e6);
+    o.ecr_tau = (float)cli_float(&a, "--ecr-tau", 0.0, 1e-6, 1e6);
+    o.ecr_soft = cli_flag(&a, "--ecr-soft");
     if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
     cli_args_free(&a);
     if (a.npos > 0) {
@@ -84,6 +111,12 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (!has_steps) o.steps = 0;
+    if ((has_ecr_flags || o.ecr_soft) && !o.anchors_path) {
+        fprintf(stderr, "ecr train: --ecr-weight, --ecr-tau and --ecr-soft need --anchors\n");
+        return 2;
+    }
+    ecr_status ost = ecr_train_objective_parse(objective, &o.objective);
+    if (ost) return cli_fail(ost);
     ecr_status st = ecr_config_preset(preset, &o.config);
     if (st) return cli_fail(st);
     int vocab_set = 0;

@@ -600,19 +600,53 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                             [3+window] I64 (ecr_batcher_get_cursor); metadata "format" =
  *                             "ecr-train-state-1", "step", "tokens", "elapsed_s", "options"
  *                             (JSON of the options that must match to resume), "options_hash"
- *   log.jsonl                 one record per step {"step", "loss" (mean nats per target
- *                             token), "lr", "grad_norm" (before clipping), "clipped" (bool),
- *                             "tokens" (target tokens trained on so far), "tokens_per_s"
- *                             (this step's), "elapsed_s" (since the run began, across
- *                             resumes)} and per validation pass {"step","val_loss","val_bpb",
- *                             "val_tokens"}
+ *   log.jsonl                 one record per step {"step", "loss" (the LM term: mean nats
+ *                             per target token), "lr", "grad_norm" (before clipping),
+ *                             "clipped" (bool), "tokens" (target tokens trained on so far),
+ *                             "tokens_per_s" (this step's), "elapsed_s" (since the run began,
+ *                             across resumes)}, plus, when those terms are on, "contrastive"
+ *                             (InfoNCE, unweighted), "ecr" (mean KL, unweighted) and "total"
+ *                             (the objective optimised); and per validation pass {"step",
+ *                             "val_loss","val_bpb","val_tokens"}
  * Checkpoints are written every save_every steps and at the end (model files first, then
  * the train state; each file atomic; model.safetensors metadata "ecr_step" says its step).
  * resume: continues from out_dir's checkpoint with exactly the same numbers as an
  * uninterrupted run (same threads); log records after the checkpoint's step are dropped.
  * A non-finite loss or gradient norm stops training with ECR_E_RUNTIME and the message
  * "step N: loss is NaN; last good checkpoint at step M kept" (nothing more is written).
+ *
+ * Objectives (DESIGN "The method"), L per step over the texts of the batch:
+ *   lm                L = L_LM (mean token cross-entropy)
+ *   lm+contrastive    L = L_LM + w InfoNCE: symmetric, multi-positive, in-batch InfoNCE with
+ *                     temperature tau_c over the L2-normalised pooled embeddings h; the
+ *                     positives of a text are the other texts of its group in the step, every
+ *                     other text is a negative; mean over the texts that have a positive.
+ *                     Batches come from ecr_sampler_groups (group_size texts per group,
+ *                     packed as group units), so an epoch is one pass over the groups.
+ *   + ECR (anchors)   L += lambda mean_i KL(pi_i || q_i), q_i = softmax(A u_i / tau),
+ *                     u_i = P h_i / ||P h_i|| with the model's projection P = ecr.proj.weight
+ *                     [D, d] (config ecr_dim = D, the anchors' dim), pi_i = row c_i of
+ *                     row-softmax(A A^T / tau) (hard codes) or softmax(soft_sim_i / tau) on
+ *                     the text's soft_idx (soft codes). Combines with either objective.
+ *                     Training reads only the prepared data and the anchors file; the
+ *                     anchors' codes must cover exactly the data's texts (rows == n_texts).
+ * Texts without tokens take part in neither term. With ECR, model.safetensors' metadata
+ * also records "ecr_anchors_k", "ecr_anchors_dim", "ecr_tau", "ecr_weight", "ecr_soft",
+ * "ecr_anchors_source", "ecr_anchors_source_hash" (the anchors' source_hash) and
+ * "ecr_anchors_hash" (of the anchors, codes and soft codes); with the contrastive objective
+ * "objective", "contrastive_weight", "contrastive_tau", "group_size". The resume check covers
+ * all of these options.
  * ---------------------------------------------------------------------------------- */
+
+typedef enum ecr_train_objective {
+    ECR_TRAIN_LM = 0,                 /* "lm"                                               */
+    ECR_TRAIN_LM_CONTRASTIVE = 1,     /* "lm+contrastive"                                   */
+} ecr_train_objective;
+
+/* Parses "lm" / "lm+contrastive"; ECR_E_INVALID naming the value otherwise. */
+ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out);
+/* "lm", "lm+contrastive". Static string. */
+const char *ecr_train_objective_name(ecr_train_objective obj);
 
 typedef struct ecr_train_opts {
     const char *data_path;      /* prepared training data (required)                         */
@@ -637,6 +671,17 @@ typedef struct ecr_train_opts {
     int eval_every;             /* validation every N steps (default 0: only at the end)     */
     int save_every;             /* checkpoint every N steps (default 0: only at the end)     */
     int quiet;                  /* no progress on stderr                                     */
+    /* Objective (see above): */
+    ecr_train_objective objective; /* default ECR_TRAIN_LM                                    */
+    float contrastive_weight;   /* w (default 1.0)                                           */
+    float contrastive_tau;      /* tau_c (default 0.05)                                      */
+    int group_size;             /* texts per group in a step, >= 2 (default 2); needs at
+                                   least that many rows per step                             */
+    const char *anchors_path;   /* anchors.safetensors: adds the ECR term; NULL = none       */
+    float ecr_weight;           /* lambda (default 0.05)                                     */
+    float ecr_tau;              /* tau; 0 (default) = the "tau" recorded in the anchors file
+                                   (0.05 unless `ecr anchors --tau` changed it)              */
+    int ecr_soft;               /* soft codes (the anchors file must hold them)              */
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */

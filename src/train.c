@@ -1,13 +1,14 @@
 /* train.c — the training loop, checkpoints and exact resume, the JSONL log, and the
  * language-model evaluation it runs on validation data (see "Training" in ecr.h).
  *
- * One step: pack a batch, forward, backward (gradients accumulate from zero), global
- * gradient norm, stop on a non-finite loss or norm, clip, AdamW with the scheduled lr,
- * log. Every piece of state that decides the next step (parameters, AdamW moments, the
+ * One step: pack a batch, forward (the model and the objective's extra terms, see
+ * losses.h), backward (gradients accumulate from zero), global gradient norm, stop on a
+ * non-finite loss or norm, clip, AdamW with the scheduled lr, log. Every piece of state that decides the next step (parameters, AdamW moments, the
  * step, the data cursor) is in the checkpoint, so a resumed run repeats the numbers of an
  * uninterrupted one. */
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
+#include "losses.h"
 #include "train_internal.h"
 
 #include <cJSON.h>
@@ -35,6 +36,23 @@ void ecr_train_opts_default(ecr_train_opts *o) {
     o->grad_clip = 1.0f;
     o->seed = 1;
     o->log_every = 10;
+    o->objective = ECR_TRAIN_LM;
+    o->contrastive_weight = 1.0f;
+    o->contrastive_tau = 0.05f;
+    o->group_size = 2;
+    o->ecr_weight = 0.05f;
+    o->ecr_tau = 0.0f;
+}
+
+ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out) {
+    if (name && !strcmp(name, "lm")) *out = ECR_TRAIN_LM;
+    else if (name && !strcmp(name, "lm+contrastive")) *out = ECR_TRAIN_LM_CONTRASTIVE;
+    else return ecr_fail(ECR_E_INVALID, "objective '%s': expected lm or lm+contrastive", name ? name : "");
+    return ECR_OK;
+}
+
+const char *ecr_train_objective_name(ecr_train_objective obj) {
+    return obj == ECR_TRAIN_LM_CONTRASTIVE ? "lm+contrastive" : "lm";
 }
 
 /* ---- small file helpers ------------------------------------------------------------ */
@@ -120,6 +138,9 @@ typedef struct trainer {
     ecr_batcher *batcher;
     ecr_model *model;
     ecr_adamw *opt;
+    ecr_anchors *anchors;     /* ECR anchors, or NULL                                     */
+    char anchors_hash[17];    /* of the anchors, codes and soft codes                     */
+    ecr_objective *obj;       /* the per-step objective (LM + extra terms)                */
     int64_t step;             /* steps done                                               */
     uint64_t rng;             /* reserved for stochastic objectives; saved and restored   */
     int64_t tokens;           /* target tokens trained on so far                          */
@@ -137,6 +158,8 @@ static void trainer_free(trainer *t) {
     ecr_batcher_free(t->batcher);
     ecr_model_free(t->model);
     ecr_adamw_free(t->opt);
+    ecr_anchors_free(t->anchors);
+    ecr_objective_free(t->obj);
     free(t->tok_path);
     free(t->state_path);
     free(t->log_path);
@@ -176,6 +199,20 @@ static char *options_json(const trainer *t) {
     PUT("data_texts", "%zu", t->data->n_texts);
     PUT("data_tokens", "%zu", t->data->n_tokens);
     PUT("steps", "%lld", (long long)t->total);
+    /* objective options appear only when their term is on, so runs of the plain LM
+     * objective keep the keys they always had */
+    if (o->objective != ECR_TRAIN_LM) {
+        PUT("objective", "%s", ecr_train_objective_name(o->objective));
+        PUT("contrastive_weight", "%.9g", o->contrastive_weight);
+        PUT("contrastive_tau", "%.9g", o->contrastive_tau);
+        PUT("group_size", "%d", o->group_size);
+    }
+    if (t->anchors) {
+        PUT("ecr_anchors_hash", "%s", t->anchors_hash);
+        PUT("ecr_weight", "%.9g", o->ecr_weight);
+        PUT("ecr_tau", "%.9g", o->ecr_tau);
+        PUT("ecr_soft", "%d", o->ecr_soft);
+    }
 #undef PUT
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -217,12 +254,44 @@ static double elapsed(const trainer *t) { return t->elapsed0 + (ecr_now() - t->t
 
 /* ---- checkpoints ---------------------------------------------------------------------- */
 
+/* model.safetensors metadata: the step and what the objective was trained with (see the
+ * Training section of ecr.h). meta[] gets key, value, ..., NULL; values live in v. */
+static void model_meta(const trainer *t, const char *step_s, char v[16][40], const char **meta) {
+    int n = 0, k = 0;
+    const ecr_train_opts *o = &t->o;
+#define META(key, ...) do { snprintf(v[k], sizeof v[k], __VA_ARGS__); meta[n++] = key; meta[n++] = v[k++]; } while (0)
+    meta[n++] = "ecr_step";
+    meta[n++] = step_s;
+    if (o->objective != ECR_TRAIN_LM) {
+        META("objective", "%s", ecr_train_objective_name(o->objective));
+        META("contrastive_weight", "%.9g", o->contrastive_weight);
+        META("contrastive_tau", "%.9g", o->contrastive_tau);
+        META("group_size", "%d", o->group_size);
+    }
+    if (t->anchors) {
+        const ecr_anchors *a = t->anchors;
+        META("ecr_anchors_k", "%d", a->k);
+        META("ecr_anchors_dim", "%d", a->dim);
+        META("ecr_tau", "%.9g", o->ecr_tau);
+        META("ecr_weight", "%.9g", o->ecr_weight);
+        META("ecr_soft", "%d", o->ecr_soft ? a->soft : 0);
+        META("ecr_anchors_source_hash", "%s", a->source_hash);
+        META("ecr_anchors_hash", "%s", t->anchors_hash);
+        meta[n++] = "ecr_anchors_source";
+        meta[n++] = a->source ? a->source : "";
+    }
+#undef META
+    meta[n] = NULL;
+}
+
 static ecr_status save_checkpoint(trainer *t) {
     char step_s[32], tokens_s[32], elapsed_s[32], hash[17];
     snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
     snprintf(tokens_s, sizeof tokens_s, "%lld", (long long)t->tokens);
     snprintf(elapsed_s, sizeof elapsed_s, "%.3f", elapsed(t));
-    const char *meta[] = {"ecr_step", step_s, NULL};
+    char mv[16][40];
+    const char *meta[40];
+    model_meta(t, step_s, mv, meta);
     ecr_status st = ecr_model_save(t->model, t->o.out_dir, NULL, meta);
     if (st) return st;
     char *opts = options_json(t);
@@ -270,6 +339,11 @@ static ecr_status check_options(const trainer *t, const char *saved) {
                           "%s: option '%s' was %s in the checkpoint, now %s (resume needs the same options)",
                           t->state_path, x->string, ys, x->valuestring);
     }
+    for (const cJSON *y = a ? a->child : NULL; !st && y; y = y->next) /* options dropped now */
+        if (!cJSON_GetObjectItemCaseSensitive(b, y->string))
+            st = ecr_fail(ECR_E_INVALID,
+                          "%s: option '%s' was %s in the checkpoint, now off (resume needs the same options)",
+                          t->state_path, y->string, cJSON_IsString(y) ? y->valuestring : "set");
     cJSON_Delete(a);
     cJSON_Delete(b);
     free(now);
@@ -388,6 +462,44 @@ static ecr_status setup_tokenizer(trainer *t) {
     return st;
 }
 
+/* Loads the anchors (--anchors): codes for exactly the training texts; the model's ecr_dim
+ * becomes the anchors' dim and ecr_tau defaults to the file's tau. */
+static ecr_status setup_anchors(trainer *t) {
+    ecr_train_opts *o = &t->o;
+    if (!o->anchors_path) {
+        if (o->ecr_soft) return ecr_fail(ECR_E_INVALID, "train: soft ECR codes need an anchors file");
+        return ECR_OK;
+    }
+    ecr_status st = ecr_anchors_load(o->anchors_path, &t->anchors);
+    if (st) return st;
+    const ecr_anchors *a = t->anchors;
+    if ((uint64_t)a->rows != (uint64_t)t->data->n_texts)
+        return ecr_fail(ECR_E_INVALID, "%s: codes for %lld texts, but %s holds %zu texts (anchors must be "
+                        "made from embeddings of the training data, one row per text)", o->anchors_path,
+                        (long long)a->rows, o->data_path, t->data->n_texts);
+    if (o->ecr_soft && a->soft < 1)
+        return ecr_fail(ECR_E_INVALID, "%s: no soft codes in the file (make them with ecr anchors --soft M)",
+                        o->anchors_path);
+    if (o->config.ecr_dim != 0 && o->config.ecr_dim != a->dim)
+        return ecr_fail(ECR_E_INVALID, "%s: anchors of dim %d, but ecr_dim is set to %d", o->anchors_path,
+                        a->dim, o->config.ecr_dim);
+    o->config.ecr_dim = a->dim;
+    if (!(o->ecr_tau > 0)) o->ecr_tau = a->tau;
+    if (!(o->ecr_weight >= 0) || !isfinite(o->ecr_weight) || !isfinite(o->ecr_tau))
+        return ecr_fail(ECR_E_INVALID, "train: ECR weight %g / temperature %g out of range",
+                        (double)o->ecr_weight, (double)o->ecr_tau);
+    /* identity of the anchors for the resume check: hashes of every array, hashed */
+    char parts[4][17], all[4 * 17];
+    size_t M = (size_t)a->soft;
+    ecr_hash_hex(a->anchors, (size_t)a->k * a->dim * sizeof *a->anchors, parts[0]);
+    ecr_hash_hex(a->codes, (size_t)a->rows * sizeof *a->codes, parts[1]);
+    ecr_hash_hex(a->soft_idx ? (const void *)a->soft_idx : "", a->soft_idx ? (size_t)a->rows * M * sizeof *a->soft_idx : 0, parts[2]);
+    ecr_hash_hex(a->soft_sim ? (const void *)a->soft_sim : "", a->soft_sim ? (size_t)a->rows * M * sizeof *a->soft_sim : 0, parts[3]);
+    snprintf(all, sizeof all, "%s%s%s%s", parts[0], parts[1], parts[2], parts[3]);
+    ecr_hash_hex(all, strlen(all), t->anchors_hash);
+    return ECR_OK;
+}
+
 static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
     ecr_train_opts *o = &t->o;
     *o = *in;
@@ -397,8 +509,9 @@ static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
         return ecr_fail(ECR_E_INVALID, "%s: the data's vocabulary has %d tokens, but vocab_size is set to %d",
                         o->data_path, t->data->vocab_size, o->config.vocab_size);
     o->config.vocab_size = t->data->vocab_size;
-    ecr_status st = ecr_config_validate(&o->config);
+    ecr_status st = setup_anchors(t);
     if (st) return st;
+    if ((st = ecr_config_validate(&o->config))) return st;
     t->T = o->seq_len > 0 ? o->seq_len : (o->config.max_seq_len < 256 ? o->config.max_seq_len : 256);
     if (t->T < 2 || t->T > o->config.max_seq_len)
         return ecr_fail(ECR_E_INVALID, "train: seq_len %d is outside [2, max_seq_len %d]", t->T,
@@ -411,6 +524,20 @@ static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
     if (o->steps < 0 || (o->steps == 0 && !(o->epochs > 0)))
         return ecr_fail(ECR_E_INVALID, "train: give a positive number of steps or epochs");
     if (o->log_every < 1) o->log_every = 10;
+    if (o->objective != ECR_TRAIN_LM && o->objective != ECR_TRAIN_LM_CONTRASTIVE)
+        return ecr_fail(ECR_E_INVALID, "train: unknown objective %d", (int)o->objective);
+    if (o->objective == ECR_TRAIN_LM_CONTRASTIVE) {
+        if (!(o->contrastive_weight >= 0) || !isfinite(o->contrastive_weight) || !(o->contrastive_tau > 0) ||
+            !isfinite(o->contrastive_tau))
+            return ecr_fail(ECR_E_INVALID, "train: contrastive weight %g / temperature %g out of range",
+                            (double)o->contrastive_weight, (double)o->contrastive_tau);
+        if (o->group_size < 2 || o->group_size > ECR_MAX_WINDOW)
+            return ecr_fail(ECR_E_INVALID, "train: group size %d is outside [2, %d]", o->group_size, ECR_MAX_WINDOW);
+        if (t->B < o->group_size)
+            return ecr_fail(ECR_E_INVALID, "train: a step of %d rows (tokens_per_step / seq_len) cannot hold a "
+                            "group of %d texts; raise tokens_per_step or lower the group size", t->B,
+                            o->group_size);
+    }
     return ECR_OK;
 }
 
@@ -462,7 +589,16 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     bo.B = t->B;
     bo.T = t->T;
     bo.seed = t->o.seed;
-    if ((st = ecr_batcher_create(t->data, &bo, &t->batcher))) return st;
+    if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE) { /* whole groups per step */
+        bo.sampler = ecr_sampler_groups;
+        bo.sampler_ctx = &t->o.group_size;
+        bo.group_units = 1;
+    }
+    if ((st = ecr_batcher_create(t->data, &bo, &t->batcher))) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ecr_last_error());
+        return ecr_fail(st, "%s: %s", t->o.data_path, why);
+    }
     if ((st = count_steps(t))) return st;
     t->last_ckpt = -1;
     t->last_eval = -1;
@@ -488,6 +624,17 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     if ((st = ecr_adamw_create(t->model, &ao, &t->opt))) return st;
     if (ecr_adamw_size(t->opt) != ecr_model_num_params(t->model))
         return ecr_fail(ECR_E_RUNTIME, "train: optimizer state does not match the model");
+    ecr_objective_opts oo;
+    memset(&oo, 0, sizeof oo);
+    if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE) {
+        oo.contrastive_weight = t->o.contrastive_weight;
+        oo.contrastive_tau = t->o.contrastive_tau;
+    }
+    oo.anchors = t->anchors;
+    oo.ecr_weight = t->o.ecr_weight;
+    oo.ecr_tau = t->o.ecr_tau;
+    oo.ecr_soft = t->o.ecr_soft;
+    if ((st = ecr_objective_create(&oo, t->model, &t->obj))) return st;
     if (t->o.resume) {
         if ((st = load_state(t))) return st;
         int64_t ms = model_file_step(t->model_path);
@@ -615,20 +762,16 @@ static ecr_status nonfinite(const trainer *t, int64_t step, const char *what, do
 }
 
 /* One optimizer step; fills the numbers it logs. */
-static ecr_status train_step(trainer *t, double *loss, double *gnorm, float *lr, int *clipped,
-                             int64_t *n_targets) {
+static ecr_status train_step(trainer *t, ecr_objective_terms *terms, double *gnorm, float *lr, int *clipped) {
     const ecr_batch *b = NULL;
-    ecr_forward_out fo;
     int64_t step = t->step + 1;
     ecr_status st = ecr_batcher_next(t->batcher, &b, NULL);
     if (st) return st;
     ecr_model_zero_grad(t->model);
-    if ((st = ecr_model_forward(t->model, b, &fo))) return st;
-    *loss = fo.loss;
-    *n_targets = fo.n_targets;
-    if (t->o.nan_at_step == step) *loss = NAN;
-    if (!isfinite(*loss)) return nonfinite(t, step, "loss", *loss);
-    if ((st = ecr_model_backward(t->model, b, 1.0f, NULL, NULL))) return st;
+    if ((st = ecr_objective_forward(t->obj, t->model, b, t->data, terms))) return st;
+    if (t->o.nan_at_step == step) terms->total = NAN;
+    if (!isfinite(terms->total)) return nonfinite(t, step, "loss", terms->total);
+    if ((st = ecr_objective_backward(t->obj, t->model, b))) return st;
     float norm = 0;
     st = ecr_clip_grad_norm(t->model, t->o.grad_clip, &norm);
     *gnorm = norm;
@@ -638,8 +781,27 @@ static ecr_status train_step(trainer *t, double *loss, double *gnorm, float *lr,
     *lr = ecr_lr_schedule(step - 1, t->o.warmup, t->total, t->o.lr, t->o.min_lr);
     if ((st = ecr_adamw_step(t->opt, t->model, *lr))) return st;
     t->step = step;
-    t->tokens += fo.n_targets;
+    t->tokens += terms->n_targets;
     return ECR_OK;
+}
+
+/* The objective's extra terms for a log record (",\"contrastive\":..." ...), or "". */
+static void extra_terms_json(const trainer *t, const ecr_objective_terms *x, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE)
+        k += (size_t)snprintf(buf + k, n - k, ",\"contrastive\":%.7g", x->contrastive);
+    if (t->anchors && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"ecr\":%.7g", x->ecr);
+    if (k > 0 && k < n) snprintf(buf + k, n - k, ",\"total\":%.7g", x->total);
+}
+
+/* The same for a progress line ("  ctr 1.2345  ecr 2.3456"). */
+static void extra_terms_text(const trainer *t, const ecr_objective_terms *x, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE)
+        k += (size_t)snprintf(buf + k, n - k, "  contrastive %.4f", x->contrastive);
+    if (t->anchors && k < n) snprintf(buf + k, n - k, "  ecr %.4f", x->ecr);
 }
 
 static void print_start(const trainer *t) {
@@ -656,6 +818,14 @@ static void print_start(const trainer *t) {
     if (s.n_truncated > 0)
         fprintf(stderr, "train: %lld texts are longer than %d tokens (longest %lld) and are truncated\n",
                 (long long)s.n_truncated, t->T - 1, (long long)s.max_tokens);
+    const ecr_train_opts *o = &t->o;
+    if (o->objective == ECR_TRAIN_LM_CONTRASTIVE)
+        fprintf(stderr, "train: objective lm + %g x InfoNCE (tau %g) over groups of %d texts per step\n",
+                (double)o->contrastive_weight, (double)o->contrastive_tau, o->group_size);
+    if (t->anchors)
+        fprintf(stderr, "train: ECR %g x KL to %d anchors of dim %d (tau %g, %s codes) from %s\n",
+                (double)o->ecr_weight, t->anchors->k, t->anchors->dim, (double)o->ecr_tau,
+                o->ecr_soft ? "soft" : "hard", o->anchors_path);
 }
 
 static ecr_status run(trainer *t) {
@@ -666,16 +836,20 @@ static ecr_status run(trainer *t) {
     int64_t window_tok = 0, run_steps0 = t->step;
     ecr_status st = ECR_OK;
     while (!st && t->step < end) {
-        double loss = 0, gnorm = 0, ts = ecr_now();
+        double gnorm = 0, ts = ecr_now();
         float lr = 0;
         int clipped = 0;
-        int64_t nt = 0;
-        if ((st = train_step(t, &loss, &gnorm, &lr, &clipped, &nt))) break;
-        double dt = ecr_now() - ts;
+        ecr_objective_terms x;
+        if ((st = train_step(t, &x, &gnorm, &lr, &clipped))) break;
+        double dt = ecr_now() - ts, loss = x.lm;
+        int64_t nt = x.n_targets;
+        char extra[160], extra_text[96];
+        extra_terms_json(t, &x, extra, sizeof extra);
+        extra_terms_text(t, &x, extra_text, sizeof extra_text);
         window_tok += nt;
-        fprintf(t->log, "{\"step\":%lld,\"loss\":%.7g,\"lr\":%.7g,\"grad_norm\":%.7g,\"clipped\":%s,"
+        fprintf(t->log, "{\"step\":%lld,\"loss\":%.7g%s,\"lr\":%.7g,\"grad_norm\":%.7g,\"clipped\":%s,"
                         "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
-                (long long)t->step, loss, lr, gnorm, clipped ? "true" : "false", (long long)t->tokens,
+                (long long)t->step, loss, extra, lr, gnorm, clipped ? "true" : "false", (long long)t->tokens,
                 dt > 0 ? (double)nt / dt : 0.0, elapsed(t));
         fflush(t->log);
         if (!t->o.quiet && (t->step % t->o.log_every == 0 || t->step == end)) {
@@ -683,9 +857,9 @@ static ecr_status run(trainer *t) {
             double per_step = (now - run_t0) / (double)(t->step - run_steps0);
             char eta[32];
             fmt_duration(per_step * (double)(end - t->step), eta, sizeof eta);
-            fprintf(stderr, "train: step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s\n",
-                    (long long)t->step, (long long)t->total, ecr_batcher_progress(t->batcher), loss, lr,
-                    gnorm, rate, eta);
+            fprintf(stderr, "train: step %lld/%lld  epoch %.2f  loss %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s\n",
+                    (long long)t->step, (long long)t->total, ecr_batcher_progress(t->batcher), loss, extra_text,
+                    lr, gnorm, rate, eta);
             window_t = now;
             window_tok = 0;
         }

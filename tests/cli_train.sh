@@ -30,7 +30,7 @@ for c in train generate eval; do
 done
 expect 2 "train without --data" -- "$ECR" train --model tiny --out "$T/m"
 has "$T/err" "--data" "missing --data is named"
-expect 2 "train with an unknown flag" -- "$ECR" train --data x --model tiny --out "$T/m" --objective lm
+expect 2 "train with an unknown flag" -- "$ECR" train --data x --model tiny --out "$T/m" --no-such-flag lm
 expect 2 "train with --steps and --epochs" -- "$ECR" train --data x --model tiny --out "$T/m" --steps 2 --epochs 1
 printf 'this is not safetensors at all' >"$T/garbage.safetensors"
 expect 2 "train on a garbage file" -- "$ECR" train --data "$T/garbage.safetensors" --model tiny --out "$T/m"

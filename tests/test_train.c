@@ -1,6 +1,6 @@
-/* test_train.c — the trainer on a tiny model and a small prepared file: exact resume, NaN
- * stop with the checkpoint intact, falling loss, option checks, LM evaluation and
- * generation with the KV cache. */
+/* test_train.c — the trainer on a tiny model and a small prepared file: exact resume (also
+ * with the contrastive objective and the ECR regulariser), NaN stop with the checkpoint
+ * intact, falling loss, option checks, LM evaluation and generation with the KV cache. */
 #include "test.h"
 
 #include <string.h>
@@ -190,6 +190,123 @@ static void test_resume_exact(void) {
     for (int s = 1; s <= 20; s++) same &= la[s] == lb[s] && la[s] == lc[s];
     CHECK(same);
     CHECK(la[20] < la[1]);
+}
+
+/* Anchors for the fixture data: synthetic teacher vectors that depend on the text's group
+ * (plus noise), K = 6, soft codes M = 3, written to g_dir/anchors.safetensors. */
+static char g_anchors[600];
+static int make_anchors(void) {
+    ecr_data *d = NULL;
+    CHECK_OK(ecr_data_open(g_data, &d));
+    if (!d) return 0;
+    enum { D = 12 };
+    float *emb = malloc(d->n_texts * D * sizeof *emb);
+    for (size_t i = 0; i < d->n_texts; i++) {
+        uint64_t s = (uint64_t)(d->group[i] + 7) * 0x9E3779B97F4A7C15ULL, t = i * 31 + 5;
+        for (int j = 0; j < D; j++) {
+            s ^= s >> 29, s *= 0xBF58476D1CE4E5B9ULL, t ^= t >> 31, t *= 0x94D049BB133111EBULL;
+            emb[i * D + j] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5) +
+                             0.1f * (float)((double)(t >> 11) / 9007199254740992.0 - 0.5);
+        }
+    }
+    ecr_anchors_opts ao;
+    ecr_anchors_opts_default(&ao);
+    ao.k = 6, ao.soft = 3, ao.quiet = 1, ao.source = "synthetic.npy";
+    ecr_anchors *a = NULL;
+    CHECK_OK(ecr_anchors_fit(emb, (int64_t)d->n_texts, D, &ao, &a));
+    snprintf(g_anchors, sizeof g_anchors, "%s/anchors.safetensors", g_dir);
+    if (a) CHECK_OK(ecr_anchors_save(a, g_anchors));
+    ecr_anchors_free(a);
+    free(emb);
+    ecr_data_free(d);
+    return a != NULL;
+}
+
+/* Log records of a run as lines (for exact comparison of the loss fields). */
+static int same_log_losses(const char *dir_a, const char *dir_b, int steps, const char *field) {
+    char pa[700], pb[700];
+    snprintf(pa, sizeof pa, "%s/log.jsonl", dir_a);
+    snprintf(pb, sizeof pb, "%s/log.jsonl", dir_b);
+    char *ta = file_text(pa, NULL), *tb = file_text(pb, NULL);
+    int n = 0, same = ta && tb;
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":", field);
+    for (char *x = ta, *y = tb; same && x && y && (x = strstr(x, key)) && (y = strstr(y, key));) {
+        x += strlen(key), y += strlen(key);
+        same = strtod(x, NULL) == strtod(y, NULL);
+        n++;
+    }
+    free(ta);
+    free(tb);
+    return same && n == steps;
+}
+
+/* Exact resume with the extra terms: contrastive, ECR (hard), both (soft codes). */
+static void test_resume_objectives(void) {
+    if (!make_anchors()) return;
+    for (int variant = 0; variant < 3; variant++) {
+        static const char *names[3] = {"ctr", "ecr", "both"};
+        ecr_train_opts o;
+        char a[600], b[600], na[64], nb[64];
+        snprintf(na, sizeof na, "%s_straight", names[variant]);
+        snprintf(nb, sizeof nb, "%s_resumed", names[variant]);
+        for (int run = 0; run < 2; run++) {
+            small_opts(&o, run ? nb : na, run ? b : a, sizeof a);
+            o.steps = 12;
+            o.threads = 2;
+            if (variant != 1) o.objective = ECR_TRAIN_LM_CONTRASTIVE, o.group_size = 3;
+            if (variant != 0) o.anchors_path = g_anchors, o.ecr_weight = 0.5f, o.ecr_soft = variant == 2;
+            if (run) o.stop_after = 5;
+            CHECK_OK(ecr_train(&o));
+            if (run) {
+                CHECK(state_step(b) == 5);
+                o.stop_after = 0;
+                o.resume = 1;
+                CHECK_OK(ecr_train(&o));
+            }
+        }
+        CHECK(state_step(b) == 12);
+        CHECK_MSG(same_tensors(a, b, "model.safetensors"), "%s: model differs after resume", names[variant]);
+        CHECK_MSG(same_tensors(a, b, "train_state.safetensors"), "%s: state differs after resume", names[variant]);
+        CHECK(same_log_losses(a, b, 12, "loss"));
+        CHECK(same_log_losses(a, b, 12, "total"));
+        CHECK(same_log_losses(a, b, 12, variant == 1 ? "ecr" : "contrastive"));
+        /* the projection exists exactly when ECR is on; the metadata says what was used */
+        char p[700];
+        snprintf(p, sizeof p, "%s/model.safetensors", a);
+        ecr_st_file *f = NULL;
+        CHECK_OK(ecr_st_open(p, &f));
+        if (f) {
+            CHECK((ecr_st_find(f, "ecr.proj.weight") != NULL) == (variant != 0));
+            const char *k = ecr_st_meta(f, "ecr_anchors_k"), *obj = ecr_st_meta(f, "objective");
+            CHECK(variant == 0 ? k == NULL : (k && !strcmp(k, "6")));
+            CHECK(variant == 1 ? obj == NULL : (obj && !strcmp(obj, "lm+contrastive")));
+            if (variant != 0) {
+                const char *dim = ecr_st_meta(f, "ecr_anchors_dim"), *tau = ecr_st_meta(f, "ecr_tau");
+                const char *sh = ecr_st_meta(f, "ecr_anchors_source_hash");
+                CHECK(dim && !strcmp(dim, "12") && tau && fabs(atof(tau) - 0.05) < 1e-7 && sh && strlen(sh) == 16);
+            }
+            ecr_st_close(f);
+        }
+        /* resuming without the extra term (or with another weight) is refused */
+        small_opts(&o, nb, b, sizeof b);
+        o.steps = 14;
+        o.resume = 1;
+        if (variant == 2) {
+            o.objective = ECR_TRAIN_LM_CONTRASTIVE, o.group_size = 3;
+            o.anchors_path = g_anchors, o.ecr_weight = 0.4f, o.ecr_soft = 1;
+        }
+        static const char *want[3] = {"option 'objective' was lm+contrastive in the checkpoint, now off",
+                                      "option 'ecr_", "option 'ecr_weight' was 0.5"};
+        CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
+        CHECK_MSG(strstr(ecr_last_error(), want[variant]) != NULL, "message: %s", ecr_last_error());
+    }
+    /* the contrastive log carries the term, the ECR log both */
+    char p[700];
+    snprintf(p, sizeof p, "%s/both_straight/log.jsonl", g_dir);
+    char *t = file_text(p, NULL);
+    CHECK(t && strstr(t, "\"contrastive\":") && strstr(t, "\"ecr\":") && strstr(t, "\"total\":"));
+    free(t);
 }
 
 static void test_nan_keeps_checkpoint(void) {
@@ -476,6 +593,7 @@ static void rm_tree(const char *dir) {
 int main(void) {
     if (make_fixture()) {
         RUN(test_resume_exact);
+        RUN(test_resume_objectives);
         RUN(test_nan_keeps_checkpoint);
         RUN(test_loss_decreases_and_validation);
         RUN(test_option_checks);
