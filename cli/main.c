@@ -15,6 +15,7 @@ static const command commands[] = {
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode/decode text lines"},
     {"prepare", cmd_prepare, "JSONL corpus + tokenizer -> data.safetensors"},
     {"anchors", cmd_anchors, "spherical k-means over embeddings -> anchors.safetensors"},
+    {"embed", cmd_embed, "text embeddings of prepared data -> .npy (ECR projection or --raw h)"},
     {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
     {"train", cmd_train, "train a model on prepared data; checkpoints, exact resume"},
     {"eval", cmd_eval, "loss, perplexity, bits/byte per language"},

@@ -748,6 +748,37 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
 int32_t ecr_sample_logits(float *logits, int V, const ecr_gen_opts *o, uint64_t *rng);
 
 /* ------------------------------------------------------------------------------------
+ * Embeddings (`ecr embed`, src/embed.c).
+ *
+ * Per text: h = the pooled final-norm output (ecr_forward_out.pooled), or, through the
+ * model's ECR projection P = ecr.proj.weight [D, d], u = P h / max(||P h||, 1e-12) (the
+ * same arithmetic, in double, as the ECR loss). Texts are packed like ecr_eval_lm's batches
+ * (file order, rows of seq_len; a text longer than seq_len - 1 tokens is embedded from its
+ * first seq_len - 1 tokens); attention stays inside each text, so a text's embedding does
+ * not depend on what it is packed with (up to fp32 rounding of the matrix products).
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_embed_opts {
+    int raw;                  /* 1: h even when the model has a projection (default 0)        */
+    int seq_len;              /* T; 0 = the model's max_seq_len (default)                     */
+    int64_t tokens_per_batch; /* slots per forward pass (default 4096; at least one row)      */
+    int quiet;                /* no progress on stderr                                        */
+} ecr_embed_opts;
+
+void ecr_embed_opts_default(ecr_embed_opts *o);
+
+/* Embeds every text of `d` in file order: *out (malloc'd, caller frees with free()) holds
+ * d->n_texts rows of *cols floats: u (cols = D, *projected = 1) when the model has a
+ * projection and o->raw is 0, else h (cols = dim, *projected = 0). ECR_E_INVALID when the
+ * data's vocabulary is larger than the model's or seq_len is out of range. Deterministic for
+ * a given thread count. Progress (texts, texts/s) on stderr unless o->quiet. */
+ecr_status ecr_embed(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, float **out,
+                     int64_t *cols, int *projected);
+/* u[n, D] = P h / max(||P h||, 1e-12) for n rows h[n, dim] with the model's projection;
+ * ECR_E_INVALID when the model has none (ecr_dim 0). Never used by generation. */
+ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u);
+
+/* ------------------------------------------------------------------------------------
  * Anchors (`ecr anchors`): spherical k-means over teacher embeddings (DESIGN "The method").
  *
  * Input rows t_i (N x D) are centred by their column mean mu and L2-normalised (a row

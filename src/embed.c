@@ -1,0 +1,107 @@
+/* embed.c — text embeddings of prepared data: the pooled hidden state h of every text, or
+ * u through the model's ECR projection (see "Embeddings" in ecr.h). The forward without
+ * the LM head (ecr_model_encode) does the work; texts are packed in file order. */
+#include "ecr.h"
+#include "losses.h"
+#include "ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ecr_embed_opts_default(ecr_embed_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->tokens_per_batch = 4096;
+}
+
+ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) {
+    const ecr_param_info *t = ecr_model_find_tensor(m, "ecr.proj.weight");
+    if (!t) return ecr_fail(ECR_E_INVALID, "project: the model has no ECR projection (ecr_dim 0)");
+    const float *P = ecr_model_params(m) + t->offset; /* [D, d] */
+    int D = (int)t->shape[0], d = (int)t->shape[1];
+    ECR_OMP(parallel for schedule(static))
+    for (int64_t i = 0; i < n; i++) {
+        const float *hi = h + (size_t)i * d;
+        double z[D > 0 ? D : 1], s = 0;
+        for (int a = 0; a < D; a++) { /* z = P h */
+            const float *pa = P + (size_t)a * d;
+            double acc = 0;
+            for (int b = 0; b < d; b++) acc += (double)pa[b] * hi[b];
+            z[a] = acc;
+            s += acc * acc;
+        }
+        double norm = sqrt(s), r = 1.0 / (norm > ECR_NORM_EPS ? norm : ECR_NORM_EPS);
+        for (int a = 0; a < D; a++) u[(size_t)i * D + a] = (float)(z[a] * r);
+    }
+    return ECR_OK;
+}
+
+/* h of every text into out [n_texts, dim], by text_id. */
+static ecr_status embed_pooled(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, int T, float *out) {
+    int dim = ecr_model_config(m)->dim;
+    int64_t B = o->tokens_per_batch / T;
+    ecr_batcher_opts bo;
+    ecr_batcher_opts_default(&bo);
+    bo.B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
+    bo.T = T;
+    bo.sampler = ecr_sampler_sequential;
+    ecr_batcher *b = NULL;
+    ecr_status st = ecr_batcher_create(d, &bo, &b);
+    if (st) return st;
+    double t0 = ecr_now(), last = t0;
+    int64_t done = 0;
+    int end = 0;
+    while (!st && !end) {
+        const ecr_batch *x = NULL;
+        const float *pooled = NULL;
+        st = ecr_batcher_next(b, &x, &end);
+        if (!st) st = ecr_model_encode(m, x, &pooled);
+        for (int i = 0; !st && i < x->n_texts; i++)
+            memcpy(out + (size_t)x->text_id[i] * dim, pooled + (size_t)i * dim, (size_t)dim * sizeof *out);
+        if (!st) done += x->n_texts;
+        double now = ecr_now();
+        if (!st && !o->quiet && (now - last > 1.0 || end)) {
+            fprintf(stderr, "\rembed: %lld/%zu texts (%.0f texts/s)", (long long)done, d->n_texts,
+                    (double)done / (now - t0 + 1e-9));
+            last = now;
+        }
+    }
+    if (!o->quiet) fputc('\n', stderr);
+    ecr_batcher_free(b);
+    return st;
+}
+
+ecr_status ecr_embed(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, float **out,
+                     int64_t *cols, int *projected) {
+    *out = NULL;
+    const ecr_config *cfg = ecr_model_config(m);
+    int T = o->seq_len > 0 ? o->seq_len : cfg->max_seq_len;
+    if (T < 2 || T > cfg->max_seq_len)
+        return ecr_fail(ECR_E_INVALID, "embed: seq_len %d is outside [2, max_seq_len %d]", T, cfg->max_seq_len);
+    if (o->tokens_per_batch < 1)
+        return ecr_fail(ECR_E_INVALID, "embed: tokens_per_batch must be positive");
+    if (d->vocab_size > cfg->vocab_size)
+        return ecr_fail(ECR_E_INVALID, "embed: the data's vocabulary (%d) is larger than the model's (%d)",
+                        d->vocab_size, cfg->vocab_size);
+    const ecr_param_info *proj = ecr_model_find_tensor(m, "ecr.proj.weight");
+    int use_proj = proj && !o->raw;
+    size_t n = d->n_texts, dim = (size_t)cfg->dim, D = use_proj ? (size_t)proj->shape[0] : 0;
+    float *h = malloc((n ? n : 1) * dim * sizeof *h);
+    if (!h) return ecr_fail(ECR_E_NOMEM, "embed: out of memory for %zu x %zu floats", n, dim);
+    ecr_status st = n ? embed_pooled(m, d, o, T, h) : ECR_OK;
+    if (!st && use_proj) {
+        float *u = malloc((n ? n : 1) * D * sizeof *u);
+        if (!u) st = ecr_fail(ECR_E_NOMEM, "embed: out of memory for %zu x %zu floats", n, D);
+        if (!st) st = ecr_model_project(m, h, (int64_t)n, u);
+        free(h);
+        h = u;
+    }
+    if (st) {
+        free(h);
+        return st;
+    }
+    *out = h;
+    *cols = use_proj ? (int64_t)D : (int64_t)dim;
+    if (projected) *projected = use_proj;
+    return ECR_OK;
+}
