@@ -87,7 +87,7 @@ LIB      := $(BUILD)/libecr.a
 ECR      := $(BUILD)/ecr
 DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 
-.PHONY: all test test-unit test-cli test-san bench demo data clean found
+.PHONY: teacher all test test-unit test-cli test-san bench demo data clean found
 all: found $(ECR) $(LIB)
 
 found:
@@ -152,6 +152,10 @@ bench: $(BENCH_BIN) $(ECR) $(DATA)
 # The README's first command: the pipeline end to end on the bundled corpus.
 demo: all $(DATA)
 	ECR_BIN=$(ECR) bash scripts/demo.sh
+
+# The reference model and its anchors (about 70 minutes on 2 cores; resumes if stopped).
+teacher: all $(DATA)
+	ECR_BIN=$(ECR) bash scripts/teacher.sh
 
 clean:
 	rm -rf build build-san build-noblas* build-noomp build-san-*
