@@ -871,6 +871,176 @@ ecr_status ecr_anchors_load(const char *path, ecr_anchors **out);
 void ecr_anchors_free(ecr_anchors *a);
 
 /* ------------------------------------------------------------------------------------
+ * Metrics (src/metrics.c): embedding geometry, cross-lingual and task metrics, training
+ * stability (DESIGN "Metrics"); `ecr eval` prints and writes them.
+ *
+ * Inputs: an embedding matrix X [n, d] (float32, row-major, one row per text; every value
+ * must be finite, else ECR_E_INVALID naming the row and column) and per-text indices as in
+ * ecr_data (lang, label, group; -1 = none). "Cosine" is the dot product of L2-normalised
+ * rows (norms in double); a zero row stays zero, so its cosine with anything is 0.
+ * Similarities are sgemm products of normalised rows in fixed blocks of query rows, one
+ * block per thread (memory O(threads x 64 x n) floats, never n x n). Neighbours are ranked
+ * by cosine, the lower index first on equal cosines. Every row's result is computed by one
+ * thread in a fixed order and means are summed serially in row order, so all numbers are
+ * identical for any thread count (ecr_set_threads). A metric that is not defined on the
+ * given data (fewer than two labels, no English text, ...) comes out as NaN (JSON null in
+ * `ecr eval`); ECR_E_INVALID is kept for bad arguments. Cost: the covariance metrics are
+ * O(n d^2 + d^3) in double; the neighbour metrics O(n^2 d) in float (sgemm).
+ * ---------------------------------------------------------------------------------- */
+
+#define ECR_KNN_K 10          /* k of the k-NN overlap and of the label-transfer classifier */
+
+/* Eigenvalues of the symmetric n x n matrix `a` (row-major, double; only the lower
+ * triangle is read; destroyed) into w[n], ascending: Householder reduction to tridiagonal
+ * form, then the implicit QL algorithm. ECR_E_RUNTIME if an eigenvalue needs more than 60
+ * QL iterations (does not happen on finite input in practice). O(n^3). */
+ecr_status ecr_sym_eigenvalues(double *a, int n, double *w);
+
+/* Effective rank (RankMe) of X [n, d]: exp(-sum_k p_k log p_k), p_k = s_k / sum_j s_j,
+ * over the singular values s_k > 0 of the column-centred matrix Xc = X - 1 mean^T. The s_k
+ * are the square roots of the eigenvalues of the d x d matrix Xc^T Xc (formed in double;
+ * eigenvalues below 0 from rounding count as 0), so the value lies in [1, min(n - 1, d)];
+ * equal singular values give exactly their number. 0 if Xc is zero (n = 1, equal rows). */
+ecr_status ecr_metric_effective_rank(const float *x, int64_t n, int d, double *out);
+
+/* Anisotropy of X [n, d]: the mean cosine over distinct pairs (i != j), computed in O(n d)
+ * as (||sum_i xhat_i||^2 - m) / (m (m - 1)) over the m non-zero rows xhat (unit, in
+ * double). Not centred. NaN when m < 2. */
+ecr_status ecr_metric_anisotropy(const float *x, int64_t n, int d, double *out);
+
+/* Linear CKA of X [n, dx] and Y [n, dy] (same texts in the same order): with both
+ * column-centred, ||Xc^T Y||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F), products in double.
+ * In [0, 1]; 1 for Y = X Q s (Q orthogonal, s != 0). NaN if either centred matrix is 0. */
+ecr_status ecr_metric_cka(const float *x, int dx, const float *y, int dy, int64_t n, double *out);
+
+/* k nearest neighbours of every row of X [n, d] by cosine, itself excluded: nbr[i*k ..]
+ * (int32, most similar first). Needs 1 <= k < n. */
+ecr_status ecr_metric_knn(const float *x, int64_t n, int d, int k, int32_t *nbr);
+
+/* k-NN overlap of two neighbour lists [n, k] of the same texts: mean over i of
+ * |A(i) ∩ B(i)| / k. NaN when n == 0. */
+double ecr_metric_knn_overlap(const int32_t *a, const int32_t *b, int64_t n, int k);
+
+/* Silhouette by label with the cosine distance 1 - cos (clipped to [0, 2]), as
+ * sklearn.metrics.silhouette_score(X, label, metric="cosine") over the texts with
+ * label >= 0 (the others take no part): for text i of label l, a = mean distance to the
+ * other texts of l, b = the smallest mean distance to the texts of another label,
+ * s_i = (b - a) / max(a, b) (0 when l has one text or max(a, b) = 0); the score is the
+ * mean of s_i. label[i] < n_labels. NaN unless 2 <= labels present <= texts - 1. */
+ecr_status ecr_metric_silhouette(const float *x, int64_t n, int d, const int32_t *label,
+                                 int n_labels, double *out);
+
+/* Cross-lingual retrieval P@1 against English (lang index `en`). For each language
+ * x != en, among the texts of en and of x that have a group: for each en text, is the
+ * cosine-nearest x text one of its translations (same group)? and for each x text, is the
+ * nearest en text? Only queries whose group has a text on the other side count. per_lang[x]
+ * (n_langs entries; may be NULL) = the mean of the two directions' hit rates (NaN for en,
+ * and for a language with no counting query in either direction); *mean = the mean over
+ * the languages with a value (NaN if none). Chance is about 1 / (texts per language). */
+ecr_status ecr_metric_retrieval_p1(const float *x, int64_t n, int d, const int32_t *lang,
+                                   const int32_t *group, int n_langs, int en, double *per_lang,
+                                   double *mean);
+
+/* Label transfer: a k-NN classifier of `label` (cosine, k = min(k, training texts),
+ * majority vote, ties to the lowest label index, as scikit-learn's KNeighborsClassifier
+ * with uniform weights) fitted on the English texts (lang `en`, label >= 0) and tested on
+ * each other language's texts with label >= 0. per_lang[x] (may be NULL) = accuracy on x
+ * (NaN for en and for languages without test texts); *mean = mean over languages with a
+ * value (NaN if none, or no English training text). */
+ecr_status ecr_metric_label_transfer(const float *x, int64_t n, int d, const int32_t *lang,
+                                     const int32_t *label, int n_langs, int n_labels, int en,
+                                     int k, double *per_lang, double *mean);
+
+/* Teacher codes of texts that were not part of the anchors' fit, exactly as the fit
+ * assigns them: t_i = emb_i - a->mean (float), normalised (a zero row gets code 0),
+ * codes[i] = argmax_k <t_i, anchor_k> (lowest k on ties). emb is [n, a->dim]. */
+ecr_status ecr_metric_anchor_codes(const ecr_anchors *a, const float *emb, int64_t n,
+                                   uint16_t *codes);
+
+/* Anchor agreement: the share of rows of U [n, dim] whose cosine-nearest anchor among
+ * anchors [k, dim] (unit rows, e.g. ecr_anchors.anchors) is codes[i] (codes < k).
+ * Meant for u = P h / ||P h||, which lives in the anchors' space. NaN when n == 0. */
+ecr_status ecr_metric_anchor_agreement(const float *u, int64_t n, int dim, const float *anchors,
+                                       int k, const uint16_t *codes, double *out);
+
+/* The teacher side of CKA and k-NN overlap, computed once for several students. */
+typedef struct ecr_teacher_ref {
+    const float *y;           /* [n, dim] teacher embeddings; borrowed, must outlive the ref */
+    int64_t n;
+    int dim;
+    int32_t *knn;             /* [n, ECR_KNN_K] cosine neighbours (owned); NULL if n <= K     */
+    double *mean;             /* [dim] column mean (owned)                                    */
+    double gram_fro;          /* ||Yc^T Yc||_F of the centred matrix                          */
+} ecr_teacher_ref;
+
+/* Validates y (finite), computes its mean, centred Gram norm and neighbour lists (progress
+ * line on stderr unless quiet). Release with ecr_teacher_ref_release (safe on a zeroed or
+ * failed ref). */
+ecr_status ecr_teacher_ref_init(ecr_teacher_ref *r, const float *y, int64_t n, int dim, int quiet);
+void ecr_teacher_ref_release(ecr_teacher_ref *r);
+
+/* Everything above for one embedding matrix (h or u), sharing work: one normalised copy,
+ * one d x d covariance for the effective rank, one n x n blocked pass for silhouette and
+ * the neighbour lists. */
+typedef struct ecr_geometry_in {
+    const float *x;           /* [n, d] embeddings                                           */
+    int64_t n;
+    int d;
+    const int32_t *lang, *label, *group; /* [n] or NULL (then the metrics needing them: NaN) */
+    int n_langs, n_labels;
+    int en;                   /* index of English in the lang table; -1: no P@1 / transfer   */
+    const ecr_teacher_ref *teacher; /* same n texts; NULL: no CKA / k-NN overlap              */
+    const float *anchors;     /* [k, d] unit rows and codes [n]; NULL: no anchor agreement   */
+    int k;
+    const uint16_t *codes;
+    const char *name;         /* for progress lines ("h", "u"; NULL = "x")                   */
+    int quiet;                /* no progress on stderr                                       */
+} ecr_geometry_in;
+
+typedef struct ecr_geometry {
+    double effective_rank, anisotropy, silhouette;
+    double cka, knn_overlap;  /* NaN without a teacher                                       */
+    double anchor_agreement;  /* NaN without anchors                                         */
+    double p1, transfer;      /* means over the languages (see the functions above)          */
+    int n_langs;
+    double *p1_lang;          /* [n_langs] owned (NaN entries where undefined)               */
+    double *transfer_lang;    /* [n_langs] owned                                             */
+    double seconds;           /* wall time of the computation                                */
+} ecr_geometry;
+
+ecr_status ecr_geometry_compute(const ecr_geometry_in *in, ecr_geometry *out);
+void ecr_geometry_release(ecr_geometry *g);
+
+/* ---- Training stability (from log.jsonl) ---------------------------------------------
+ * Over the step records in file order (objects with "loss"; each also needs "step",
+ * "grad_norm" and "clipped"; steps must increase; validation records are skipped):
+ *   spike at step t: loss_t > mean + 3 std of the losses of the previous 50 step records
+ *     (population std; the first 50 steps cannot spike); spikes_per_1k = 1000 spikes / steps
+ *   grad_norm_cv = std / mean of grad_norm over all steps (population std; NaN if mean 0)
+ *   clipped_share = clipped steps / steps.                                                 */
+#define ECR_SPIKE_WINDOW 50
+#define ECR_SPIKE_SIGMAS 3.0
+
+typedef struct ecr_stability {
+    int64_t steps;            /* step records                                                */
+    int64_t first_step, last_step;
+    int64_t spikes;
+    double spikes_per_1k;
+    double grad_norm_mean, grad_norm_cv;
+    int64_t clipped;
+    double clipped_share;
+    double final_loss;        /* loss of the last step record                               */
+    double final_val_loss;    /* "val_loss" of the last validation record (NaN if none)     */
+} ecr_stability;
+
+/* From arrays of n >= 1 steps (clipped may be NULL: none clipped). final_val_loss = NaN. */
+ecr_status ecr_stability_compute(const double *loss, const double *grad_norm,
+                                 const uint8_t *clipped, int64_t n, ecr_stability *out);
+/* Reads a training log; ECR_E_INVALID "file:line: reason" for a malformed line, a missing
+ * field, a non-increasing step or a log without step records; ECR_E_IO if unreadable. */
+ecr_status ecr_stability_read_log(const char *path, ecr_stability *out);
+
+/* ------------------------------------------------------------------------------------
  * Utilities
  * ---------------------------------------------------------------------------------- */
 
