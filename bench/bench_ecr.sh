@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# bench_ecr.sh — what ECR costs, measured against the same work without it in one run.
+#
+#   training: `small` (4 x 256), 4,096-token steps on lo10 train, 2 threads, LM only versus
+#             LM + ECR (K = 256 anchors of D = 384, hard codes); median step time of each
+#             from the JSONL logs, interleaved runs (A B A B) to share the machine's noise.
+#             Requirement: ECR adds at most 3% to a step.
+#   embed:    `ecr embed` of lo10 valid (10,000 texts) with the projection (u) versus --raw
+#             (h) on the same ECR model, best of 3 each. Requirement: at most 1% extra.
+# The anchors come from synthetic 384-dim embeddings (timing does not depend on where the
+# anchors came from). Needs a python3 with numpy for the synthetic embeddings.
+set -eu
+ECR_BIN=${ECR_BIN:-build/ecr}
+STEPS=${BENCH_ECR_STEPS:-12}
+PY=
+for p in /usr/bin/python3 python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import numpy' >/dev/null 2>&1; then PY=$p; break; fi
+done
+[ -n "$PY" ] || { echo "bench_ecr: SKIP: no python3 with numpy"; exit 0; }
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+"$ECR_BIN" tokenizer train --data build/data/lo10/train.jsonl --vocab-size 8192 --out "$T/tok.json" --quiet
+"$ECR_BIN" prepare --data build/data/lo10/train.jsonl --tokenizer "$T/tok.json" --out "$T/train.st" --quiet
+"$ECR_BIN" prepare --data build/data/lo10/valid.jsonl --tokenizer "$T/tok.json" --out "$T/valid.st" --quiet
+"$PY" bench/anchors_sklearn.py gen "$T/emb.npy" 100000 384 256 >/dev/null
+"$ECR_BIN" anchors --emb "$T/emb.npy" --data "$T/train.st" --k 256 --iters 5 --restarts 1 --quiet --out "$T/anchors.st"
+
+# run NAME [extra flags]: STEPS+2 steps of `small`, one log record per step.
+run() {
+    local name=$1; shift
+    rm -rf "$T/$name"
+    "$ECR_BIN" train --data "$T/train.st" --model small --steps $((STEPS + 2)) --threads 2 \
+        --log-every 1 --quiet --out "$T/$name" "$@"
+}
+for round in 1 2; do
+    run lm$round
+    run ecr$round --anchors "$T/anchors.st" --ecr-weight 0.05
+done
+"$PY" - "$T" <<'PY'
+import json, statistics, sys
+T = sys.argv[1]
+def steps(name):
+    e = [json.loads(l)["elapsed_s"] for l in open(f"{T}/{name}/log.jsonl") if '"val_loss"' not in l]
+    return [b - a for a, b in zip(e[1:], e[2:])]   # skip the first two (warm-up)
+lm = statistics.median(steps("lm1") + steps("lm2"))
+ecr = statistics.median(steps("ecr1") + steps("ecr2"))
+over = 100 * (ecr - lm) / lm
+print(f"bench_ecr: small step, median: LM only {lm*1000:.0f} ms, LM + ECR {ecr*1000:.0f} ms; "
+      f"ECR adds {over:+.1f}% (need <= 3%): {'PASS' if over <= 3 else 'FAIL'}")
+open(f"{T}/train_ok", "w").write("1" if over <= 3 else "0")
+PY
+best() {   # best of 3 wall times of `ecr embed` with the given flags
+    local b=
+    for i in 1 2 3; do
+        local t0=$EPOCHREALTIME
+        "$ECR_BIN" embed --model "$T/ecr1" --data "$T/valid.st" --threads 2 --quiet --out "$T/e.npy" "$@"
+        local t1=$EPOCHREALTIME
+        b=$(awk -v a="$t0" -v c="$t1" -v b="$b" 'BEGIN{d=c-a; if (b=="" || d<b) b=d; print b}')
+    done
+    echo "$b"
+}
+th=$(best --raw)
+tu=$(best)
+awk -v h="$th" -v u="$tu" 'BEGIN{o=100*(u-h)/h; printf "bench_ecr: embed 10,000 texts, best of 3: h (--raw) %.3f s, u (projection) %.3f s; projection adds %+.2f%% (need <= 1%%): %s\n", h, u, o, (o<=1)?"PASS":"FAIL"; exit !(o<=1)}' || exit 1
+[ "$(cat "$T/train_ok")" = 1 ]
