@@ -134,11 +134,12 @@ static void table_row(const char *name, const ecr_lm_stats *s) {
            (long long)s->tokens, (long long)s->bytes, ecr_lm_loss(s), ecr_lm_ppl(s), ecr_lm_bpb(s));
 }
 
-/* The "lm" section: evaluates, prints the table, returns the JSON object (or NULL). */
+/* The "lm" section: evaluates (keeping each text's pooled h [n_texts, dim] from the same
+ * forward), prints the table, returns the JSON object. */
 static ecr_status lm_section(ecr_model *m, const ecr_data *d, int seq_len, int64_t tpb, int quiet,
-                             cJSON **out) {
+                             float *h, cJSON **out) {
     ecr_lm_eval ev;
-    ecr_status st = ecr_eval_lm(m, d, seq_len, tpb, quiet, &ev);
+    ecr_status st = ecr_eval_lm_embed(m, d, seq_len, tpb, quiet, &ev, h);
     if (st) return st;
     int T = seq_len > 0 ? seq_len : ecr_model_config(m)->max_seq_len;
     printf("language model (%zu texts, rows of %d tokens)\n", d->n_texts, T);
@@ -318,30 +319,26 @@ static void geom_table(const ecr_data *d, size_t n, int dh, const ecr_geometry *
         printf("note: %s\n", cJSON_GetArrayItem(g->notes, i)->valuestring);
 }
 
-/* Embeds the texts of `d` (h and, with a projection, u) and computes both geometries. */
-static ecr_status geometry_section(ecr_model *m, const ecr_data *full, const ecr_data *d, geo_job *g,
+/* Reads --teacher-emb and --anchors (before the long passes, so bad input fails fast). */
+static ecr_status geometry_inputs(ecr_model *m, const ecr_data *full, const ecr_data *d, geo_job *g) {
+    ecr_status st = ECR_OK;
+    if (g->teacher_path) st = load_teacher(g, full);
+    if (!st && g->anchors_path) st = load_anchors(g, full, d->n_texts, ecr_model_config(m));
+    return st;
+}
+
+/* From h [n, dim] of the texts of `d` (and u = P h with a projection): both geometries. */
+static ecr_status geometry_section(ecr_model *m, const ecr_data *d, const float *h, geo_job *g,
                                    cJSON **out) {
     const ecr_config *cfg = ecr_model_config(m);
     size_t n = d->n_texts;
     ecr_status st = ECR_OK;
-    if (g->teacher_path) st = load_teacher(g, full);
-    if (!st && g->anchors_path) st = load_anchors(g, full, n, cfg);
-    if (st) return st;
     int en = -1;
     for (int l = 0; l < d->n_langs; l++)
         if (!strcmp(d->langs[l], "en")) en = l;
     if (en < 0) note(g, "no language \"en\" in %s: P@1 and label transfer skipped", g->data_path);
 
-    ecr_embed_opts eo;
-    ecr_embed_opts_default(&eo);
-    eo.raw = 1;
-    eo.seq_len = g->seq_len;
-    eo.tokens_per_batch = g->tpb;
-    eo.quiet = g->quiet;
-    float *h = NULL, *u = NULL;
-    int64_t cols = 0;
-    int projected = 0;
-    st = ecr_embed(m, d, &eo, &h, &cols, &projected);
+    float *u = NULL;
     int D = cfg->ecr_dim;
     if (!st && D > 0) {
         u = malloc((n * (size_t)D + 1) * sizeof *u);
@@ -414,7 +411,6 @@ static ecr_status geometry_section(ecr_model *m, const ecr_data *full, const ecr
     ecr_geometry_release(&gh);
     ecr_geometry_release(&gu);
     ecr_teacher_ref_release(&tref);
-    free(h);
     free(u);
     return st;
 }
@@ -493,6 +489,7 @@ int cmd_eval(int argc, char **argv) {
     ecr_model *m = NULL;
     ecr_data *d = NULL;
     cJSON *root = cJSON_CreateObject(), *lm = NULL, *geo = NULL, *stab = NULL;
+    float *h = NULL;
     g.notes = cJSON_CreateArray();
     ecr_status st = ECR_OK;
     if (dir) {
@@ -501,8 +498,13 @@ int cmd_eval(int argc, char **argv) {
         ecr_data view;
         memset(&view, 0, sizeof view);
         if (!st) view = data_head(d, (size_t)max_texts);
-        if (!st) st = lm_section(m, &view, g.seq_len, g.tpb, g.quiet, &lm);
-        if (!st) st = geometry_section(m, d, &view, &g, &geo);
+        if (!st) st = geometry_inputs(m, d, &view, &g);
+        if (!st) {
+            h = malloc((view.n_texts * (size_t)ecr_model_config(m)->dim + 1) * sizeof *h);
+            if (!h) st = ecr_fail(ECR_E_NOMEM, "eval: out of memory");
+        }
+        if (!st) st = lm_section(m, &view, g.seq_len, g.tpb, g.quiet, h, &lm);
+        if (!st) st = geometry_section(m, &view, h, &g, &geo);
         if (!st) {
             cJSON_AddStringToObject(root, "model", dir);
             cJSON_AddStringToObject(root, "data", data);
@@ -521,6 +523,7 @@ int cmd_eval(int argc, char **argv) {
     }
     cJSON_Delete(root);
     cJSON_Delete(g.notes);
+    free(h);
     free(g.teacher);
     free(g.codes);
     ecr_anchors_free(g.anchors);

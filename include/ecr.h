@@ -1011,6 +1011,14 @@ typedef struct ecr_geometry {
 ecr_status ecr_geometry_compute(const ecr_geometry_in *in, ecr_geometry *out);
 void ecr_geometry_release(ecr_geometry *g);
 
+/* Language-model metrics and embeddings in one pass, for `ecr eval`: the batches, checks
+ * and sums of ecr_eval_lm (the same *lm, bit for bit; release with ecr_lm_eval_release)
+ * plus each text's pooled h from the same forward into h [d->n_texts, dim] (file order;
+ * the h of ecr_embed with raw = 1 and the same seq_len and tokens_per_batch). Progress on
+ * stderr unless quiet. */
+ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len,
+                             int64_t tokens_per_batch, int quiet, ecr_lm_eval *lm, float *h);
+
 /* ---- Training stability (from log.jsonl) ---------------------------------------------
  * Over the step records in file order (objects with "loss"; each also needs "step",
  * "grad_norm" and "clipped"; steps must increase; validation records are skipped):

@@ -22,7 +22,9 @@
  *    flipped query, teacher codes (at most one differs) and anchor agreement (one row),
  *    eigenvalues (1e-10), stability (exact count; CV 1e-9).
  *  - ecr_geometry_compute gives the numbers of the single functions, and identical bytes
- *    with 1 and 2 threads. */
+ *    with 1 and 2 threads.
+ *  - ecr_eval_lm_embed gives ecr_eval_lm's statistics and ecr_embed's raw h bit for bit
+ *    (a tiny model on a 60-text corpus with a truncated text). */
 #include "test.h"
 #include "rng.h"
 
@@ -679,6 +681,85 @@ static void test_reference(void) {
     ecr_st_close(r.f);
 }
 
+/* ---- LM metrics and embeddings in one pass -------------------------------------------------- */
+
+static void test_eval_lm_embed(void) {
+    char dir[256], corpus[512], tok_path[512], data_path[512];
+    snprintf(dir, sizeof dir, "%s/ecr_test_metrics_XXXXXX", P_tmpdir);
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(corpus, sizeof corpus, "%s/c.jsonl", dir);
+    snprintf(tok_path, sizeof tok_path, "%s/tok.json", dir);
+    snprintf(data_path, sizeof data_path, "%s/d.safetensors", dir);
+    /* 3 languages x 20 groups, one long text (truncated at T = 32), a one-word text */
+    const char *langs[3] = {"en", "de", "fr"}, *words[3][4] = {{"the", "cat", "sits", "here"},
+        {"die", "Katze", "sitzt", "hier"}, {"le", "chat", "est", "assis"}};
+    FILE *fp = fopen(corpus, "w");
+    CHECK(fp != NULL);
+    if (!fp) return;
+    for (int g = 0; g < 20; g++)
+        for (int l = 0; l < 3; l++) {
+            fprintf(fp, "{\"group\": \"g%d\", \"lang\": \"%s\", \"label\": \"%s\", \"text\": \"", g, langs[l],
+                    g % 3 ? "ui" : "help");
+            int nw = g == 7 && l == 1 ? 60 : g == 9 && l == 2 ? 1 : 3 + g % 5;
+            for (int w = 0; w < nw; w++) fprintf(fp, "%s%s %d", w ? " " : "", words[l][(w + g) % 4], g * w);
+            fprintf(fp, "\"}\n");
+        }
+    fclose(fp);
+    ecr_corpus *c = NULL;
+    CHECK_OK(ecr_corpus_read(corpus, &c));
+    ecr_tokenizer_train_opts to;
+    ecr_tokenizer_train_opts_default(&to);
+    to.vocab_size = 300;
+    to.quiet = 1;
+    ecr_tokenizer *tok = NULL;
+    if (c) CHECK_OK(ecr_tokenizer_train((const char *const *)c->text, c->n, &to, &tok));
+    if (tok) CHECK_OK(ecr_tokenizer_save(tok, tok_path));
+    CHECK_OK(ecr_prepare(corpus, tok_path, data_path, 1));
+    ecr_data *d = NULL;
+    CHECK_OK(ecr_data_open(data_path, &d));
+    ecr_config cfg;
+    CHECK_OK(ecr_config_preset("tiny", &cfg));
+    cfg.vocab_size = ecr_tokenizer_vocab_size(tok);
+    cfg.dim = 16, cfg.n_layers = 1, cfg.n_heads = 2, cfg.hidden_dim = 32, cfg.max_seq_len = 32;
+    cfg.ecr_dim = 8;
+    ecr_model *m = NULL;
+    CHECK_OK(ecr_model_create(&cfg, 5, &m));
+    if (d && m) {
+        ecr_lm_eval a, b;
+        float *h = malloc(d->n_texts * 16 * sizeof *h);
+        CHECK_OK(ecr_eval_lm(m, d, 0, 256, 1, &a));
+        CHECK_OK(ecr_eval_lm_embed(m, d, 0, 256, 1, &b, h));
+        CHECK(memcmp(&a.overall, &b.overall, sizeof a.overall) == 0);
+        CHECK(a.n_langs == 3 && b.n_langs == 3 && a.n_truncated == 1 && b.n_truncated == 1);
+        CHECK(memcmp(a.per_lang, b.per_lang, 3 * sizeof *a.per_lang) == 0);
+        CHECK(b.overall.texts == 60);
+        ecr_embed_opts eo;
+        ecr_embed_opts_default(&eo);
+        eo.raw = 1;
+        eo.tokens_per_batch = 256;
+        eo.quiet = 1;
+        float *e = NULL;
+        int64_t cols = 0;
+        int proj = -1;
+        CHECK_OK(ecr_embed(m, d, &eo, &e, &cols, &proj));
+        CHECK(cols == 16 && proj == 0);
+        if (e) CHECK(memcmp(e, h, d->n_texts * 16 * sizeof *h) == 0);
+        int nonzero = 0;
+        for (size_t j = 0; j < d->n_texts * 16; j++) nonzero += h[j] != 0.0f;
+        CHECK(nonzero == (int)d->n_texts * 16);
+        free(e);
+        free(h);
+        ecr_lm_eval_release(&a);
+        ecr_lm_eval_release(&b);
+    }
+    ecr_model_free(m);
+    ecr_data_free(d);
+    ecr_tokenizer_free(tok);
+    ecr_corpus_free(c);
+    unlink(corpus); unlink(tok_path); unlink(data_path);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(test_eigenvalues);
     RUN(test_effective_rank);
@@ -690,5 +771,6 @@ int main(void) {
     RUN(test_anchor_agreement);
     RUN(test_stability);
     RUN(test_reference);
+    RUN(test_eval_lm_embed);
     return test_finish("test_metrics");
 }
