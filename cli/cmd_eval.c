@@ -17,7 +17,9 @@
  *            "bpb": summed nats / ln 2 / UTF-8 bytes, "tokens", "bytes", "texts"}
  *   GEOM  = {"dim", "effective_rank", "anisotropy", "silhouette" (cosine, by label),
  *            "p1": {"mean", "per_lang": {"de": P@1 en<->de, ...}},
- *            "label_transfer": {"mean", "per_lang": {"de": accuracy, ...}},
+ *            "label_transfer": {"mean", "per_lang": {"de": accuracy, ...}}
+ *            (per_lang lists the languages other than en that have a value; mean is
+ *            their average),
  *            "cka" (linear, with the teacher), "knn_overlap10" (with the teacher's
  *            neighbourhoods), "anchor_agreement" (u only), "seconds"}
  *   STAB  = {"log": FILE, "steps", "first_step", "last_step", "spikes",

@@ -18,7 +18,7 @@ static const command commands[] = {
     {"embed", cmd_embed, "text embeddings of prepared data -> .npy (ECR projection or --raw h)"},
     {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
     {"train", cmd_train, "train a model on prepared data; checkpoints, exact resume"},
-    {"eval", cmd_eval, "loss, perplexity, bits/byte per language"},
+    {"eval", cmd_eval, "LM, embedding-geometry and training-stability metrics -> table, JSON"},
     {"generate", cmd_generate, "sample text with a KV cache"},
     {"convert", cmd_convert, "rewrite a model folder as bf16, f16 or f32"},
     {NULL, NULL, NULL},
