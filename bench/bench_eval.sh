@@ -53,12 +53,12 @@ fi
 "$ECR" anchors --emb "$T/teacher.npy" --k 256 --threads "$THREADS" --out "$T/anchors.safetensors" --quiet || die "anchors failed"
 
 echo "bench_eval: timing ecr eval (all metrics, $THREADS threads; load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
-t0=$(date +%s.%N)
-"$ECR" eval --model "$T/m" --data "$T/data.safetensors" --teacher-emb "$T/teacher.npy" \
+TIMEFORMAT='%R %U %S'
+{ time "$ECR" eval --model "$T/m" --data "$T/data.safetensors" --teacher-emb "$T/teacher.npy" \
     --anchors "$T/anchors.safetensors" --threads "$THREADS" --json "$T/metrics.json" >"$T/out" 2>"$T/err" \
-    || { cat "$T/err" >&2; die "eval failed"; }
-t1=$(date +%s.%N)
-EVAL_S=$(echo "$t1 - $t0" | bc -l)
+    || { cat "$T/err" >&2; die "eval failed"; } ; } 2>"$T/time"
+read -r EVAL_S USER_S SYS_S <"$T/time"
+CPU_S=$(echo "$USER_S + $SYS_S" | bc -l)
 LM_LINE=$(tr '\r' '\n' <"$T/err" | grep '^eval: batch' | tail -n 1)
 echo "  ${LM_LINE/eval: batch/eval: LM + embeddings, one forward: batch}"
 grep -E "^eval: (teacher|geometry)" "$T/err" | sed 's/^/  /'
@@ -68,6 +68,8 @@ sed -n '/^geometry/,/^$/p' "$T/out" | sed 's/^/  /'
 OURS=$(sed -n 's/^eval: geometry of h .*neighbours \([0-9.]*\) s, languages \([0-9.]*\) s.*/\1 + \2/p' "$T/err" | bc -l)
 printf "ecr eval, %d texts, all metrics: %.1f s (budget %d s: %s; load average after: %s)\n" "$N" "$EVAL_S" \
     "$BUDGET" "$(echo "$EVAL_S <= $BUDGET" | bc -l | sed 's/1/within/;s/0/OVER/')" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf "  CPU time %.1f s = %.2f cores on average (%s threads asked; fewer means other jobs took the cores)\n" \
+    "$CPU_S" "$(echo "$CPU_S / $EVAL_S" | bc -l)" "$THREADS"
 
 if [ "$HAVE_NP" = 1 ] && "$PY" -c "import sklearn" 2>/dev/null; then
     OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$PY" - "$T/texts.jsonl" "$T/h.npy" >"$T/peer" <<'EOF' || die "peer failed"
@@ -100,7 +102,11 @@ EOF
     printf "peer on the same h: sklearn silhouette_score %.1f s + NumPy P@1 %.2f s = %.1f s (silhouette %s, P@1 %s; ecr: %s)\n" \
         "$SIL_S" "$P1_S" "$PEER" "$SIL" "$P1" "$MINE"
     printf "ecr geometry of h, neighbour pass (silhouette + 10-NN lists) + languages (P@1 + label transfer): %.1f s\n" "$OURS"
-    printf "ratio (peer / ecr on those metrics): %.2fx\n" "$(echo "$PEER / $OURS" | bc -l)"
+    if [ "$(echo "$OURS > 0" | bc -l)" = 1 ]; then
+        printf "ratio (peer / ecr on those metrics): %.2fx\n" "$(echo "$PEER / $OURS" | bc -l)"
+    else
+        echo "ratio: n/a (ecr's part is below the 0.01 s resolution)"
+    fi
 else
     echo "peer skipped: $PY has no numpy + scikit-learn"
 fi

@@ -973,8 +973,8 @@ ecr_status ecr_geometry_compute(const ecr_geometry_in *in, ecr_geometry *out) {
     if (!st && in->anchors) st = agreement_of(xn, n, d, in->anchors, in->k, in->codes, &out->anchor_agreement);
     out->seconds = ecr_now() - t0;
     if (!st && !in->quiet)
-        fprintf(stderr, "eval: geometry of %s (%lld x %d) in %.1f s (covariance %.1f s, neighbours "
-                "%.1f s, languages %.1f s)\n", in->name ? in->name : "x", (long long)n, d,
+        fprintf(stderr, "eval: geometry of %s (%lld x %d) in %.2f s (covariance %.2f s, neighbours "
+                "%.2f s, languages %.2f s)\n", in->name ? in->name : "x", (long long)n, d,
                 out->seconds, t_cov, t_nn, t_lang);
     free(xn);
     free(nbr);
