@@ -2,10 +2,10 @@
  * ecr.h, "Metrics"; definitions: DESIGN.md "Metrics").
  *
  * Two kinds of work:
- *   covariance   Xc^T Yc [p, q] in double, Xc = X - 1 mean^T: row blocks of GR rows are
- *                centred into double buffers, then 4 x 8 output tiles accumulate over the
- *                block's rows (one tile per thread at a time, each tile's sum in row order),
- *                so C is the same for any thread count. Effective rank = eigenvalues of
+ *   covariance   Xc^T Yc [p, q] in double, Xc = X - 1 mean^T: 4 x 8 output tiles dealt
+ *                to the threads of one parallel region (no barriers); each thread centres
+ *                blocks of GR rows into its own double buffer and sums its tiles over the
+ *                rows in order, so C is the same for any thread count. Effective rank = eigenvalues of
  *                Xc^T Xc (Householder + QL); CKA = Frobenius norms of three such products.
  *   neighbours   S = Q C^T of L2-normalised rows with sgemm, for blocks of at most 64 query
  *                rows [br, nc] (one block per thread, single-threaded sgemm inside the
@@ -209,71 +209,87 @@ static void column_mean(const float *x, int64_t n, int d, double *mu) {
     for (int j = 0; j < d; j++) mu[j] = n > 0 ? mu[j] / (double)n : 0.0;
 }
 
-/* C[i0:i0+ti, j0:j0+tj] += A[:, i0..]^T B[:, j0..] over `rows` rows of the double blocks
- * A [rows, p], B [rows, q]. Full tiles keep their 4 x 8 sums in registers. */
+/* C[i0:i0+4, j0:j0+8] += A[:, i0..]^T B[:, j0..] over `rows` rows of the centred double
+ * blocks A [rows, p], B [rows, q]. Full tiles keep their 4 x 8 sums in registers; edge
+ * tiles are clipped. */
 static void cov_tile(const double *A, int p, const double *B, int q, int rows, int i0, int j0,
                      double *C) {
-    if (i0 + TI <= p && j0 + TJ <= q) {
-        double c[TI][TJ] = {{0}};
+    int ti = p - i0 < TI ? p - i0 : TI, tj = q - j0 < TJ ? q - j0 : TJ;
+    double c[TI][TJ] = {{0}};
+    if (ti == TI && tj == TJ) {
         for (int r = 0; r < rows; r++) {
             const double *a = A + (size_t)r * p + i0, *b = B + (size_t)r * q + j0;
             for (int ii = 0; ii < TI; ii++)
                 for (int jj = 0; jj < TJ; jj++) c[ii][jj] += a[ii] * b[jj];
         }
-        for (int ii = 0; ii < TI; ii++)
-            for (int jj = 0; jj < TJ; jj++) C[(size_t)(i0 + ii) * q + j0 + jj] += c[ii][jj];
-        return;
-    }
-    int ti = p - i0 < TI ? p - i0 : TI, tj = q - j0 < TJ ? q - j0 : TJ;
-    double c[TI][TJ] = {{0}};
-    for (int r = 0; r < rows; r++) {
-        const double *a = A + (size_t)r * p + i0, *b = B + (size_t)r * q + j0;
-        for (int ii = 0; ii < ti; ii++)
-            for (int jj = 0; jj < tj; jj++) c[ii][jj] += a[ii] * b[jj];
+    } else {
+        for (int r = 0; r < rows; r++) {
+            const double *a = A + (size_t)r * p + i0, *b = B + (size_t)r * q + j0;
+            for (int ii = 0; ii < ti; ii++)
+                for (int jj = 0; jj < tj; jj++) c[ii][jj] += a[ii] * b[jj];
+        }
     }
     for (int ii = 0; ii < ti; ii++)
         for (int jj = 0; jj < tj; jj++) C[(size_t)(i0 + ii) * q + j0 + jj] += c[ii][jj];
 }
 
-/* C[p, q] = (X - 1 mx^T)^T (Y - 1 my^T) in double; X [n, p], Y [n, q]. sym: Y is X (same
- * pointer, p == q): only tiles touching the upper triangle are computed, then mirrored. */
+/* o[rows, d] = x[rows, d] - mu in double. */
+static void centre_block(const float *x, int rows, int d, const double *mu, double *o) {
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < d; j++) o[(size_t)r * d + j] = (double)x[(size_t)r * d + j] - mu[j];
+}
+
+static int team_size(void) {
+#ifdef ECR_HAVE_OMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* C[p, q] = (X - 1 mx^T)^T (Y - 1 my^T) in double; X [n, p], Y [n, q]. sym: Y is X (p == q):
+ * only tiles touching the upper triangle are computed, then mirrored. One parallel region
+ * without barriers: the tiles are dealt round-robin to the threads; every thread walks the
+ * rows in blocks of GR, centres each block into its own double buffer (a little duplicated
+ * O(n (p + q)) work against the O(n p q) products) and sums its tiles in row order, so C
+ * does not depend on the thread count. */
 static ecr_status centred_cross(const float *x, int p, const double *mx, const float *y, int q,
                                 const double *my, int64_t n, int sym, double *C) {
-    double *xa = malloc((size_t)GR * p * sizeof *xa);
-    double *ya = sym ? xa : malloc((size_t)GR * q * sizeof *ya);
-    if (!xa || !ya) {
-        free(xa);
-        if (!sym) free(ya);
+    int nti = (p + TI - 1) / TI, ntj = (q + TJ - 1) / TJ, nth_max = max_threads();
+    int32_t *tiles = malloc(((size_t)nti * ntj + 1) * 2 * sizeof *tiles);
+    size_t per = (size_t)GR * (p + (sym ? 0 : q));
+    double *buf = malloc((size_t)nth_max * per * sizeof *buf);
+    if (!tiles || !buf) {
+        free(tiles);
+        free(buf);
         return ecr_fail(ECR_E_NOMEM, "metrics: covariance: out of memory");
     }
-    memset(C, 0, (size_t)p * q * sizeof *C);
-    int nti = (p + TI - 1) / TI, ntj = (q + TJ - 1) / TJ;
-    int64_t ntiles = (int64_t)nti * ntj;
-    for (int64_t r0 = 0; r0 < n; r0 += GR) {
-        int rows = (int)(n - r0 < GR ? n - r0 : GR);
-ECR_OMP(parallel for schedule(static))
-        for (int r = 0; r < rows; r++) {
-            const float *xr = x + (size_t)(r0 + r) * p;
-            double *o = xa + (size_t)r * p;
-            for (int j = 0; j < p; j++) o[j] = (double)xr[j] - mx[j];
-            if (!sym) {
-                const float *yr = y + (size_t)(r0 + r) * q;
-                double *oy = ya + (size_t)r * q;
-                for (int j = 0; j < q; j++) oy[j] = (double)yr[j] - my[j];
-            }
+    int64_t nt = 0;
+    for (int a = 0; a < nti; a++)
+        for (int b = 0; b < ntj; b++) {
+            if (sym && b * TJ + TJ <= a * TI) continue; /* entirely below the diagonal */
+            tiles[2 * nt] = a * TI;
+            tiles[2 * nt + 1] = b * TJ;
+            nt++;
         }
-ECR_OMP(parallel for schedule(dynamic, 16))
-        for (int64_t t = 0; t < ntiles; t++) {
-            int i0 = (int)(t / ntj) * TI, j0 = (int)(t % ntj) * TJ;
-            if (sym && j0 + TJ <= i0) continue; /* entirely below the diagonal */
-            cov_tile(xa, p, ya, q, rows, i0, j0, C);
+    memset(C, 0, (size_t)p * q * sizeof *C);
+ECR_OMP(parallel)
+    {
+        int tid = thread_id(), nth = team_size();
+        double *xa = buf + (size_t)tid * per, *ya = sym ? xa : xa + (size_t)GR * p;
+        for (int64_t r0 = 0; r0 < n && tid < nt; r0 += GR) {
+            int rows = (int)(n - r0 < GR ? n - r0 : GR);
+            centre_block(x + (size_t)r0 * p, rows, p, mx, xa);
+            if (!sym) centre_block(y + (size_t)r0 * q, rows, q, my, ya);
+            for (int64_t t = tid; t < nt; t += nth)
+                cov_tile(xa, p, ya, q, rows, tiles[2 * t], tiles[2 * t + 1], C);
         }
     }
+    free(tiles);
+    free(buf);
     if (sym)
         for (int i = 0; i < p; i++)
             for (int j = 0; j < i; j++) C[(size_t)i * p + j] = C[(size_t)j * p + i];
-    free(xa);
-    if (!sym) free(ya);
     return ECR_OK;
 }
 
