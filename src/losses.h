@@ -65,11 +65,83 @@ void ecr_reg_backward(ecr_reg *w, const float *P, const float *h, float scale, f
 /* Row c of Pi (K doubles) into out. */
 void ecr_reg_target_row(const ecr_reg *w, int c, double *out);
 
+/* ---- baselines (DESIGN "Baselines"): logit distillation, feature matching, relational KD ------ */
+
+/* Logit distillation. Student logits zs and teacher logits zt [N, V] (fp32, row-major),
+ * targets [N] (slots with target >= 0 take part), temperature T > 0:
+ * forward:  log p_S = log_softmax(zs / T), log p_T = log_softmax(zt / T)   (per slot, double)
+ *           KL_t = sum_v p_T (log p_T - log p_S)
+ *           L = T^2 mean_{t : target_t >= 0} KL_t      (L = 0 when no slot has a target)
+ * backward: dL/dzs_t = T (p_S - p_T) / n   (n = slots with a target), 0 on the other slots.
+ * The workspace keeps the per-slot log-normalisers (2N doubles); nothing of size N x V. */
+typedef struct ecr_kd ecr_kd;
+
+ecr_status ecr_kd_create(ecr_kd **out);
+void ecr_kd_free(ecr_kd *w);
+ecr_status ecr_kd_forward(ecr_kd *w, const float *zs, const float *zt, const int32_t *targets,
+                          int N, int V, float temp, double *loss, int64_t *n_used);
+/* For the inputs of the last forward (zs, zt unchanged): WRITES (does not accumulate)
+ * dz[N, V] = scale * dL/dzs, zeros on slots without a target. dz may be zt itself (each
+ * element of zt is read once, just before its place is written): the teacher's logits are
+ * then consumed, which saves an N x V buffer. dz must not overlap zs. */
+void ecr_kd_backward(ecr_kd *w, const float *zs, const float *zt, float scale, float *dz);
+
+/* Feature matching through the projection P [D, d]. h [n, d], teacher rows t [n, D],
+ * used [n] (1 = the text takes part; NULL = all):
+ * forward:  z_i = P h_i;  u_i = z_i / ||z_i||;  t^_i = t_i / ||t_i||  (normalize's eps)
+ *           L = mean_{i used} (1 - <u_i, t^_i>)        (L = 0 when none is used)
+ * backward: du_i = -t^_i / n_used;  dz_i = (du_i - u_i <u_i, du_i>) / ||z_i||;
+ *           dP += scale sum_i dz_i h_i^T;  dh_i += scale P^T dz_i. */
+typedef struct ecr_feat ecr_feat;
+
+ecr_status ecr_feat_create(ecr_feat **out);
+void ecr_feat_free(ecr_feat *w);
+ecr_status ecr_feat_forward(ecr_feat *w, const float *P, const float *h, const float *t,
+                            const unsigned char *used, int n, int d, int D, double *loss, int *n_used);
+/* For the inputs of the last forward: dP [D, d] and dh [n, d] += scale * gradient (either
+ * may be NULL). */
+void ecr_feat_backward(ecr_feat *w, const float *P, const float *h, float scale, float *dP, float *dh);
+
+/* Relational KD (Park et al. 2019, "Relational Knowledge Distillation"), between the
+ * student's u_i = P h_i / ||P h_i|| and the teacher's t^_i = t_i / ||t_i||, over the m used
+ * texts of the step (the others take no part), as in the authors' code (RkdDistance,
+ * RKdAngle; smooth-L1 with beta 1, sl1(x) = x^2 / 2 for |x| < 1, |x| - 1/2 otherwise):
+ *   distance  d_ij = ||x_i - x_j||, mu = mean_{i != j} d_ij, psi_ij = d_ij / mu (0 when mu = 0)
+ *             L_D = (1 / m^2) sum_{i != j} sl1(psi^S_ij - psi^T_ij)
+ *   angle     e_ij = (x_j - x_i) / d_ij;  c_ijk = <e_ij, e_ik> (the angle at vertex i);
+ *             c_ijk = 0 when j = i, k = i, or d_ij or d_ik is below ECR_RKD_MIN_DIST (a
+ *             coincident pair has no direction; no gradient flows through it)
+ *             L_A = (1 / m^3) sum_{i, j, k} sl1(c^S_ijk - c^T_ijk)
+ *   L = ECR_RKD_DIST_WEIGHT L_D + ECR_RKD_ANGLE_WEIGHT L_A    (0 when m < 2)
+ * The means run over all m^2 pairs and m^3 triplets, degenerate ones included (they add
+ * 0), as the reference's elementwise means do. Cost O(m^2 (m + D)) time, O(m^2) memory:
+ * the numerators <x_j - x_i, x_k - x_i> = G_jk - G_ij - G_ik + G_ii come from the Gram
+ * matrix G (double), the distances from the rows directly. The backward recomputes the
+ * triplet terms instead of storing m^3 values. */
+#define ECR_RKD_DIST_WEIGHT 25.0
+#define ECR_RKD_ANGLE_WEIGHT 50.0
+#define ECR_RKD_MIN_DIST 1e-6
+
+typedef struct ecr_rkd ecr_rkd;
+
+ecr_status ecr_rkd_create(ecr_rkd **out);
+void ecr_rkd_free(ecr_rkd *w);
+/* P [D, d], h [n, d], t [n, D], used [n] or NULL. *loss = L; *dist = L_D, *angle = L_A and
+ * *n_used = m may be NULL. */
+ecr_status ecr_rkd_forward(ecr_rkd *w, const float *P, const float *h, const float *t,
+                           const unsigned char *used, int n, int d, int D, double *loss,
+                           double *dist, double *angle, int *n_used);
+/* For the inputs of the last forward: dP [D, d] and dh [n, d] += scale * dL (either may be
+ * NULL). */
+void ecr_rkd_backward(ecr_rkd *w, const float *P, const float *h, float scale, float *dP, float *dh);
+
 /* ---- the step objective -----------------------------------------------------------------------
- * L = L_LM + w * InfoNCE(h; groups of the texts) + lambda * L_ECR(P, h; codes of the texts),
- * the terms present as configured. Texts without tokens (zero pooled row) take part in
- * neither term as anchors: InfoNCE gives them no group (they stay negatives, at cosine 0),
- * ECR leaves them out. */
+ * L = a_LM L_LM + w InfoNCE(h; groups of the texts) + lambda L_ECR(P, h; codes of the texts)
+ *     + alpha KD(student logits, teacher logits) + w_f L_feat(P, h; t) + w_r L_RKD(P, h; t),
+ * the terms present as configured; a_LM = 1 - alpha with KD, else 1. Texts without tokens
+ * (zero pooled row) take part in no embedding term: InfoNCE gives them no group (they stay
+ * negatives, at cosine 0), ECR, feat and RKD leave them out. KD covers every slot with a
+ * target. ECR, feat and RKD share the projection P = ecr.proj.weight. */
 typedef struct ecr_objective_opts {
     float contrastive_weight;    /* w; 0 = no InfoNCE term                                 */
     float contrastive_tau;       /* > 0 when the term is on                                */
@@ -77,32 +149,55 @@ typedef struct ecr_objective_opts {
     float ecr_weight;            /* lambda                                                 */
     float ecr_tau;               /* > 0                                                    */
     int ecr_soft;                /* soft targets (the anchors must hold soft codes)        */
+    ecr_model *kd_teacher;       /* NULL = no KD term; borrowed; the objective runs its
+                                    forward on every batch (same vocabulary, max_seq_len
+                                    >= the batch's T)                                      */
+    float kd_alpha;              /* alpha in [0, 1]                                        */
+    float kd_temp;               /* T > 0                                                  */
+    const float *feat_emb;       /* [feat_rows, feat_dim] teacher rows by data row; NULL =
+                                    no feat term; borrowed                                 */
+    int64_t feat_rows;
+    int feat_dim;
+    float feat_weight;           /* w_f                                                    */
+    const float *rkd_emb;        /* likewise for RKD (may be the same matrix as feat_emb)  */
+    int64_t rkd_rows;
+    int rkd_dim;
+    float rkd_weight;            /* w_r                                                    */
 } ecr_objective_opts;
 
 typedef struct ecr_objective_terms {
     double lm;                   /* mean token cross-entropy (nats)                        */
     double contrastive;          /* InfoNCE, unweighted (0 when off or no positive)        */
     double ecr;                  /* mean KL, unweighted (0 when off)                       */
-    double total;                /* lm + w contrastive + lambda ecr                        */
+    double kd;                   /* T^2 mean KL over target slots, unweighted (0 when off) */
+    double feat;                 /* mean (1 - cos), unweighted (0 when off)                */
+    double rkd;                  /* 25 L_D + 50 L_A, before w_r (0 when off)               */
+    double rkd_dist, rkd_angle;  /* L_D and L_A                                            */
+    double total;                /* the objective optimised (see above)                    */
     int64_t n_targets;           /* LM target tokens                                       */
     int n_contrastive;           /* texts with a positive                                  */
     int n_ecr;                   /* texts in the ECR mean                                  */
+    int n_feat, n_rkd;           /* texts in the feat mean / the RKD set                   */
 } ecr_objective_terms;
 
 typedef struct ecr_objective ecr_objective;
 
-/* Checks the options against the model (ECR needs the model's "ecr.proj.weight" [D, d] with
- * D = the anchors' dim; soft needs soft codes): ECR_E_INVALID naming what is wrong. */
+/* Checks the options against the model: ECR, feat and RKD need the model's
+ * "ecr.proj.weight" [D, d] with D = the anchors' dim / feat_dim / rkd_dim; soft needs soft
+ * codes; KD needs a teacher of the same vocabulary; weights finite and >= 0, 0 <= alpha <= 1,
+ * temperatures > 0. ECR_E_INVALID naming what is wrong. */
 ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,
                                 ecr_objective **out);
 void ecr_objective_free(ecr_objective *ob);
-/* Model forward on b plus the terms. Groups are d->group[text_id], codes the anchors'
- * rows text_id (each text_id must be < the anchors' rows). Fills *t (also when the total is
- * not finite; the caller decides). */
+/* Model forward on b (and the teacher's, with KD) plus the terms. Groups are
+ * d->group[text_id], codes the anchors' rows text_id, teacher vectors the rows text_id of
+ * feat_emb / rkd_emb (each text_id must be below those row counts). Fills *t (also when the
+ * total is not finite; the caller decides). */
 ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batch *b,
                                  const ecr_data *d, ecr_objective_terms *t);
 /* Backward of the last forward's total into the model's gradient block (accumulates; the
- * ECR term adds its dP at ecr.proj.weight). */
+ * ECR, feat and RKD terms add their dP at ecr.proj.weight). With KD, the teacher's logits
+ * buffer is overwritten with the KD gradient (the teacher never runs a backward). */
 ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_batch *b);
 
 #endif
