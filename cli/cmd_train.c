@@ -7,6 +7,8 @@ static const char *usage =
     "usage: ecr train --data TRAIN.safetensors --model tiny|small|base --out MODEL_DIR [flags]\n"
     "                 [--objective lm|lm+contrastive] [--anchors ANCHORS.safetensors\n"
     "                 --ecr-weight 0.05 --ecr-tau 0.05 --ecr-soft]\n"
+    "                 [--kd TEACHER_DIR --kd-alpha 0.5 --kd-temp 2] [--feat TEACHER.npy]\n"
+    "                 [--rkd TEACHER.npy]\n"
     "\n"
     "Trains a language model on prepared data (ecr prepare) and writes a model folder:\n"
     "config.json, model.safetensors, tokenizer.json, train_state.safetensors (for --resume)\n"
@@ -55,6 +57,25 @@ static const char *usage =
     "  --ecr-tau T            ECR temperature (default: the anchors file's, normally 0.05)\n"
     "  --ecr-soft             soft targets from the anchors' top-M codes (ecr anchors --soft M)\n"
     "\n"
+    "Baselines (each combines with the others, with --anchors and with either objective):\n"
+    "  --kd DIR               logit distillation from the teacher model in DIR (same tokenizer;\n"
+    "                         its max_seq_len at least --seq-len): a teacher forward pass on\n"
+    "                         every batch; loss (1 - alpha) lm + alpha T^2 KL(teacher || student)\n"
+    "                         of the softened next-token distributions, mean over target tokens\n"
+    "  --kd-alpha A           alpha, 0 to 1 (default 0.5)\n"
+    "  --kd-temp T            temperature T (default 2)\n"
+    "  --feat FILE            feature matching: adds w mean (1 - cos(P h, t)) with t the text's\n"
+    "                         row of FILE (.npy, one row per training text, e.g. ecr embed of\n"
+    "                         a teacher); adds the projection ecr.proj.weight [D, dim], D = the\n"
+    "                         file's columns\n"
+    "  --feat-weight W        w (default 1.0)\n"
+    "  --rkd FILE             relational KD (Park et al. 2019) between u = P h / |P h| and the\n"
+    "                         normalised rows of FILE over the texts of each step: 25 x distance\n"
+    "                         + 50 x angle loss (smooth-L1); FILE as for --feat\n"
+    "  --rkd-weight W         weight of the RKD term (default 1.0)\n"
+    "  --anchors, --feat and --rkd share the one projection: their dims must agree.\n"
+    "  log.jsonl then carries \"kd\", \"feat\", \"rkd\" (unweighted) and \"total\" per step.\n"
+    "\n"
     "Exit status: 0 done, 1 runtime failure (e.g. a NaN loss), 2 bad usage or bad input.\n";
 
 int cmd_train(int argc, char **argv) {
@@ -96,6 +117,16 @@ int cmd_train(int argc, char **argv) {
     o.ecr_weight = (float)cli_float(&a, "--ecr-weight", o.ecr_weight, 0.0, 1e6);
     o.ecr_tau = (float)cli_float(&a, "--ecr-tau", 0.0, 1e-6, 1e6);
     o.ecr_soft = cli_flag(&a, "--ecr-soft");
+    o.kd_teacher = cli_str(&a, "--kd", NULL);
+    int has_kd_flags = cli_str(&a, "--kd-alpha", NULL) || cli_str(&a, "--kd-temp", NULL);
+    o.kd_alpha = (float)cli_float(&a, "--kd-alpha", o.kd_alpha, 0.0, 1.0);
+    o.kd_temp = (float)cli_float(&a, "--kd-temp", o.kd_temp, 1e-3, 1e3);
+    o.feat_path = cli_str(&a, "--feat", NULL);
+    int has_feat_w = cli_str(&a, "--feat-weight", NULL) != NULL;
+    o.feat_weight = (float)cli_float(&a, "--feat-weight", o.feat_weight, 0.0, 1e6);
+    o.rkd_path = cli_str(&a, "--rkd", NULL);
+    int has_rkd_w = cli_str(&a, "--rkd-weight", NULL) != NULL;
+    o.rkd_weight = (float)cli_float(&a, "--rkd-weight", o.rkd_weight, 0.0, 1e6);
     if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
     cli_args_free(&a);
     if (a.npos > 0) {
@@ -113,6 +144,14 @@ int cmd_train(int argc, char **argv) {
     if (!has_steps) o.steps = 0;
     if ((has_ecr_flags || o.ecr_soft) && !o.anchors_path) {
         fprintf(stderr, "ecr train: --ecr-weight, --ecr-tau and --ecr-soft need --anchors\n");
+        return 2;
+    }
+    const char *orphan = has_kd_flags && !o.kd_teacher ? "--kd-alpha and --kd-temp need --kd"
+                         : has_feat_w && !o.feat_path ? "--feat-weight needs --feat"
+                         : has_rkd_w && !o.rkd_path   ? "--rkd-weight needs --rkd"
+                                                      : NULL;
+    if (orphan) {
+        fprintf(stderr, "ecr train: %s\n", orphan);
         return 2;
     }
     ecr_status ost = ecr_train_objective_parse(objective, &o.objective);

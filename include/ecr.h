@@ -605,8 +605,10 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                             "clipped" (bool), "tokens" (target tokens trained on so far),
  *                             "tokens_per_s" (this step's), "elapsed_s" (since the run began,
  *                             across resumes)}, plus, when those terms are on, "contrastive"
- *                             (InfoNCE, unweighted), "ecr" (mean KL, unweighted) and "total"
- *                             (the objective optimised); and per validation pass {"step",
+ *                             (InfoNCE, unweighted), "ecr" (mean KL, unweighted), "kd" (T^2
+ *                             mean KL, before alpha), "feat" (mean 1 - cos, unweighted), "rkd"
+ *                             (25 L_dist + 50 L_angle, before w_r) and "total" (the objective
+ *                             optimised); and per validation pass {"step",
  *                             "val_loss","val_bpb","val_tokens"}
  * Checkpoints are written every save_every steps and at the end (model files first, then
  * the train state; each file atomic; model.safetensors metadata "ecr_step" says its step).
@@ -630,12 +632,27 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                     the text's soft_idx (soft codes). Combines with either objective.
  *                     Training reads only the prepared data and the anchors file; the
  *                     anchors' codes must cover exactly the data's texts (rows == n_texts).
- * Texts without tokens take part in neither term. With ECR, model.safetensors' metadata
+ *   + kd (teacher)    L = (1 - alpha) L_LM + alpha T^2 mean_t KL(softmax(z^T_t / T) ||
+ *                     softmax(z_t / T)) over the slots t with a target, z^T the logits of the
+ *                     teacher model (kd_teacher, loaded once, forward only) on the same packed
+ *                     batch; the other terms add to this.
+ *   + feat (vectors)  L += w_f mean_i (1 - cos(P h_i, t_i)), t_i row text_id of the .npy.
+ *   + rkd (vectors)   L += w_r (25 L_dist + 50 L_angle): relational KD (Park et al. 2019)
+ *                     between u_i = P h_i / ||P h_i|| and t_i / ||t_i|| over the texts of the
+ *                     step (distances normalised by their mean; angles at every vertex of
+ *                     every triplet; smooth-L1), as in the authors' code.
+ *                     ECR, feat and rkd share the projection P: the anchors' dim and the .npy
+ *                     files' columns must agree (D = ecr_dim), and each file must hold one
+ *                     row per training text (rows == n_texts).
+ * Texts without tokens take part in no embedding term. With ECR, model.safetensors' metadata
  * also records "ecr_anchors_k", "ecr_anchors_dim", "ecr_tau", "ecr_weight", "ecr_soft",
  * "ecr_anchors_source", "ecr_anchors_source_hash" (the anchors' source_hash) and
  * "ecr_anchors_hash" (of the anchors, codes and soft codes); with the contrastive objective
- * "objective", "contrastive_weight", "contrastive_tau", "group_size". The resume check covers
- * all of these options.
+ * "objective", "contrastive_weight", "contrastive_tau", "group_size"; with kd "kd_teacher"
+ * (the folder as given), "kd_teacher_hash" (ecr_hash_hex of the teacher's fp32 parameters),
+ * "kd_alpha", "kd_temp"; with feat / rkd "feat_source", "feat_hash" (of the .npy's float32
+ * data), "feat_dim", "feat_weight" / the same with "rkd_". The resume check covers all of
+ * these options (the hashes, not the paths).
  * ---------------------------------------------------------------------------------- */
 
 typedef enum ecr_train_objective {
@@ -682,6 +699,17 @@ typedef struct ecr_train_opts {
     float ecr_tau;              /* tau; 0 (default) = the "tau" recorded in the anchors file
                                    (0.05 unless `ecr anchors --tau` changed it)              */
     int ecr_soft;               /* soft codes (the anchors file must hold them)              */
+    /* Baselines (DESIGN "Baselines"; each combines with everything above): */
+    const char *kd_teacher;     /* model folder of a teacher: adds logit distillation; NULL =
+                                   none. Same vocabulary (and tokenizer) as the data,
+                                   max_seq_len >= seq_len                                    */
+    float kd_alpha;             /* alpha in [0, 1] (default 0.5)                             */
+    float kd_temp;              /* T > 0 (default 2)                                         */
+    const char *feat_path;      /* teacher vectors (.npy, row i = text i of the training
+                                   data): adds feature matching; NULL = none                 */
+    float feat_weight;          /* w_f (default 1.0)                                         */
+    const char *rkd_path;       /* teacher vectors (.npy, likewise): adds relational KD       */
+    float rkd_weight;           /* w_r (default 1.0)                                         */
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */

@@ -10,6 +10,7 @@
 #include "ecr.h"
 #include "losses.h"
 #include "train_internal.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -42,6 +43,10 @@ void ecr_train_opts_default(ecr_train_opts *o) {
     o->group_size = 2;
     o->ecr_weight = 0.05f;
     o->ecr_tau = 0.0f;
+    o->kd_alpha = 0.5f;
+    o->kd_temp = 2.0f;
+    o->feat_weight = 1.0f;
+    o->rkd_weight = 1.0f;
 }
 
 ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out) {
@@ -140,6 +145,11 @@ typedef struct trainer {
     ecr_adamw *opt;
     ecr_anchors *anchors;     /* ECR anchors, or NULL                                     */
     char anchors_hash[17];    /* of the anchors, codes and soft codes                     */
+    ecr_model *kd_teacher;    /* the KD teacher, or NULL                                  */
+    char kd_hash[17];         /* of its fp32 parameters                                   */
+    float *feat_emb, *rkd_emb; /* teacher vectors [n_texts, dim] (rkd_emb may be feat_emb) */
+    int feat_dim, rkd_dim;
+    char feat_hash[17], rkd_hash[17];
     ecr_objective *obj;       /* the per-step objective (LM + extra terms)                */
     int64_t step;             /* steps done                                               */
     uint64_t rng;             /* reserved for stochastic objectives; saved and restored   */
@@ -160,6 +170,9 @@ static void trainer_free(trainer *t) {
     ecr_adamw_free(t->opt);
     ecr_anchors_free(t->anchors);
     ecr_objective_free(t->obj);
+    ecr_model_free(t->kd_teacher);
+    if (t->rkd_emb != t->feat_emb) free(t->rkd_emb);
+    free(t->feat_emb);
     free(t->tok_path);
     free(t->state_path);
     free(t->log_path);
@@ -213,6 +226,19 @@ static char *options_json(const trainer *t) {
         PUT("ecr_tau", "%.9g", o->ecr_tau);
         PUT("ecr_soft", "%d", o->ecr_soft);
     }
+    if (t->kd_teacher) {
+        PUT("kd_teacher_hash", "%s", t->kd_hash);
+        PUT("kd_alpha", "%.9g", o->kd_alpha);
+        PUT("kd_temp", "%.9g", o->kd_temp);
+    }
+    if (t->feat_emb) {
+        PUT("feat_hash", "%s", t->feat_hash);
+        PUT("feat_weight", "%.9g", o->feat_weight);
+    }
+    if (t->rkd_emb) {
+        PUT("rkd_hash", "%s", t->rkd_hash);
+        PUT("rkd_weight", "%.9g", o->rkd_weight);
+    }
 #undef PUT
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -256,7 +282,7 @@ static double elapsed(const trainer *t) { return t->elapsed0 + (ecr_now() - t->t
 
 /* model.safetensors metadata: the step and what the objective was trained with (see the
  * Training section of ecr.h). meta[] gets key, value, ..., NULL; values live in v. */
-static void model_meta(const trainer *t, const char *step_s, char v[16][40], const char **meta) {
+static void model_meta(const trainer *t, const char *step_s, char v[32][40], const char **meta) {
     int n = 0, k = 0;
     const ecr_train_opts *o = &t->o;
 #define META(key, ...) do { snprintf(v[k], sizeof v[k], __VA_ARGS__); meta[n++] = key; meta[n++] = v[k++]; } while (0)
@@ -280,6 +306,27 @@ static void model_meta(const trainer *t, const char *step_s, char v[16][40], con
         meta[n++] = "ecr_anchors_source";
         meta[n++] = a->source ? a->source : "";
     }
+    if (t->kd_teacher) {
+        META("kd_teacher_hash", "%s", t->kd_hash);
+        META("kd_alpha", "%.9g", o->kd_alpha);
+        META("kd_temp", "%.9g", o->kd_temp);
+        meta[n++] = "kd_teacher";
+        meta[n++] = o->kd_teacher;
+    }
+    if (t->feat_emb) {
+        META("feat_hash", "%s", t->feat_hash);
+        META("feat_dim", "%d", t->feat_dim);
+        META("feat_weight", "%.9g", o->feat_weight);
+        meta[n++] = "feat_source";
+        meta[n++] = o->feat_path;
+    }
+    if (t->rkd_emb) {
+        META("rkd_hash", "%s", t->rkd_hash);
+        META("rkd_dim", "%d", t->rkd_dim);
+        META("rkd_weight", "%.9g", o->rkd_weight);
+        meta[n++] = "rkd_source";
+        meta[n++] = o->rkd_path;
+    }
 #undef META
     meta[n] = NULL;
 }
@@ -289,8 +336,8 @@ static ecr_status save_checkpoint(trainer *t) {
     snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
     snprintf(tokens_s, sizeof tokens_s, "%lld", (long long)t->tokens);
     snprintf(elapsed_s, sizeof elapsed_s, "%.3f", elapsed(t));
-    char mv[16][40];
-    const char *meta[40];
+    char mv[32][40];
+    const char *meta[80];
     model_meta(t, step_s, mv, meta);
     ecr_status st = ecr_model_save(t->model, t->o.out_dir, NULL, meta);
     if (st) return st;
@@ -324,12 +371,18 @@ static ecr_status save_checkpoint(trainer *t) {
     return st;
 }
 
-/* The first option whose value differs between the saved and the current JSON, or OK. */
+/* The first option the checkpoint had and the current run has not (a term dropped), else the
+ * first whose value differs between the saved and the current JSON, or OK. */
 static ecr_status check_options(const trainer *t, const char *saved) {
     char *now = options_json(t);
     cJSON *a = cJSON_Parse(saved), *b = now ? cJSON_Parse(now) : NULL;
     ecr_status st = ECR_OK;
     if (!a || !b) st = ecr_fail(ECR_E_INVALID, "%s: metadata 'options' is not JSON", t->state_path);
+    for (const cJSON *y = a ? a->child : NULL; !st && y; y = y->next) /* options dropped now */
+        if (!cJSON_GetObjectItemCaseSensitive(b, y->string))
+            st = ecr_fail(ECR_E_INVALID,
+                          "%s: option '%s' was %s in the checkpoint, now off (resume needs the same options)",
+                          t->state_path, y->string, cJSON_IsString(y) ? y->valuestring : "set");
     for (const cJSON *x = b ? b->child : NULL; !st && x; x = x->next) {
         if (!strcmp(x->string, "steps")) continue; /* --steps may change on resume */
         const cJSON *y = cJSON_GetObjectItemCaseSensitive(a, x->string);
@@ -339,11 +392,6 @@ static ecr_status check_options(const trainer *t, const char *saved) {
                           "%s: option '%s' was %s in the checkpoint, now %s (resume needs the same options)",
                           t->state_path, x->string, ys, x->valuestring);
     }
-    for (const cJSON *y = a ? a->child : NULL; !st && y; y = y->next) /* options dropped now */
-        if (!cJSON_GetObjectItemCaseSensitive(b, y->string))
-            st = ecr_fail(ECR_E_INVALID,
-                          "%s: option '%s' was %s in the checkpoint, now off (resume needs the same options)",
-                          t->state_path, y->string, cJSON_IsString(y) ? y->valuestring : "set");
     cJSON_Delete(a);
     cJSON_Delete(b);
     free(now);
@@ -500,6 +548,99 @@ static ecr_status setup_anchors(trainer *t) {
     return ECR_OK;
 }
 
+/* Reads teacher vectors for --feat / --rkd (`flag`): one finite row per training text; the
+ * columns become the projection's D, which the anchors and the other file must share. */
+static ecr_status load_vectors(trainer *t, const char *path, const char *flag, float **emb, int *dim,
+                               char hash[17]) {
+    ecr_train_opts *o = &t->o;
+    int64_t rows = 0, cols = 0;
+    ecr_status st = ecr_npy_read(path, emb, &rows, &cols);
+    if (st) return st;
+    if ((uint64_t)rows != (uint64_t)t->data->n_texts)
+        return ecr_fail(ECR_E_INVALID, "%s: %lld rows of teacher vectors, but %s holds %zu texts (%s needs one "
+                        "row per training text, in file order)", path, (long long)rows, o->data_path,
+                        t->data->n_texts, flag);
+    if (cols < 1 || cols > 65536)
+        return ecr_fail(ECR_E_INVALID, "%s: %lld columns (expected 1 to 65536)", path, (long long)cols);
+    size_t n = (size_t)rows * (size_t)cols;
+    for (size_t k = 0; k < n; k++)
+        if (!isfinite((*emb)[k]))
+            return ecr_fail(ECR_E_INVALID, "%s: row %zu column %zu is not finite", path, k / (size_t)cols,
+                            k % (size_t)cols);
+    *dim = (int)cols;
+    ecr_hash_hex(*emb, n * sizeof **emb, hash);
+    if (t->anchors && t->anchors->dim != *dim)
+        return ecr_fail(ECR_E_INVALID, "%s: teacher vectors of dim %d, but the anchors %s have dim %d (--anchors "
+                        "and %s share the projection, so their dims must agree)", path, *dim, o->anchors_path,
+                        t->anchors->dim, flag);
+    if (o->config.ecr_dim != 0 && o->config.ecr_dim != *dim)
+        return ecr_fail(ECR_E_INVALID, "%s: teacher vectors of dim %d, but ecr_dim is %d%s", path, *dim,
+                        o->config.ecr_dim, t->feat_emb ? " (the dim of the --feat vectors; --feat and --rkd "
+                        "share the projection)" : "");
+    o->config.ecr_dim = *dim;
+    return ECR_OK;
+}
+
+/* --feat and --rkd: the teacher vectors (one matrix when both name the same file). */
+static ecr_status setup_vectors(trainer *t) {
+    ecr_train_opts *o = &t->o;
+    ecr_status st = ECR_OK;
+    if (o->feat_path) {
+        if (!(o->feat_weight >= 0) || !isfinite(o->feat_weight))
+            return ecr_fail(ECR_E_INVALID, "train: feat weight %g out of range", (double)o->feat_weight);
+        if ((st = load_vectors(t, o->feat_path, "--feat", &t->feat_emb, &t->feat_dim, t->feat_hash))) return st;
+    }
+    if (o->rkd_path) {
+        if (!(o->rkd_weight >= 0) || !isfinite(o->rkd_weight))
+            return ecr_fail(ECR_E_INVALID, "train: RKD weight %g out of range", (double)o->rkd_weight);
+        if (t->feat_emb && !strcmp(o->rkd_path, o->feat_path)) {
+            t->rkd_emb = t->feat_emb, t->rkd_dim = t->feat_dim;
+            memcpy(t->rkd_hash, t->feat_hash, sizeof t->rkd_hash);
+        } else if ((st = load_vectors(t, o->rkd_path, "--rkd", &t->rkd_emb, &t->rkd_dim, t->rkd_hash))) {
+            return st;
+        }
+    }
+    return ECR_OK;
+}
+
+/* --kd: the teacher model; same vocabulary and tokenizer as the data, rows of T slots. */
+static ecr_status setup_kd(trainer *t) {
+    ecr_train_opts *o = &t->o;
+    if (!o->kd_teacher) return ECR_OK;
+    if (!(o->kd_alpha >= 0 && o->kd_alpha <= 1) || !(o->kd_temp > 0) || !isfinite(o->kd_temp))
+        return ecr_fail(ECR_E_INVALID, "train: KD alpha %g (0 to 1) / temperature %g (> 0) out of range",
+                        (double)o->kd_alpha, (double)o->kd_temp);
+    ecr_status st = ecr_model_load(o->kd_teacher, &t->kd_teacher);
+    if (st) return st;
+    const ecr_config *c = ecr_model_config(t->kd_teacher);
+    if (c->vocab_size != t->data->vocab_size)
+        return ecr_fail(ECR_E_INVALID, "%s: the teacher's vocabulary has %d tokens, but %s has %d (KD needs the "
+                        "same tokenizer)", o->kd_teacher, c->vocab_size, o->data_path, t->data->vocab_size);
+    if (c->max_seq_len < t->T)
+        return ecr_fail(ECR_E_INVALID, "%s: the teacher's max_seq_len is %d, shorter than the rows of %d slots "
+                        "(lower --seq-len)", o->kd_teacher, c->max_seq_len, t->T);
+    /* the same tokenizer, when both say which */
+    const char *want = ecr_st_meta(t->data->file, "tokenizer_hash");
+    char *tok_path = path_join(o->kd_teacher, "tokenizer.json");
+    if (!tok_path) return ecr_fail(ECR_E_NOMEM, "out of memory");
+    if (want && file_exists(tok_path)) {
+        char *text = NULL, hash[17];
+        size_t len = 0;
+        st = ecr_read_file(tok_path, &text, &len);
+        if (!st) {
+            ecr_hash_hex(text, len, hash);
+            if (strcmp(hash, want) != 0)
+                st = ecr_fail(ECR_E_INVALID, "%s: the teacher's tokenizer (hash %s) is not the one %s was prepared "
+                              "with (hash %s)", tok_path, hash, o->data_path, want);
+        }
+        free(text);
+    }
+    free(tok_path);
+    if (st) return st;
+    ecr_hash_hex(ecr_model_params(t->kd_teacher), ecr_model_num_params(t->kd_teacher) * sizeof(float), t->kd_hash);
+    return ECR_OK;
+}
+
 static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
     ecr_train_opts *o = &t->o;
     *o = *in;
@@ -510,12 +651,14 @@ static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
                         o->data_path, t->data->vocab_size, o->config.vocab_size);
     o->config.vocab_size = t->data->vocab_size;
     ecr_status st = setup_anchors(t);
+    if (!st) st = setup_vectors(t);
     if (st) return st;
     if ((st = ecr_config_validate(&o->config))) return st;
     t->T = o->seq_len > 0 ? o->seq_len : (o->config.max_seq_len < 256 ? o->config.max_seq_len : 256);
     if (t->T < 2 || t->T > o->config.max_seq_len)
         return ecr_fail(ECR_E_INVALID, "train: seq_len %d is outside [2, max_seq_len %d]", t->T,
                         o->config.max_seq_len);
+    if ((st = setup_kd(t))) return st;
     if (o->tokens_per_step < 1) return ecr_fail(ECR_E_INVALID, "train: tokens_per_step must be positive");
     int64_t B = o->tokens_per_step / t->T;
     t->B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
@@ -634,6 +777,17 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     oo.ecr_weight = t->o.ecr_weight;
     oo.ecr_tau = t->o.ecr_tau;
     oo.ecr_soft = t->o.ecr_soft;
+    oo.kd_teacher = t->kd_teacher;
+    oo.kd_alpha = t->o.kd_alpha;
+    oo.kd_temp = t->o.kd_temp;
+    oo.feat_emb = t->feat_emb;
+    oo.feat_rows = (int64_t)t->data->n_texts;
+    oo.feat_dim = t->feat_dim;
+    oo.feat_weight = t->o.feat_weight;
+    oo.rkd_emb = t->rkd_emb;
+    oo.rkd_rows = (int64_t)t->data->n_texts;
+    oo.rkd_dim = t->rkd_dim;
+    oo.rkd_weight = t->o.rkd_weight;
     if ((st = ecr_objective_create(&oo, t->model, &t->obj))) return st;
     if (t->o.resume) {
         if ((st = load_state(t))) return st;
@@ -792,6 +946,9 @@ static void extra_terms_json(const trainer *t, const ecr_objective_terms *x, cha
     if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE)
         k += (size_t)snprintf(buf + k, n - k, ",\"contrastive\":%.7g", x->contrastive);
     if (t->anchors && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"ecr\":%.7g", x->ecr);
+    if (t->kd_teacher && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"kd\":%.7g", x->kd);
+    if (t->feat_emb && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"feat\":%.7g", x->feat);
+    if (t->rkd_emb && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"rkd\":%.7g", x->rkd);
     if (k > 0 && k < n) snprintf(buf + k, n - k, ",\"total\":%.7g", x->total);
 }
 
@@ -801,7 +958,10 @@ static void extra_terms_text(const trainer *t, const ecr_objective_terms *x, cha
     buf[0] = 0;
     if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE)
         k += (size_t)snprintf(buf + k, n - k, "  contrastive %.4f", x->contrastive);
-    if (t->anchors && k < n) snprintf(buf + k, n - k, "  ecr %.4f", x->ecr);
+    if (t->anchors && k < n) k += (size_t)snprintf(buf + k, n - k, "  ecr %.4f", x->ecr);
+    if (t->kd_teacher && k < n) k += (size_t)snprintf(buf + k, n - k, "  kd %.4f", x->kd);
+    if (t->feat_emb && k < n) k += (size_t)snprintf(buf + k, n - k, "  feat %.4f", x->feat);
+    if (t->rkd_emb && k < n) snprintf(buf + k, n - k, "  rkd %.4f", x->rkd);
 }
 
 static void print_start(const trainer *t) {
@@ -826,6 +986,18 @@ static void print_start(const trainer *t) {
         fprintf(stderr, "train: ECR %g x KL to %d anchors of dim %d (tau %g, %s codes) from %s\n",
                 (double)o->ecr_weight, t->anchors->k, t->anchors->dim, (double)o->ecr_tau,
                 o->ecr_soft ? "soft" : "hard", o->anchors_path);
+    if (t->kd_teacher) {
+        const ecr_config *k = ecr_model_config(t->kd_teacher);
+        fprintf(stderr, "train: KD (1 - %g) x lm + %g x T^2 KL at T %g from the teacher %s (%d layers x %d, "
+                        "%zu parameters)\n", (double)o->kd_alpha, (double)o->kd_alpha, (double)o->kd_temp,
+                o->kd_teacher, k->n_layers, k->dim, ecr_model_num_params(t->kd_teacher));
+    }
+    if (t->feat_emb)
+        fprintf(stderr, "train: feat %g x mean (1 - cos(P h, t)) with teacher vectors of dim %d from %s\n",
+                (double)o->feat_weight, t->feat_dim, o->feat_path);
+    if (t->rkd_emb)
+        fprintf(stderr, "train: RKD %g x (25 distance + 50 angle) with teacher vectors of dim %d from %s\n",
+                (double)o->rkd_weight, t->rkd_dim, o->rkd_path);
 }
 
 static ecr_status run(trainer *t) {
@@ -843,7 +1015,7 @@ static ecr_status run(trainer *t) {
         if ((st = train_step(t, &x, &gnorm, &lr, &clipped))) break;
         double dt = ecr_now() - ts, loss = x.lm;
         int64_t nt = x.n_targets;
-        char extra[160], extra_text[96];
+        char extra[320], extra_text[192];
         extra_terms_json(t, &x, extra, sizeof extra);
         extra_terms_text(t, &x, extra_text, sizeof extra_text);
         window_tok += nt;

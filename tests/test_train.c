@@ -1,5 +1,6 @@
 /* test_train.c — the trainer on a tiny model and a small prepared file: exact resume (also
- * with the contrastive objective and the ECR regulariser), NaN stop with the checkpoint
+ * with the contrastive objective, the ECR regulariser and the baselines KD, feat and RKD),
+ * NaN stop with the checkpoint
  * intact, falling loss, option checks, LM evaluation and generation with the KV cache. */
 #include "test.h"
 
@@ -193,8 +194,9 @@ static void test_resume_exact(void) {
 }
 
 /* Anchors for the fixture data: synthetic teacher vectors that depend on the text's group
- * (plus noise), K = 6, soft codes M = 3, written to g_dir/anchors.safetensors. */
-static char g_anchors[600];
+ * (plus noise), K = 6, soft codes M = 3, written to g_dir/anchors.safetensors; the vectors
+ * themselves to g_dir/teacher.npy (for --feat / --rkd). */
+static char g_anchors[600], g_vectors[600];
 static int make_anchors(void) {
     ecr_data *d = NULL;
     CHECK_OK(ecr_data_open(g_data, &d));
@@ -216,6 +218,8 @@ static int make_anchors(void) {
     CHECK_OK(ecr_anchors_fit(emb, (int64_t)d->n_texts, D, &ao, &a));
     snprintf(g_anchors, sizeof g_anchors, "%s/anchors.safetensors", g_dir);
     if (a) CHECK_OK(ecr_anchors_save(a, g_anchors));
+    snprintf(g_vectors, sizeof g_vectors, "%s/teacher.npy", g_dir);
+    CHECK_OK(ecr_npy_write(g_vectors, emb, (int64_t)d->n_texts, D));
     ecr_anchors_free(a);
     free(emb);
     ecr_data_free(d);
@@ -241,12 +245,20 @@ static int same_log_losses(const char *dir_a, const char *dir_b, int steps, cons
     return same && n == steps;
 }
 
-/* Exact resume with the extra terms: contrastive, ECR (hard), both (soft codes). */
+/* Exact resume with the extra terms: contrastive, ECR (hard), both (soft codes), KD (from a
+ * teacher trained here), and everything at once (contrastive, ECR, KD, feat, RKD). */
 static void test_resume_objectives(void) {
     if (!make_anchors()) return;
-    for (int variant = 0; variant < 3; variant++) {
-        static const char *names[3] = {"ctr", "ecr", "both"};
-        ecr_train_opts o;
+    ecr_train_opts o;
+    char teacher[600];
+    small_opts(&o, "teacher", teacher, sizeof teacher);
+    o.steps = 3;
+    CHECK_OK(ecr_train(&o));
+    enum { NV = 5 };
+    static const char *names[NV] = {"ctr", "ecr", "both", "kd", "all"};
+    static const int ctr[NV] = {1, 0, 1, 0, 1}, ecr[NV] = {0, 1, 1, 0, 1}, kd[NV] = {0, 0, 0, 1, 1},
+                     vec[NV] = {0, 0, 0, 0, 1};
+    for (int variant = 0; variant < NV; variant++) {
         char a[600], b[600], na[64], nb[64];
         snprintf(na, sizeof na, "%s_straight", names[variant]);
         snprintf(nb, sizeof nb, "%s_resumed", names[variant]);
@@ -254,8 +266,10 @@ static void test_resume_objectives(void) {
             small_opts(&o, run ? nb : na, run ? b : a, sizeof a);
             o.steps = 12;
             o.threads = 2;
-            if (variant != 1) o.objective = ECR_TRAIN_LM_CONTRASTIVE, o.group_size = 3;
-            if (variant != 0) o.anchors_path = g_anchors, o.ecr_weight = 0.5f, o.ecr_soft = variant == 2;
+            if (ctr[variant]) o.objective = ECR_TRAIN_LM_CONTRASTIVE, o.group_size = 3;
+            if (ecr[variant]) o.anchors_path = g_anchors, o.ecr_weight = 0.5f, o.ecr_soft = variant == 2;
+            if (kd[variant]) o.kd_teacher = teacher, o.kd_alpha = 0.3f, o.kd_temp = 1.5f;
+            if (vec[variant]) o.feat_path = g_vectors, o.rkd_path = g_vectors, o.rkd_weight = 0.2f;
             if (run) o.stop_after = 5;
             CHECK_OK(ecr_train(&o));
             if (run) {
@@ -270,42 +284,60 @@ static void test_resume_objectives(void) {
         CHECK_MSG(same_tensors(a, b, "train_state.safetensors"), "%s: state differs after resume", names[variant]);
         CHECK(same_log_losses(a, b, 12, "loss"));
         CHECK(same_log_losses(a, b, 12, "total"));
-        CHECK(same_log_losses(a, b, 12, variant == 1 ? "ecr" : "contrastive"));
-        /* the projection exists exactly when ECR is on; the metadata says what was used */
+        if (ctr[variant]) CHECK(same_log_losses(a, b, 12, "contrastive"));
+        if (ecr[variant]) CHECK(same_log_losses(a, b, 12, "ecr"));
+        if (kd[variant]) CHECK(same_log_losses(a, b, 12, "kd"));
+        if (vec[variant]) CHECK(same_log_losses(a, b, 12, "feat") && same_log_losses(a, b, 12, "rkd"));
+        /* the projection exists exactly when a term uses it; the metadata says what was used */
         char p[700];
         snprintf(p, sizeof p, "%s/model.safetensors", a);
         ecr_st_file *f = NULL;
         CHECK_OK(ecr_st_open(p, &f));
         if (f) {
-            CHECK((ecr_st_find(f, "ecr.proj.weight") != NULL) == (variant != 0));
+            CHECK((ecr_st_find(f, "ecr.proj.weight") != NULL) == (ecr[variant] || vec[variant]));
             const char *k = ecr_st_meta(f, "ecr_anchors_k"), *obj = ecr_st_meta(f, "objective");
-            CHECK(variant == 0 ? k == NULL : (k && !strcmp(k, "6")));
-            CHECK(variant == 1 ? obj == NULL : (obj && !strcmp(obj, "lm+contrastive")));
-            if (variant != 0) {
+            CHECK(!ecr[variant] ? k == NULL : (k && !strcmp(k, "6")));
+            CHECK(!ctr[variant] ? obj == NULL : (obj && !strcmp(obj, "lm+contrastive")));
+            if (ecr[variant]) {
                 const char *dim = ecr_st_meta(f, "ecr_anchors_dim"), *tau = ecr_st_meta(f, "ecr_tau");
                 const char *sh = ecr_st_meta(f, "ecr_anchors_source_hash");
                 CHECK(dim && !strcmp(dim, "12") && tau && fabs(atof(tau) - 0.05) < 1e-7 && sh && strlen(sh) == 16);
             }
+            const char *ka = ecr_st_meta(f, "kd_alpha"), *kh = ecr_st_meta(f, "kd_teacher_hash");
+            CHECK(!kd[variant] ? ka == NULL : (ka && (float)atof(ka) == 0.3f && kh && strlen(kh) == 16));
+            const char *fd = ecr_st_meta(f, "feat_dim"), *rw = ecr_st_meta(f, "rkd_weight");
+            CHECK(!vec[variant] ? fd == NULL && rw == NULL : (fd && !strcmp(fd, "12") && rw && (float)atof(rw) == 0.2f));
             ecr_st_close(f);
         }
         /* resuming without the extra term (or with another weight) is refused */
         small_opts(&o, nb, b, sizeof b);
         o.steps = 14;
         o.resume = 1;
-        if (variant == 2) {
+        if (variant == 2 || variant == 4) {
             o.objective = ECR_TRAIN_LM_CONTRASTIVE, o.group_size = 3;
-            o.anchors_path = g_anchors, o.ecr_weight = 0.4f, o.ecr_soft = 1;
+            o.anchors_path = g_anchors, o.ecr_weight = 0.4f, o.ecr_soft = variant == 2;
         }
-        static const char *want[3] = {"option 'objective' was lm+contrastive in the checkpoint, now off",
-                                      "option 'ecr_", "option 'ecr_weight' was 0.5"};
+        if (variant == 4) {
+            o.ecr_weight = 0.5f;
+            o.kd_teacher = teacher, o.kd_alpha = 0.3f, o.kd_temp = 1.5f;
+            o.feat_path = g_vectors, o.rkd_path = g_vectors, o.rkd_weight = 0.25f;
+        }
+        static const char *want[NV] = {"option 'objective' was lm+contrastive in the checkpoint, now off",
+                                       "option 'ecr_", "option 'ecr_weight' was 0.5",
+                                       "option 'kd_teacher_hash' was", "option 'rkd_weight' was 0.2"};
         CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
         CHECK_MSG(strstr(ecr_last_error(), want[variant]) != NULL, "message: %s", ecr_last_error());
     }
-    /* the contrastive log carries the term, the ECR log both */
+    /* the contrastive log carries the term, the ECR log both; the last every term */
     char p[700];
     snprintf(p, sizeof p, "%s/both_straight/log.jsonl", g_dir);
     char *t = file_text(p, NULL);
     CHECK(t && strstr(t, "\"contrastive\":") && strstr(t, "\"ecr\":") && strstr(t, "\"total\":"));
+    free(t);
+    snprintf(p, sizeof p, "%s/all_straight/log.jsonl", g_dir);
+    t = file_text(p, NULL);
+    CHECK(t && strstr(t, "\"contrastive\":") && strstr(t, "\"ecr\":") && strstr(t, "\"kd\":") &&
+          strstr(t, "\"feat\":") && strstr(t, "\"rkd\":") && strstr(t, "\"total\":"));
     free(t);
 }
 
