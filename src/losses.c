@@ -1,9 +1,11 @@
-/* losses.c — InfoNCE, the ECR regulariser and the step objective (contracts in losses.h).
+/* losses.c — InfoNCE, the ECR regulariser, the baselines (KD, feat, RKD) and the step
+ * objective (contracts in losses.h).
  *
- * Both losses work on a few hundred pooled rows per step, so they are plain loops in
- * double precision, parallel over texts (each text's numbers are computed by one thread
- * in a fixed order; the only sum across texts, dP, runs over texts in order), which keeps
- * them exact for finite differences and independent of the thread count. */
+ * The embedding losses work on a few hundred pooled rows per step, so they are plain loops
+ * in double precision, parallel over texts (each text's numbers are computed by one thread
+ * in a fixed order; sums across texts, such as dP, run over texts in order), which keeps
+ * them exact for finite differences and independent of the thread count. KD works on the
+ * [slots, V] logits, parallel over slots, one slot per thread, summed in slot order. */
 #include "losses.h"
 #include "ops.h"
 

@@ -1,11 +1,13 @@
 /* losses.h — the training objectives beyond the LM loss (internal): the contrastive
- * (teacher) InfoNCE term and the ECR regulariser, each forward beside its backward, and
- * the step objective that combines them with the model's LM loss for the trainer.
+ * (teacher) InfoNCE term, the ECR regulariser and the baselines (logit distillation,
+ * feature matching, relational KD), each forward beside its backward, and the step
+ * objective that combines them with the model's LM loss for the trainer.
  *
  * Conventions: row-major; h = pooled embeddings [n, d] (ecr_forward_out.pooled), one row
  * per text of the batch. Inputs are fp32; every loss is computed in double (sums in a
  * fixed order), so results do not depend on the thread count. Backward functions
- * ACCUMULATE scale * dL/d(input) into their output arrays. Normalisation is
+ * ACCUMULATE scale * dL/d(input) into their output arrays (except ecr_kd_backward, which
+ * writes, see there). Normalisation is
  * F.normalize's: x = v / max(||v||, 1e-12). */
 #ifndef ECR_LOSSES_H
 #define ECR_LOSSES_H
