@@ -417,7 +417,7 @@ static void test_stability(void) {
     CHECK(s.spikes == 1);
     CHECK_CLOSE(s.spikes_per_1k, 1000.0 / 51.0, 1e-12);
     /* the same through a written log, with validation records and a blank line */
-    char path[] = "/tmp/ecr_test_metrics_XXXXXX";
+    char path[] = "build/tests/ecr_test_metrics_XXXXXX" /* tests run from the repo root */;
     int fd = mkstemp(path);
     CHECK(fd >= 0);
     FILE *fp = fdopen(fd, "w");
