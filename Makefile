@@ -130,6 +130,7 @@ data: $(DATA)
 
 # Unit tests: each tests/test_*.c is a program that exits non-zero on any failed check.
 test-unit: $(TEST_BIN) $(ECR) $(DATA)
+	@mkdir -p build/tests   # scratch files of the tests, whatever the build folder
 	@fail=0; for t in $(TEST_BIN); do \
 	  ECR_BIN=$(ECR) $$t || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
 
