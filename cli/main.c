@@ -14,13 +14,13 @@ static const command commands[] = {
     /* one line per command, in pipeline order */
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode/decode text lines"},
     {"prepare", cmd_prepare, "JSONL corpus + tokenizer -> data.safetensors"},
-    {"anchors", cmd_anchors, "spherical k-means over embeddings -> anchors.safetensors"},
-    {"embed", cmd_embed, "text embeddings of prepared data -> .npy (ECR projection or --raw h)"},
-    {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
     {"train", cmd_train, "train a model on prepared data; checkpoints, exact resume"},
+    {"embed", cmd_embed, "text embeddings of prepared data -> .npy (ECR projection or --raw h)"},
+    {"anchors", cmd_anchors, "spherical k-means over embeddings -> anchors.safetensors"},
     {"eval", cmd_eval, "LM, embedding-geometry and training-stability metrics -> table, JSON"},
     {"generate", cmd_generate, "sample text with a KV cache"},
     {"convert", cmd_convert, "rewrite a model folder as bf16, f16 or f32"},
+    {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
     {NULL, NULL, NULL},
 };
 
