@@ -1042,8 +1042,9 @@ void ecr_geometry_release(ecr_geometry *g);
 /* Language-model metrics and embeddings in one pass, for `ecr eval`: the batches, checks
  * and sums of ecr_eval_lm (the same *lm, bit for bit; release with ecr_lm_eval_release)
  * plus each text's pooled h from the same forward into h [d->n_texts, dim] (file order;
- * the h of ecr_embed with raw = 1 and the same seq_len and tokens_per_batch). Progress on
- * stderr unless quiet. */
+ * the h of ecr_embed with raw = 1 and the same seq_len and tokens_per_batch); h may be NULL,
+ * which is ecr_eval_lm itself (one implementation, in src/train.c). Progress on stderr
+ * unless quiet. */
 ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len,
                              int64_t tokens_per_batch, int quiet, ecr_lm_eval *lm, float *h);
 

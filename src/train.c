@@ -826,14 +826,22 @@ static void stats_add(ecr_lm_stats *s, double loss, int64_t tokens, int64_t byte
 
 ecr_status ecr_eval_lm(ecr_model *m, const ecr_data *d, int seq_len, int64_t tokens_per_batch,
                        int quiet, ecr_lm_eval *out) {
+    return ecr_eval_lm_embed(m, d, seq_len, tokens_per_batch, quiet, out, NULL);
+}
+
+/* The evaluation pass behind ecr_eval_lm; with h non-NULL it also keeps each text's pooled
+ * row (one forward serves both the LM metrics and the geometry of `ecr eval`). */
+ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len, int64_t tokens_per_batch,
+                             int quiet, ecr_lm_eval *out, float *h) {
     memset(out, 0, sizeof *out);
     const ecr_config *cfg = ecr_model_config(m);
-    int T = seq_len > 0 ? seq_len : cfg->max_seq_len;
+    int T = seq_len > 0 ? seq_len : cfg->max_seq_len, dim = cfg->dim;
     if (T < 2 || T > cfg->max_seq_len)
         return ecr_fail(ECR_E_INVALID, "eval: seq_len %d is outside [2, max_seq_len %d]", T, cfg->max_seq_len);
     if (d->vocab_size > cfg->vocab_size)
         return ecr_fail(ECR_E_INVALID, "eval: the data's vocabulary (%d) is larger than the model's (%d)",
                         d->vocab_size, cfg->vocab_size);
+    if (h) memset(h, 0, d->n_texts * (size_t)dim * sizeof *h);
     int64_t B = tokens_per_batch / T;
     ecr_batcher_opts bo;
     ecr_batcher_opts_default(&bo);
@@ -864,6 +872,7 @@ ecr_status ecr_eval_lm(ecr_model *m, const ecr_data *d, int seq_len, int64_t tok
             stats_add(&out->overall, fo.text_loss[i], targets, bytes);
             int lang = d->lang[id];
             if (lang >= 0 && lang < d->n_langs) stats_add(&out->per_lang[lang], fo.text_loss[i], targets, bytes);
+            if (h) memcpy(h + (size_t)id * dim, fo.pooled + (size_t)i * dim, (size_t)dim * sizeof *h);
         }
         if (!st && !quiet && (k % 10 == 9 || end))
             fprintf(stderr, "\reval: batch %lld/%lld (%.1f s)", (long long)k + 1, (long long)n_batches,
