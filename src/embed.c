@@ -19,19 +19,21 @@ ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) 
     if (!t) return ecr_fail(ECR_E_INVALID, "project: the model has no ECR projection (ecr_dim 0)");
     const float *P = ecr_model_params(m) + t->offset; /* [D, d] */
     int D = (int)t->shape[0], d = (int)t->shape[1];
-    ECR_OMP(parallel for schedule(static))
-    for (int64_t i = 0; i < n; i++) {
-        const float *hi = h + (size_t)i * d;
-        double z[D > 0 ? D : 1], s = 0;
-        for (int a = 0; a < D; a++) { /* z = P h */
-            const float *pa = P + (size_t)a * d;
-            double acc = 0;
-            for (int b = 0; b < d; b++) acc += (double)pa[b] * hi[b];
-            z[a] = acc;
-            s += acc * acc;
+    /* z = h P^T in chunks (one sgemm each, the same product as in training), then each row
+     * normalised in double precision, in place. */
+    const int64_t chunk = 65536;
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+        int rows = (int)(n - i0 < chunk ? n - i0 : chunk);
+        float *z = u + (size_t)i0 * D;
+        ecr_linear_forward(z, h + (size_t)i0 * d, P, rows, d, D, 0.0f);
+        ECR_OMP(parallel for schedule(static))
+        for (int i = 0; i < rows; i++) {
+            float *zi = z + (size_t)i * D;
+            double s = 0;
+            for (int a = 0; a < D; a++) s += (double)zi[a] * zi[a];
+            double norm = sqrt(s), r = 1.0 / (norm > ECR_NORM_EPS ? norm : ECR_NORM_EPS);
+            for (int a = 0; a < D; a++) zi[a] = (float)(zi[a] * r);
         }
-        double norm = sqrt(s), r = 1.0 / (norm > ECR_NORM_EPS ? norm : ECR_NORM_EPS);
-        for (int a = 0; a < D; a++) u[(size_t)i * D + a] = (float)(z[a] * r);
     }
     return ECR_OK;
 }
