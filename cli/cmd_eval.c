@@ -12,7 +12,12 @@
  *                  "codes": "stored" | "computed" | null} or null,
  *      "notes": ["...", ...],
  *      "h": GEOM, "u": GEOM or null (model without an ECR projection)},
+ *    "pca": PCA (2-D map of u, or of h without a projection; absent below 2 texts),
  *    "stability": STAB (with --log)}
+ *   PCA   = {"explained": [share of variance on PC1, on PC2], "space": "u" | "h",
+ *            "x": [...], "y": [...], "lang": [index into "langs"], "label": [index into
+ *            "labels"], "texts": how many (at most 2,000: every ceil(N / 2000)-th text;
+ *            the axes are fitted on all N), "langs": [...], "labels": [...]}
  *   STATS = {"loss": mean nats per target token, "ppl": exp(loss),
  *            "bpb": summed nats / ln 2 / UTF-8 bytes, "tokens", "bytes", "texts"}
  *   GEOM  = {"dim", "effective_rank", "anisotropy", "silhouette" (cosine, by label),
@@ -329,9 +334,40 @@ static ecr_status geometry_inputs(ecr_model *m, const ecr_data *full, const ecr_
     return st;
 }
 
+/* The "pca" object: 2-D PCA of x [n, dim] (u, or h without a projection) fitted on all n
+ * texts, with the coordinates, language and label of at most 2,000 of them (every
+ * ceil(n / 2000)-th text) for ecr report's maps. NULL with *st set on failure. */
+static cJSON *pca_json(const ecr_data *d, const float *x, int dim, const char *space, ecr_status *st) {
+    size_t n = d->n_texts, stride = (n + 1999) / 2000;
+    float *xy = malloc((2 * n + 1) * sizeof *xy);
+    double ex[2];
+    *st = xy ? ecr_metric_pca2(x, (int64_t)n, dim, xy, ex) : ecr_fail(ECR_E_NOMEM, "eval: out of memory");
+    if (*st) {
+        free(xy);
+        return NULL;
+    }
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddArrayToObject(o, "explained");
+    cJSON_AddStringToObject(o, "space", space);
+    for (int c = 0; c < 2; c++) cJSON_AddItemToArray(e, cJSON_CreateNumber(round(ex[c] * 1e6) / 1e6));
+    cJSON *px = cJSON_AddArrayToObject(o, "x"), *py = cJSON_AddArrayToObject(o, "y");
+    cJSON *pl = cJSON_AddArrayToObject(o, "lang"), *pb = cJSON_AddArrayToObject(o, "label");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += stride, k++) {
+        cJSON_AddItemToArray(px, cJSON_CreateNumber(round(xy[2 * i] * 1e4) / 1e4));
+        cJSON_AddItemToArray(py, cJSON_CreateNumber(round(xy[2 * i + 1] * 1e4) / 1e4));
+        cJSON_AddItemToArray(pl, cJSON_CreateNumber(d->lang[i]));
+        cJSON_AddItemToArray(pb, cJSON_CreateNumber(d->label[i]));
+    }
+    cJSON_AddNumberToObject(o, "texts", (double)k);
+    cJSON_AddItemToObject(o, "langs", cJSON_CreateStringArray((const char *const *)d->langs, d->n_langs));
+    cJSON_AddItemToObject(o, "labels", cJSON_CreateStringArray((const char *const *)d->labels, d->n_labels));
+    free(xy);
+    return o;
+}
+
 /* From h [n, dim] of the texts of `d` (and u = P h with a projection): both geometries. */
 static ecr_status geometry_section(ecr_model *m, const ecr_data *d, const float *h, geo_job *g,
-                                   cJSON **out) {
+                                   cJSON **out, cJSON **pca) {
     const ecr_config *cfg = ecr_model_config(m);
     size_t n = d->n_texts;
     ecr_status st = ECR_OK;
@@ -409,6 +445,7 @@ static ecr_status geometry_section(ecr_model *m, const ecr_data *d, const float 
         if (u) cJSON_AddItemToObject(o, "u", geom_json(d, D, &gu));
         else cJSON_AddNullToObject(o, "u");
         *out = o;
+        if (n >= 2) *pca = u ? pca_json(d, u, D, "u", &st) : pca_json(d, h, cfg->dim, "h", &st);
     }
     ecr_geometry_release(&gh);
     ecr_geometry_release(&gu);
@@ -490,7 +527,7 @@ int cmd_eval(int argc, char **argv) {
 
     ecr_model *m = NULL;
     ecr_data *d = NULL;
-    cJSON *root = cJSON_CreateObject(), *lm = NULL, *geo = NULL, *stab = NULL;
+    cJSON *root = cJSON_CreateObject(), *lm = NULL, *geo = NULL, *stab = NULL, *pca = NULL;
     float *h = NULL;
     g.notes = cJSON_CreateArray();
     ecr_status st = ECR_OK;
@@ -506,14 +543,15 @@ int cmd_eval(int argc, char **argv) {
             if (!h) st = ecr_fail(ECR_E_NOMEM, "eval: out of memory");
         }
         if (!st) st = lm_section(m, &view, g.seq_len, g.tpb, g.quiet, h, &lm);
-        if (!st) st = geometry_section(m, &view, h, &g, &geo);
+        if (!st) st = geometry_section(m, &view, h, &g, &geo, &pca);
         if (!st) {
             cJSON_AddStringToObject(root, "model", dir);
             cJSON_AddStringToObject(root, "data", data);
             cJSON_AddNumberToObject(root, "texts", (double)view.n_texts);
             cJSON_AddItemToObject(root, "lm", lm);
             cJSON_AddItemToObject(root, "geometry", geo);
-            lm = geo = NULL;
+            if (pca) cJSON_AddItemToObject(root, "pca", pca);
+            lm = geo = pca = NULL;
         }
     }
     if (!st && log) st = stability_section(log, &stab);
@@ -522,6 +560,7 @@ int cmd_eval(int argc, char **argv) {
     if (st) {
         cJSON_Delete(lm);
         cJSON_Delete(geo);
+        cJSON_Delete(pca);
     }
     cJSON_Delete(root);
     cJSON_Delete(g.notes);

@@ -1,6 +1,8 @@
 /* cmd_train.c — `ecr train`: flags -> ecr_train_opts -> ecr_train. */
 #include "cli.h"
 
+#include <cJSON.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *usage =
@@ -15,8 +17,9 @@ static const char *usage =
     "and log.jsonl (one record per step and per validation pass).\n"
     "\n"
     "  --data FILE            prepared training data (required)\n"
-    "  --valid FILE           prepared validation data: loss and bits/byte at the end and\n"
-    "                         every --eval-every steps\n"
+    "  --valid FILE           prepared validation data: loss, bits/byte and the effective\n"
+    "                         rank of the texts' embeddings, at the end and every\n"
+    "                         --eval-every steps\n"
     "  --model NAME           preset: tiny (2x128), small (4x256), base (6x384) (required)\n"
     "  --set KEY=VALUE        change a config key (repeatable), e.g. --set n_layers=3;\n"
     "                         the vocabulary always comes from the data\n"
@@ -40,6 +43,11 @@ static const char *usage =
     "  --resume               continue the run in --out exactly where its checkpoint stopped\n"
     "                         (give the same flags; --steps may grow)\n"
     "  --quiet                no progress on stderr\n"
+    "  --tag NAME             a label for the run, saved in run.json (ecr report groups runs\n"
+    "                         by size and tag, or by size and method when there is no tag)\n"
+    "\n"
+    "When training ends, MODEL_DIR/run.json records the run: preset, tag, method (none, kd,\n"
+    "feat, rkd, ecr or a '+' combination such as ecr+kd), seed and the flags that shaped it.\n"
     "\n"
     "Objective:\n"
     "  --objective lm|lm+contrastive\n"
@@ -78,6 +86,84 @@ static const char *usage =
     "\n"
     "Exit status: 0 done, 1 runtime failure (e.g. a NaN loss), 2 bad usage or bad input.\n";
 
+/* The method of a run, from its regularisers: "none", or the '+'-joined names of the terms
+ * on, in the order kd, feat, rkd, ecr ("ecr+kd" is spelled as in DESIGN). */
+static void method_name(const ecr_train_opts *o, char *buf, size_t n) {
+    buf[0] = 0;
+    if (o->anchors_path && o->kd_teacher && !o->feat_path && !o->rkd_path) {
+        snprintf(buf, n, "ecr+kd");
+        return;
+    }
+    const char *names[4] = {"kd", "feat", "rkd", "ecr"};
+    int on[4] = {o->kd_teacher != NULL, o->feat_path != NULL, o->rkd_path != NULL, o->anchors_path != NULL};
+    for (int i = 0; i < 4; i++)
+        if (on[i]) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "+" : "", names[i]);
+    if (!buf[0]) snprintf(buf, n, "none");
+}
+
+/* x as a double with float's 7 significant digits (0.001f, not 0.0010000000474974513). */
+static double f7(float x) {
+    char b[32];
+    snprintf(b, sizeof b, "%.7g", x);
+    return strtod(b, NULL);
+}
+
+/* MODEL_DIR/run.json: what ecr report needs to group and label a finished run. Atomic. */
+static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, const char *tag,
+                                 const char **sets, int n_sets) {
+    char method[64], path[4096];
+    method_name(o, method, sizeof method);
+    cJSON *j = cJSON_CreateObject(), *s = cJSON_CreateArray();
+    cJSON_AddStringToObject(j, "preset", preset);
+    if (tag) cJSON_AddStringToObject(j, "tag", tag);
+    else cJSON_AddNullToObject(j, "tag");
+    cJSON_AddStringToObject(j, "method", method);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    if (o->steps > 0) cJSON_AddNumberToObject(j, "steps", (double)o->steps);
+    else cJSON_AddNumberToObject(j, "epochs", f7((float)o->epochs));
+    cJSON_AddNumberToObject(j, "tokens_per_step", (double)o->tokens_per_step);
+    cJSON_AddNumberToObject(j, "lr", f7(o->lr));
+    cJSON_AddStringToObject(j, "objective", ecr_train_objective_name(o->objective));
+    for (int i = 0; i < n_sets && s; i++) cJSON_AddItemToArray(s, cJSON_CreateString(sets[i]));
+    cJSON_AddItemToObject(j, "set", s);
+    cJSON_AddStringToObject(j, "data", o->data_path);
+    if (o->anchors_path) {
+        cJSON_AddStringToObject(j, "anchors", o->anchors_path);
+        cJSON_AddNumberToObject(j, "ecr_weight", f7(o->ecr_weight));
+        if (o->ecr_tau > 0) cJSON_AddNumberToObject(j, "ecr_tau", f7(o->ecr_tau));
+        cJSON_AddBoolToObject(j, "ecr_soft", o->ecr_soft);
+    }
+    if (o->kd_teacher) {
+        cJSON_AddStringToObject(j, "kd", o->kd_teacher);
+        cJSON_AddNumberToObject(j, "kd_alpha", f7(o->kd_alpha));
+        cJSON_AddNumberToObject(j, "kd_temp", f7(o->kd_temp));
+    }
+    if (o->feat_path) {
+        cJSON_AddStringToObject(j, "feat", o->feat_path);
+        cJSON_AddNumberToObject(j, "feat_weight", f7(o->feat_weight));
+    }
+    if (o->rkd_path) {
+        cJSON_AddStringToObject(j, "rkd", o->rkd_path);
+        cJSON_AddNumberToObject(j, "rkd_weight", f7(o->rkd_weight));
+    }
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return ecr_fail(ECR_E_NOMEM, "run.json: out of memory");
+    snprintf(path, sizeof path, "%s/run.json", o->out_dir);
+    ecr_atomic_file af;
+    ecr_status st = ecr_atomic_open(&af, path);
+    if (!st) {
+        if (fputs(text, af.fp) < 0 || fputc('\n', af.fp) < 0) {
+            ecr_atomic_abort(&af);
+            st = ecr_fail(ECR_E_IO, "%s: write failed", path);
+        } else {
+            st = ecr_atomic_commit(&af);
+        }
+    }
+    free(text);
+    return st;
+}
+
 int cmd_train(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, "ecr train", argc, argv, usage);
@@ -108,6 +194,7 @@ int cmd_train(int argc, char **argv) {
     o.save_every = (int)cli_int(&a, "--save-every", 0, 0, 1 << 30);
     o.resume = cli_flag(&a, "--resume");
     o.quiet = cli_flag(&a, "--quiet");
+    const char *tag = cli_str(&a, "--tag", NULL);
     const char *objective = cli_str(&a, "--objective", "lm");
     o.contrastive_weight = (float)cli_float(&a, "--contrastive-weight", o.contrastive_weight, 0.0, 1e6);
     o.contrastive_tau = (float)cli_float(&a, "--contrastive-tau", o.contrastive_tau, 1e-6, 1e6);
@@ -165,5 +252,6 @@ int cmd_train(int argc, char **argv) {
     }
     if (!vocab_set) o.config.vocab_size = 0; /* from the data */
     st = ecr_train(&o);
+    if (!st) st = write_run_json(&o, preset, tag, sets, n_sets);
     return st ? cli_fail(st) : 0;
 }

@@ -609,7 +609,9 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                             mean KL, before alpha), "feat" (mean 1 - cos, unweighted), "rkd"
  *                             (25 L_dist + 50 L_angle, before w_r) and "total" (the objective
  *                             optimised); and per validation pass {"step",
- *                             "val_loss","val_bpb","val_tokens"}
+ *                             "val_loss","val_bpb","val_tokens","val_eff_rank" (effective
+ *                             rank of the validation texts' h), "val_eff_rank_u" (of u, with
+ *                             a projection)}
  * Checkpoints are written every save_every steps and at the end (model files first, then
  * the train state; each file atomic; model.safetensors metadata "ecr_step" says its step).
  * resume: continues from out_dir's checkpoint with exactly the same numbers as an
@@ -930,6 +932,11 @@ ecr_status ecr_sym_eigenvalues(double *a, int n, double *w);
  * eigenvalues below 0 from rounding count as 0), so the value lies in [1, min(n - 1, d)];
  * equal singular values give exactly their number. 0 if Xc is zero (n = 1, equal rows). */
 ecr_status ecr_metric_effective_rank(const float *x, int64_t n, int d, double *out);
+/* 2-D PCA of X [n, d] (d >= 2), for plots: xy [n, 2] (caller-allocated) receives each
+ * row's coordinates on the top two principal axes of the column-centred X, and
+ * explained[2] their shares of the total variance. Axis signs are fixed (each axis's
+ * largest-magnitude loading is positive), so the result is deterministic. */
+ecr_status ecr_metric_pca2(const float *x, int64_t n, int d, float *xy, double explained[2]);
 
 /* Anisotropy of X [n, d]: the mean cosine over distinct pairs (i != j), computed in O(n d)
  * as (||sum_i xhat_i||^2 - m) / (m (m - 1)) over the m non-zero rows xhat (unit, in

@@ -351,6 +351,118 @@ ecr_status ecr_metric_effective_rank(const float *x, int64_t n, int d, double *o
 }
 
 /* Anisotropy from normalised rows xn [n, d] (zero rows skipped). */
+/* ---- 2-D PCA (for plots) ----------------------------------------------------------------- */
+
+/* Orthonormalises the columns v[:,0], v[:,1] of v [d, 2] (Gram-Schmidt, in place). */
+static void orthonormal2(double *v, int d) {
+    for (int c = 0; c < 2; c++) {
+        if (c == 1) {
+            double dot = 0.0;
+            for (int i = 0; i < d; i++) dot += v[2 * i] * v[2 * i + 1];
+            for (int i = 0; i < d; i++) v[2 * i + 1] -= dot * v[2 * i];
+        }
+        double nn = 0.0;
+        for (int i = 0; i < d; i++) nn += v[2 * i + c] * v[2 * i + c];
+        nn = sqrt(nn);
+        for (int i = 0; i < d; i++) v[2 * i + c] = nn > 0.0 ? v[2 * i + c] / nn : (i == c);
+    }
+}
+
+/* w [d, 2] = C [d, d] v [d, 2]. */
+static void sym_times2(const double *C, int d, const double *v, double *w) {
+    for (int i = 0; i < d; i++) {
+        double a = 0.0, b = 0.0;
+        for (int j = 0; j < d; j++) {
+            a += C[(size_t)i * d + j] * v[2 * j];
+            b += C[(size_t)i * d + j] * v[2 * j + 1];
+        }
+        w[2 * i] = a;
+        w[2 * i + 1] = b;
+    }
+}
+
+/* The top two eigenvectors of the symmetric C [d, d] (d >= 2) into v [d, 2], by orthogonal
+ * iteration then a 2 x 2 Rayleigh-Ritz step; their eigenvalues into lam[2], descending.
+ * Each vector's largest-magnitude entry is made positive, so the result is deterministic. */
+static void top2_eigen(const double *C, int d, double *v, double *w, double lam[2]) {
+    for (int i = 0; i < d; i++) { /* fixed, non-degenerate start */
+        v[2 * i] = 1.0 + 0.01 * (i % 7);
+        v[2 * i + 1] = (i % 2 ? -1.0 : 1.0) * (1.0 + 0.01 * (i % 5));
+    }
+    orthonormal2(v, d);
+    for (int it = 0; it < 500; it++) {
+        sym_times2(C, d, v, w);
+        memcpy(v, w, (size_t)d * 2 * sizeof *v);
+        orthonormal2(v, d);
+    }
+    sym_times2(C, d, v, w); /* Rayleigh-Ritz: H = V^T C V, 2 x 2 */
+    double h00 = 0, h01 = 0, h11 = 0;
+    for (int i = 0; i < d; i++) {
+        h00 += v[2 * i] * w[2 * i];
+        h01 += v[2 * i] * w[2 * i + 1];
+        h11 += v[2 * i + 1] * w[2 * i + 1];
+    }
+    double theta = 0.5 * atan2(2.0 * h01, h00 - h11), c = cos(theta), s = sin(theta);
+    lam[0] = c * c * h00 + 2 * c * s * h01 + s * s * h11;
+    lam[1] = s * s * h00 - 2 * c * s * h01 + c * c * h11;
+    for (int i = 0; i < d; i++) {
+        double a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = c * a + s * b;
+        v[2 * i + 1] = -s * a + c * b;
+    }
+    if (lam[1] > lam[0]) {
+        double t = lam[0];
+        lam[0] = lam[1];
+        lam[1] = t;
+        for (int i = 0; i < d; i++) {
+            t = v[2 * i];
+            v[2 * i] = v[2 * i + 1];
+            v[2 * i + 1] = t;
+        }
+    }
+    for (int c2 = 0; c2 < 2; c2++) {
+        int big = 0;
+        for (int i = 1; i < d; i++)
+            if (fabs(v[2 * i + c2]) > fabs(v[2 * big + c2])) big = i;
+        if (v[2 * big + c2] < 0)
+            for (int i = 0; i < d; i++) v[2 * i + c2] = -v[2 * i + c2];
+    }
+}
+
+ecr_status ecr_metric_pca2(const float *x, int64_t n, int d, float *xy, double explained[2]) {
+    ecr_status st = check_matrix(x, n, d, "pca");
+    if (st) return st;
+    if (d < 2 || n < 2)
+        return ecr_fail(ECR_E_INVALID, "metrics: pca: needs at least 2 rows and 2 columns, got %lld x %d",
+                        (long long)n, d);
+    double *C = NULL, *mu = NULL;
+    if ((st = covariance(x, n, d, &C, &mu))) return st;
+    double *v = malloc((size_t)d * 2 * sizeof *v), *w = malloc((size_t)d * 2 * sizeof *w);
+    if (!v || !w) st = ecr_fail(ECR_E_NOMEM, "metrics: pca: out of memory");
+    if (!st) {
+        double lam[2], trace = 0.0;
+        for (int i = 0; i < d; i++) trace += C[(size_t)i * d + i];
+        top2_eigen(C, d, v, w, lam);
+        for (int c = 0; c < 2; c++) explained[c] = trace > 0.0 ? fmax(lam[c], 0.0) / trace : 0.0;
+        for (int64_t r = 0; r < n; r++) {
+            const float *xr = x + (size_t)r * d;
+            double a = 0.0, b = 0.0;
+            for (int j = 0; j < d; j++) {
+                double xc = (double)xr[j] - mu[j];
+                a += xc * v[2 * j];
+                b += xc * v[2 * j + 1];
+            }
+            xy[2 * r] = (float)a;
+            xy[2 * r + 1] = (float)b;
+        }
+    }
+    free(v);
+    free(w);
+    free(C);
+    free(mu);
+    return st;
+}
+
 static double anisotropy_of(const float *xn, int64_t n, int d) {
     double *s = calloc((size_t)d, sizeof *s);
     if (!s) return NAN;

@@ -899,18 +899,54 @@ static void fmt_duration(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%lds", x);
 }
 
+/* Effective rank of the validation embeddings h [n, dim] and, when the model has an ECR
+ * projection, of u = P h / |P h|; er_u stays NaN without one. */
+static ecr_status valid_eff_rank(trainer *t, const float *h, int64_t n, double *er_h, double *er_u) {
+    int dim = ecr_model_config(t->model)->dim;
+    *er_h = *er_u = NAN;
+    ecr_status st = ecr_metric_effective_rank(h, n, dim, er_h);
+    const ecr_param_info *proj = ecr_model_find_tensor(t->model, "ecr.proj.weight");
+    if (st || !proj) return st;
+    int D = (int)proj->shape[0];
+    float *u = malloc((size_t)n * D * sizeof *u);
+    if (!u) return ecr_fail(ECR_E_NOMEM, "validation: out of memory for %lld x %d floats", (long long)n, D);
+    st = ecr_model_project(t->model, h, n, u);
+    if (!st) st = ecr_metric_effective_rank(u, n, D, er_u);
+    free(u);
+    return st;
+}
+
+/* One validation pass: loss, bits/byte and the effective rank of the text embeddings, as
+ * one log record {"step","val_loss","val_bpb","val_tokens","val_eff_rank"[,"val_eff_rank_u"]}. */
 static ecr_status validate(trainer *t) {
     if (!t->valid || t->last_eval == t->step) return ECR_OK;
+    int64_t n = (int64_t)t->valid->n_texts;
+    int dim = ecr_model_config(t->model)->dim;
+    float *h = malloc((size_t)(n ? n : 1) * dim * sizeof *h);
+    if (!h) return ecr_fail(ECR_E_NOMEM, "validation: out of memory for %lld x %d floats", (long long)n, dim);
     ecr_lm_eval ev;
-    ecr_status st = ecr_eval_lm(t->model, t->valid, t->T, (int64_t)t->B * t->T, 1, &ev);
-    if (st) return st;
+    ecr_status st = ecr_eval_lm_embed(t->model, t->valid, t->T, (int64_t)t->B * t->T, 1, &ev, h);
+    if (st) {
+        free(h);
+        return st;
+    }
+    double er_h = NAN, er_u = NAN;
+    if (n >= 2) st = valid_eff_rank(t, h, n, &er_h, &er_u);
+    free(h);
+    if (st) {
+        ecr_lm_eval_release(&ev);
+        return st;
+    }
     double loss = ecr_lm_loss(&ev.overall), bpb = ecr_lm_bpb(&ev.overall);
-    fprintf(t->log, "{\"step\":%lld,\"val_loss\":%.7g,\"val_bpb\":%.7g,\"val_tokens\":%lld}\n",
+    fprintf(t->log, "{\"step\":%lld,\"val_loss\":%.7g,\"val_bpb\":%.7g,\"val_tokens\":%lld",
             (long long)t->step, loss, bpb, (long long)ev.overall.tokens);
+    if (isfinite(er_h)) fprintf(t->log, ",\"val_eff_rank\":%.7g", er_h);
+    if (isfinite(er_u)) fprintf(t->log, ",\"val_eff_rank_u\":%.7g", er_u);
+    fputs("}\n", t->log);
     fflush(t->log);
     if (!t->o.quiet)
-        fprintf(stderr, "train: step %lld validation loss %.4f, %.4f bits/byte (%lld tokens)\n",
-                (long long)t->step, loss, bpb, (long long)ev.overall.tokens);
+        fprintf(stderr, "train: step %lld validation loss %.4f, %.4f bits/byte (%lld tokens), eff. rank %.1f\n",
+                (long long)t->step, loss, bpb, (long long)ev.overall.tokens, er_h);
     ecr_lm_eval_release(&ev);
     t->last_eval = t->step;
     return ECR_OK;

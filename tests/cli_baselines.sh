@@ -111,6 +111,8 @@ npy.write(d + "/nan.npy", r, c, a)
 EOF
 
 # ---- each baseline alone ------------------------------------------------------------------------
+expect 0 "train ECR + KD with a tag" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" "${RUN[@]}" \
+    --anchors "$T/anchors.safetensors" --kd "$T/teacher" --tag "ECR + KD, K=4" --out "$T/ekd"
 expect 0 "train --kd" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" "${RUN[@]}" \
     --kd "$T/teacher" --kd-alpha 0.5 --kd-temp 2 --out "$T/kd"
 expect 0 "train --feat" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" "${RUN[@]}" \
@@ -151,7 +153,13 @@ assert m["feat_dim"] == "32" and m["feat_weight"] == "0.5" and m["feat_source"].
 assert h["ecr.proj.weight"]["shape"] == [32, 24], h["ecr.proj.weight"]
 m, h = meta("rkd")
 assert m["rkd_dim"] == "32" and m["rkd_weight"] == "1" and len(m["rkd_hash"]) == 16, m
-print("baseline logs and metadata: ok")
+for run, method in (("kd", "kd"), ("feat", "feat"), ("rkd", "rkd")):
+    r = json.load(open(f"{d}/{run}/run.json"))
+    assert r["method"] == method and r["preset"] == "tiny" and r["tag"] is None, r
+r = json.load(open(f"{d}/ekd/run.json"))
+assert r["method"] == "ecr+kd" and r["tag"] == "ECR + KD, K=4" and r["ecr_weight"] == 0.05, r
+assert r["kd_alpha"] == 0.5 and r["objective"] == "lm" and r["steps"] == 4, r
+print("baseline logs, metadata and run.json: ok")
 EOF
 
 # ---- everything at once: lm+contrastive, ECR, KD, feat and RKD on one projection ---------------
@@ -166,6 +174,7 @@ assert len(rs) == 4
 for r in rs:
     want = 0.5 * r["loss"] + r["contrastive"] + 0.05 * r["ecr"] + 0.5 * r["kd"] + r["feat"] + 0.1 * r["rkd"]
     assert abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
+assert json.load(open(f"{d}/all/run.json"))["method"] == "kd+feat+rkd+ecr"
 EOF
 
 # ---- resume keeps the baseline options ---------------------------------------------------------

@@ -111,7 +111,14 @@ has "$T/out" "^all " "the LM table is kept"
 has "$T/out" "training stability" "--log with a model adds stability"
 has "$T/err" "geometry of u" "progress names the geometry passes"
 pycheck "geometry JSON (teacher = u)" "$T/all.json" <<'EOF'
-assert set(m) == {"model", "data", "texts", "lm", "geometry", "stability"}, list(m)
+assert set(m) == {"model", "data", "texts", "lm", "geometry", "pca", "stability"}, list(m)
+p = m["pca"]
+assert p["space"] == "u" and p["texts"] == 300, (p["space"], p["texts"])
+assert all(len(p[k]) == 300 for k in ("x", "y", "lang", "label")), p.keys()
+assert 0 < p["explained"][1] <= p["explained"][0] <= 1, p["explained"]
+assert p["langs"][0] == "en" and len(p["langs"]) == 10 and set(p["lang"]) == set(range(10)), p["langs"]
+assert all(0 <= b < len(p["labels"]) for b in p["label"])
+assert abs(sum(p["x"]) / 300) < 1e-3 and abs(sum(p["y"]) / 300) < 1e-3  # centred (all texts shown)
 assert m["texts"] == 300 and m["lm"]["overall"]["texts"] == 300
 g = m["geometry"]
 assert g["texts"] == 300 and g["english"] == "en", g

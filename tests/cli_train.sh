@@ -62,6 +62,10 @@ else
     done
     if [ "$(grep -c '"loss"' "$T/m/log.jsonl")" = 12 ]; then ok; else bad "log.jsonl: not 12 step records"; fi
     has "$T/m/log.jsonl" '"val_bpb"' "log.jsonl has the validation record"
+    has "$T/m/log.jsonl" '"val_eff_rank":' "the validation record has the effective rank of h"
+    has "$T/m/run.json" '"method":[[:space:]]*"none"' "run.json names the method"
+    has "$T/m/run.json" '"preset":[[:space:]]*"tiny"' "run.json names the preset"
+    has "$T/m/run.json" '"tag":[[:space:]]*null' "run.json: no tag given"
     if ls "$T/m" | grep -q '\.tmp'; then bad "temporary files left in the model folder"; else ok; fi
     expect 2 "a second fresh run into the same folder" -- "$ECR" train --data "$T/small.safetensors" --model tiny \
         "${SET[@]}" --steps 12 --tokens-per-step 256 --out "$T/m" --quiet

@@ -12,6 +12,8 @@
  *    planted loss spikes counted exactly (incl. one right after another, none in the first
  *    50 steps), grad-norm CV 0.5 and clipped share 0.25 by construction; the log reader on a
  *    written log (validation records skipped) and its refusals (line numbers).
+ *  - 2-D PCA of planted orthogonal directions: exact variance shares, coordinates and sign
+ *    convention; identical on a second call; refusals (1 column, 1 row, NaN).
  *  - NumPy / scikit-learn reference (tests/fixtures/metrics_ref.safetensors, written by
  *    tools/metrics_ref.py; 300 texts, 24 / 16 dims): effective rank and singular values
  *    (1e-9 relative; both in double from the same float32 data), anisotropy (1e-6: the C
@@ -182,6 +184,52 @@ static void test_effective_rank(void) {
     CHECK_STATUS(ecr_metric_effective_rank(g, 4000, 16, &er), ECR_E_INVALID);
     CHECK(strstr(ecr_last_error(), "row 1, column 1") != NULL);
     free(g);
+}
+
+/* 2-D PCA: 64 rows 3 a_i q1 + 2 b_i q2 + 0.5 c_i q3 + offset, with q orthonormal in 24 dims and
+ * a, b, c = +-1 from the bits of i (centred, mutually orthogonal columns), so the axes are
+ * exactly q1, q2, the shares 9 / 13.25 and 4 / 13.25, and the coordinates 3 a_i and 2 b_i
+ * up to the sign that makes each axis's largest loading positive. */
+static void test_pca(void) {
+    enum { N = 64, D = 24 };
+    float q[3][D], x[N * D], xy[2 * N];
+    fill_normal(&q[0][0], 3 * D, 1.0, 11);
+    for (int k = 0; k < 3; k++) { /* Gram-Schmidt in double */
+        for (int j = 0; j < k; j++) {
+            double dot = 0;
+            for (int i = 0; i < D; i++) dot += (double)q[k][i] * q[j][i];
+            for (int i = 0; i < D; i++) q[k][i] -= (float)(dot * q[j][i]);
+        }
+        double nn = 0;
+        for (int i = 0; i < D; i++) nn += (double)q[k][i] * q[k][i];
+        for (int i = 0; i < D; i++) q[k][i] = (float)(q[k][i] / sqrt(nn));
+    }
+    for (int r = 0; r < N; r++) {
+        double a = r & 1 ? 1 : -1, b = r & 2 ? 1 : -1, c = r & 4 ? 1 : -1;
+        for (int i = 0; i < D; i++) x[r * D + i] = (float)(3 * a * q[0][i] + 2 * b * q[1][i] + 0.5 * c * q[2][i] + 0.7);
+    }
+    double ex[2];
+    CHECK_OK(ecr_metric_pca2(x, N, D, xy, ex));
+    CHECK_CLOSE(ex[0], 9.0 / 13.25, 1e-6);
+    CHECK_CLOSE(ex[1], 4.0 / 13.25, 1e-6);
+    for (int k = 0; k < 2; k++) {
+        int big = 0; /* the expected sign: q_k's largest-magnitude entry positive */
+        for (int i = 1; i < D; i++)
+            if (fabsf(q[k][i]) > fabsf(q[k][big])) big = i;
+        double sign = q[k][big] > 0 ? 1 : -1, worst = 0;
+        for (int r = 0; r < N; r++) {
+            double want = sign * (k == 0 ? 3.0 * (r & 1 ? 1 : -1) : 2.0 * (r & 2 ? 1 : -1));
+            worst = fmax(worst, fabs(xy[2 * r + k] - want));
+        }
+        CHECK_MSG(worst < 1e-4, "PC%d coordinates off by %.2e", k + 1, worst);
+    }
+    float xy2[2 * N];
+    CHECK_OK(ecr_metric_pca2(x, N, D, xy2, ex));
+    CHECK(memcmp(xy, xy2, sizeof xy) == 0);
+    CHECK_STATUS(ecr_metric_pca2(x, N, 1, xy, ex), ECR_E_INVALID);
+    CHECK_STATUS(ecr_metric_pca2(x, 1, D, xy, ex), ECR_E_INVALID);
+    x[5] = NAN;
+    CHECK_STATUS(ecr_metric_pca2(x, N, D, xy, ex), ECR_E_INVALID);
 }
 
 static void test_anisotropy(void) {
@@ -764,6 +812,7 @@ static void test_eval_lm_embed(void) {
 int main(void) {
     RUN(test_eigenvalues);
     RUN(test_effective_rank);
+    RUN(test_pca);
     RUN(test_anisotropy);
     RUN(test_cka);
     RUN(test_knn_blocks);
