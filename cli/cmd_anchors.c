@@ -3,11 +3,14 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *usage =
     "usage: ecr anchors --emb EMB.npy --out ANCHORS.safetensors [--k 256] [--soft M]\n"
     "                   [--seed S] [--iters 25] [--restarts 3] [--tau 0.05] [--threads N]\n"
     "                   [--data DATA.safetensors] [--quiet]\n"
+    "       ecr anchors --control shuffle-codes|random-anchors --from ANCHORS.safetensors\n"
+    "                   --out CONTROL.safetensors [--seed S]\n"
     "\n"
     "Derives ECR's semantic anchors from teacher embeddings (one float32 row per text, in\n"
     "corpus order; from `ecr embed` or any model): rows are centred by their mean and\n"
@@ -30,6 +33,13 @@ static const char *usage =
     "                    number of texts\n"
     "  --quiet           no progress (objective per iteration) on stderr\n"
     "\n"
+    "Ablation controls (anchors that keep the shape of --from but lose the teacher's\n"
+    "information; metadata \"control\" says which):\n"
+    "  --control shuffle-codes   the codes (and soft codes) permuted across texts by --seed\n"
+    "  --control random-anchors  random unit anchors (from --seed), the codes kept, soft\n"
+    "                            codes dropped\n"
+    "  --from FILE               the anchors file to derive the control from\n"
+    "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input (unreadable .npy,\n"
     "K > N, rows that do not match --data)\n";
 
@@ -46,13 +56,35 @@ static ecr_status check_rows(const char *emb, int64_t rows, const char *data) {
     return ECR_OK;
 }
 
+/* `ecr anchors --control KIND --from IN --out OUT [--seed S]`. */
+static int control_main(const char *kind, const char *from, const char *out, uint64_t seed, int quiet) {
+    ecr_anchors_control_kind k = !strcmp(kind, "shuffle-codes")    ? ECR_CONTROL_SHUFFLE_CODES
+                                 : !strcmp(kind, "random-anchors") ? ECR_CONTROL_RANDOM_ANCHORS
+                                                                   : 0;
+    if (!k) {
+        fprintf(stderr, "ecr anchors: --control '%s': expected shuffle-codes or random-anchors\n", kind);
+        return 2;
+    }
+    ecr_anchors *an = NULL;
+    ecr_status st = ecr_anchors_load(from, &an);
+    if (!st) st = ecr_anchors_control(an, k, seed);
+    if (!st) st = ecr_anchors_save(an, out);
+    if (!st && !quiet)
+        fprintf(stderr, "ecr anchors: control %s of %s (%d anchors, %lld codes, seed %llu) -> %s\n",
+                an->control, from, an->k, (long long)an->rows, (unsigned long long)seed, out);
+    ecr_anchors_free(an);
+    return st ? cli_fail(st) : 0;
+}
+
 int cmd_anchors(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, "ecr anchors", argc, argv, usage);
     if (a.help) { cli_args_free(&a); return 0; }
     ecr_anchors_opts o;
     ecr_anchors_opts_default(&o);
-    const char *emb = cli_require(&a, "--emb");
+    const char *control = cli_str(&a, "--control", NULL);
+    const char *from = control ? cli_require(&a, "--from") : NULL;
+    const char *emb = control ? NULL : cli_require(&a, "--emb");
     const char *out = cli_require(&a, "--out");
     const char *data = cli_str(&a, "--data", NULL);
     o.k = (int)cli_int(&a, "--k", 256, 1, ECR_ANCHORS_MAX_K);
@@ -72,8 +104,13 @@ int cmd_anchors(int argc, char **argv) {
         fprintf(stderr, "ecr anchors: --soft %d is more than --k %d\n", o.soft, o.k);
         ok = 0;
     }
+    if (ok && control && (emb || data)) {
+        fprintf(stderr, "ecr anchors: --control derives from --from; --emb and --data do not apply\n");
+        ok = 0;
+    }
     cli_args_free(&a);
     if (!ok) return 2;
+    if (control) return control_main(control, from, out, o.seed, o.quiet);
     ecr_set_threads(threads);
     o.source = emb;
 

@@ -880,6 +880,9 @@ typedef struct ecr_anchors {
     double objective;         /* final mean cosine of the rows to their anchor                */
     char *source;             /* owned, "" when unknown                                       */
     char source_hash[17];     /* ecr_hash_hex of the embeddings' float32 bytes                */
+    char control[24];         /* "" for fitted anchors; "shuffled-codes" or "random-anchors"
+                                 for an ablation control (ecr_anchors_control); metadata
+                                 "control" in the file                                        */
 } ecr_anchors;
 
 void ecr_anchors_opts_default(ecr_anchors_opts *o);
@@ -899,6 +902,22 @@ ecr_status ecr_anchors_save(const ecr_anchors *a, const char *path);
  * indices < K. ECR_E_INVALID "<path>: tensor 'codes': ..." on any mismatch. */
 ecr_status ecr_anchors_load(const char *path, ecr_anchors **out);
 void ecr_anchors_free(ecr_anchors *a);
+
+/* Ablation controls: anchors that keep the file's shape but lose the teacher's information.
+ *   ECR_CONTROL_SHUFFLE_CODES: the codes (and soft-code rows with them) are permuted across
+ *     texts (Fisher-Yates with the seed): each text gets another text's code, so the codes
+ *     no longer say anything about the text; the anchors are unchanged.
+ *   ECR_CONTROL_RANDOM_ANCHORS: the anchors become random unit vectors (Gaussian rows,
+ *     normalised, from the seed); the codes are kept, so texts the teacher grouped stay
+ *     grouped, but the geometry between anchors (what ECR's targets Pi are built from) is
+ *     gone. Soft codes are dropped (their similarities belong to the old anchors).
+ * Both set a->control and a->seed, and set the objective to NaN (no longer defined).
+ * ECR_E_INVALID for an unknown kind or an input that already is a control. */
+typedef enum ecr_anchors_control_kind {
+    ECR_CONTROL_SHUFFLE_CODES = 1,
+    ECR_CONTROL_RANDOM_ANCHORS = 2,
+} ecr_anchors_control_kind;
+ecr_status ecr_anchors_control(ecr_anchors *a, ecr_anchors_control_kind kind, uint64_t seed);
 
 /* ------------------------------------------------------------------------------------
  * Metrics (src/metrics.c): embedding geometry, cross-lingual and task metrics, training

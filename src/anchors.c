@@ -711,6 +711,7 @@ ecr_status ecr_anchors_save(const ecr_anchors *a, const char *path) {
 #undef META
     if (!st) st = ecr_st_writer_meta(w, "source", a->source ? a->source : "");
     if (!st) st = ecr_st_writer_meta(w, "source_hash", a->source_hash);
+    if (!st && a->control[0]) st = ecr_st_writer_meta(w, "control", a->control);
     if (!st) st = ecr_st_writer_write(w, path);
     ecr_st_writer_free(w);
     return st;
@@ -831,6 +832,8 @@ static ecr_status load_checked(const ecr_st_file *f, const char *path, ecr_ancho
     A->iters_done = -1;
     A->objective = objective;
     snprintf(A->source_hash, sizeof A->source_hash, "%s", hs ? hs : "");
+    const char *ctl = ecr_st_meta(f, "control");
+    snprintf(A->control, sizeof A->control, "%s", ctl ? ctl : "");
     *out = A;
     return ECR_OK;
 }
@@ -843,4 +846,64 @@ ecr_status ecr_anchors_load(const char *path, ecr_anchors **out) {
     st = load_checked(f, path, out);
     ecr_st_close(f);
     return st;
+}
+
+/* ---- ablation controls ------------------------------------------------------------------- */
+
+/* Permutes the texts' codes (and soft rows) with one Fisher-Yates shuffle. */
+static void shuffle_codes(ecr_anchors *a, ecr_rng *r) {
+    int m = a->soft;
+    for (int64_t i = a->rows - 1; i > 0; i--) {
+        int64_t j = rng_below(r, i + 1);
+        uint16_t c = a->codes[i];
+        a->codes[i] = a->codes[j];
+        a->codes[j] = c;
+        for (int q = 0; q < m; q++) {
+            size_t x = (size_t)i * m + q, y = (size_t)j * m + q;
+            uint16_t ti = a->soft_idx[x];
+            float ts = a->soft_sim[x];
+            a->soft_idx[x] = a->soft_idx[y];
+            a->soft_sim[x] = a->soft_sim[y];
+            a->soft_idx[y] = ti;
+            a->soft_sim[y] = ts;
+        }
+    }
+}
+
+/* Replaces the anchors by random unit rows and drops the soft codes. */
+static void random_anchors(ecr_anchors *a, ecr_rng *r) {
+    for (int k = 0; k < a->k; k++) {
+        float *row = a->anchors + (size_t)k * a->dim;
+        double nn = 0.0;
+        while (nn == 0.0) {
+            nn = 0.0;
+            for (int j = 0; j < a->dim; j++) {
+                row[j] = (float)ecr_rng_normal(r);
+                nn += (double)row[j] * row[j];
+            }
+        }
+        double inv = 1.0 / sqrt(nn);
+        for (int j = 0; j < a->dim; j++) row[j] = (float)(row[j] * inv);
+    }
+    free(a->soft_idx);
+    free(a->soft_sim);
+    a->soft_idx = NULL;
+    a->soft_sim = NULL;
+    a->soft = 0;
+}
+
+ecr_status ecr_anchors_control(ecr_anchors *a, ecr_anchors_control_kind kind, uint64_t seed) {
+    if (a->control[0])
+        return ecr_fail(ECR_E_INVALID, "anchors: '%s' already are a control (%s)", a->source, a->control);
+    if (kind != ECR_CONTROL_SHUFFLE_CODES && kind != ECR_CONTROL_RANDOM_ANCHORS)
+        return ecr_fail(ECR_E_INVALID, "anchors: unknown control kind %d", (int)kind);
+    ecr_rng r;
+    ecr_rng_seed(&r, seed);
+    if (kind == ECR_CONTROL_SHUFFLE_CODES) shuffle_codes(a, &r);
+    else random_anchors(a, &r);
+    snprintf(a->control, sizeof a->control, "%s",
+             kind == ECR_CONTROL_SHUFFLE_CODES ? "shuffled-codes" : "random-anchors");
+    a->seed = seed;
+    a->objective = NAN;
+    return ECR_OK;
 }

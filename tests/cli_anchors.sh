@@ -127,5 +127,21 @@ expect_fail 1 "nodata.st" --emb "$T/emb.npy" --k 4 --data "$T/nodata.st"
 rc=$?
 [ $rc -eq 0 ] && ok || bad "matching --data: exit $rc ($(cat "$T/err"))"
 
+# Ablation controls from a fitted file.
+"$ECR_BIN" anchors --control shuffle-codes --from "$T/a.st" --seed 4 --out "$T/sh.st" 2>"$T/err" \
+    && ok || bad "control shuffle-codes: $(cat "$T/err")"
+grep -q "control shuffled-codes" "$T/err" && ok || bad "the control run does not say what it did"
+"$ECR_BIN" inspect "$T/sh.st" >"$T/ins" 2>&1
+grep -q '^  control *shuffled-codes$' "$T/ins" && ok || bad "no control metadata: $(cat "$T/ins")"
+grep -q '^  soft_idx *U16 *\[24, 2\]' "$T/ins" && ok || bad "shuffled soft codes missing"
+"$ECR_BIN" anchors --control random-anchors --from "$T/a.st" --quiet --out "$T/ra.st" && ok || bad "control random-anchors"
+"$ECR_BIN" inspect "$T/ra.st" >"$T/ins" 2>&1
+grep -q '^  control *random-anchors$' "$T/ins" && ok || bad "no random-anchors metadata"
+grep -q 'soft_' "$T/ins" && bad "random anchors kept soft codes" || ok
+expect_fail 2 "--control 'bogus': expected shuffle-codes or random-anchors" --control bogus --from "$T/a.st"
+expect_fail 2 "already are a control (shuffled-codes)" --control random-anchors --from "$T/sh.st"
+expect_fail 2 "--from" --control shuffle-codes
+expect_fail 1 "missing.st" --control shuffle-codes --from "$T/missing.st"
+
 echo "cli_anchors: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -2,7 +2,8 @@
  * the argmax and converged anchors the normalised means of their rows (checked in double),
  * pruning changes nothing, empty clusters and duplicate/zero rows, determinism by seed and
  * across thread counts, a non-decreasing objective, soft codes against brute force, the
- * file round trip and the loader's refusals. */
+ * file round trip and the loader's refusals, the ablation controls (shuffled codes, random
+ * anchors). */
 #include "test.h"
 #include "rng.h"
 
@@ -336,7 +337,7 @@ static int same_anchors(const ecr_anchors *a, const ecr_anchors *b) {
     size_t nm = (size_t)a->rows * a->soft;
     return !memcmp(a->anchors, b->anchors, (size_t)a->k * a->dim * sizeof(float)) &&
            !memcmp(a->codes, b->codes, a->rows * sizeof(uint16_t)) &&
-           !memcmp(a->mean, b->mean, a->dim * sizeof(float)) && a->objective == b->objective &&
+           !memcmp(a->mean, b->mean, a->dim * sizeof(float)) && (a->objective == b->objective || (isnan(a->objective) && isnan(b->objective))) &&
            (!nm || (!memcmp(a->soft_idx, b->soft_idx, nm * sizeof(uint16_t)) &&
                     !memcmp(a->soft_sim, b->soft_sim, nm * sizeof(float))));
 }
@@ -606,11 +607,69 @@ static void test_load_refuses(void) {
     CHECK_STATUS(ecr_anchors_load(p, &a), ECR_E_IO);
 }
 
+/* Controls: shuffled codes are a permutation of the codes that moves most texts, soft rows
+ * move with their code, the anchors stay; random anchors are unit rows unlike the fitted
+ * ones, codes kept, soft codes dropped; both deterministic by seed, saved with their
+ * "control" metadata, and a control of a control is refused. */
+static void test_controls(void) {
+    int d = 8, K = 6, per = 50, n = K * per, *label = malloc((size_t)n * sizeof(int));
+    float *x = planted(K, d, per, 0.3, 21, label);
+    ecr_anchors *a = fit(x, n, d, K, 1, 3), *s1 = fit(x, n, d, K, 1, 3), *s2 = fit(x, n, d, K, 1, 3);
+    CHECK_OK(ecr_anchors_control(s1, ECR_CONTROL_SHUFFLE_CODES, 5));
+    CHECK_OK(ecr_anchors_control(s2, ECR_CONTROL_SHUFFLE_CODES, 5));
+    CHECK(same_anchors(s1, s2));
+    CHECK(!strcmp(s1->control, "shuffled-codes") && isnan(s1->objective));
+    CHECK(!memcmp(a->anchors, s1->anchors, (size_t)K * d * sizeof(float)));
+    int count_a[6] = {0}, count_s[6] = {0}, moved = 0;
+    for (int i = 0; i < n; i++) {
+        count_a[a->codes[i]]++;
+        count_s[s1->codes[i]]++;
+        moved += a->codes[i] != s1->codes[i];
+        CHECK(s1->soft_idx[i * 3] == s1->codes[i]);
+    }
+    CHECK(!memcmp(count_a, count_s, sizeof count_a));
+    CHECK_MSG(moved > n / 2, "only %d of %d codes changed", moved, n);
+    CHECK_STATUS(ecr_anchors_control(s1, ECR_CONTROL_RANDOM_ANCHORS, 5), ECR_E_INVALID);
+
+    ecr_anchors *r = fit(x, n, d, K, 1, 3);
+    CHECK_OK(ecr_anchors_control(r, ECR_CONTROL_RANDOM_ANCHORS, 9));
+    CHECK(!strcmp(r->control, "random-anchors") && r->soft == 0 && !r->soft_idx && !r->soft_sim);
+    CHECK(!memcmp(a->codes, r->codes, (size_t)n * sizeof(uint16_t)));
+    double worst = 0, far = 0;
+    for (int k = 0; k < K; k++) {
+        double nn = 0, dd = 0;
+        for (int j = 0; j < d; j++) {
+            nn += (double)r->anchors[k * d + j] * r->anchors[k * d + j];
+            dd += fabs((double)r->anchors[k * d + j] - a->anchors[k * d + j]);
+        }
+        worst = fmax(worst, fabs(nn - 1));
+        far += dd;
+    }
+    CHECK_MSG(worst < 1e-6, "random anchors not unit: %.2e", worst);
+    CHECK(far > 1.0);
+    char p[300];
+    snprintf(p, sizeof p, "%s/control.safetensors", g_dir);
+    CHECK_OK(ecr_anchors_save(r, p));
+    ecr_anchors *back = NULL;
+    CHECK_OK(ecr_anchors_load(p, &back));
+    if (back) CHECK(!strcmp(back->control, "random-anchors") && same_anchors(r, back));
+    CHECK_STATUS(ecr_anchors_control(a, (ecr_anchors_control_kind)7, 1), ECR_E_INVALID);
+    unlink(p);
+    ecr_anchors_free(back);
+    ecr_anchors_free(a);
+    ecr_anchors_free(s1);
+    ecr_anchors_free(s2);
+    ecr_anchors_free(r);
+    free(x);
+    free(label);
+}
+
 int main(void) {
     const char *t = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/ecr_test_anchors_XXXXXX", t && *t ? t : P_tmpdir);
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     RUN(test_planted_recovered);
+    RUN(test_controls);
     RUN(test_lloyd_reference);
     RUN(test_empty_and_duplicates);
     RUN(test_split_fills_all);
