@@ -3,7 +3,9 @@
 #   make              build build/ecr and build/libecr.a
 #   make test         unit + CLI tests, then the same unit tests under ASan+UBSan
 #   make bench        benchmarks (each prints its ratio against a peer)
-#   make demo         end-to-end run on the bundled lo10 corpus
+#   make demo         ECR against no ECR on the bundled lo10 corpus, end to end
+#   make teacher      retrain the shipped reference model and its anchors (about 75 min)
+#   make experiment   the methods and ablations on lo10 (resumable; ONLY=REGEX for a part)
 #
 # Options: NO_BLAS=1 (portable matrix products), NO_OMP=1 (single-threaded),
 #          SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer; builds into build-san/).
@@ -87,7 +89,7 @@ LIB      := $(BUILD)/libecr.a
 ECR      := $(BUILD)/ecr
 DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 
-.PHONY: teacher all test test-unit test-cli test-san bench demo data clean found
+.PHONY: teacher experiment all test test-unit test-cli test-san bench demo data clean found
 all: found $(ECR) $(LIB)
 
 found:
@@ -154,7 +156,11 @@ bench: $(BENCH_BIN) $(ECR) $(DATA)
 demo: all $(DATA)
 	ECR_BIN=$(ECR) bash scripts/demo.sh
 
-# The reference model and its anchors (about 70 minutes on 2 cores; resumes if stopped).
+# The methods x sizes x seeds and the ECR ablations; skips runs already in results/.
+experiment: all $(DATA)
+	ECR_BIN=$(ECR) bash scripts/experiment.sh $(if $(ONLY),--only '$(ONLY)')
+
+# The reference model and its anchors (about 75 minutes on 2 cores; resumes if stopped).
 teacher: all $(DATA)
 	ECR_BIN=$(ECR) bash scripts/teacher.sh
 

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# experiment.sh — `make experiment`: the lo10 comparison of DESIGN's methods, and the ECR
+# ablations, from the shipped teacher (teacher/). Resumable and split into parts:
+#
+#   scripts/experiment.sh [--only REGEX] [--list] [--report-only]
+#
+#   --only REGEX   run only the runs whose name matches REGEX (grep -E), e.g.
+#                  --only '^main-tiny-' or --only 's1$'
+#   --list         print the plan (each run, done or to do, estimated time) and stop
+#   --report-only  skip training; rebuild the reports from what is in results/
+#
+# Runs (identical data, steps and evaluation within a size):
+#   main-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none kd feat rkd ecr ecr+kd; seeds 1-3
+#   abl-NAME-sSEED           tiny + ECR, one setting changed from the main ECR run
+#                            (K = 256, tau = 0.05, lambda = 0.05, hard codes): k64 k1024,
+#                            tau0.02 tau0.1, lam0.01 lam0.03 lam0.1 lam0.3, soft, and the two
+#                            controls shuffled (codes permuted across texts) and random
+#                            (random unit anchors, codes kept); seeds 1-3
+# A finished run is results/experiment/NAME/ (run.json, eval.json, eval.txt, the training
+# log thinned to every 10th step plus all validation records; the stability metrics in
+# eval.json come from the full log). A run whose folder exists is skipped, so committing
+# results/ is what carries the experiment from one working session to the next; a run
+# interrupted mid-training resumes from its checkpoint in build/exp/runs/NAME.
+# Then `ecr report` over the main runs (docs/report-main/) and over the ablations plus the
+# main tiny none and ecr runs (docs/report-ablations/). Anchor agreement is measured against
+# the anchors each run trained with (the shipped K = 256 ones for runs without ECR).
+#
+# Budget (env): EXP_TINY_STEPS, EXP_SMALL_STEPS (steps of 4,096 tokens), EXP_THREADS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ECR=${ECR_BIN:-build/ecr}
+W=build/exp
+RES=results/experiment
+TINY_STEPS=${EXP_TINY_STEPS:-1500}
+SMALL_STEPS=${EXP_SMALL_STEPS:-750}
+THREADS=${EXP_THREADS:-2}
+ONLY=.
+LIST=0
+REPORT_ONLY=0
+while [ $# -gt 0 ]; do
+    case $1 in
+    --only) ONLY=${2:?--only needs a REGEX}; shift 2 ;;
+    --list) LIST=1; shift ;;
+    --report-only) REPORT_ONLY=1; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "experiment: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+say() { printf '%s\n' "$*" >&2; }
+
+# ---- the plan: NAME PRESET SEED TAG FLAGS... (TAG "-" = none; FLAGS use the names below) ----
+ANCH=teacher/anchors.safetensors
+plan() {
+    local s m
+    for size in tiny small; do
+        for m in none kd feat rkd ecr ecr+kd; do
+            for s in 1 2 3; do echo "main-$size-$m-s$s $size $s - $m"; done
+        done
+    done
+    for s in 1 2 3; do
+        echo "abl-k64-s$s tiny $s K=64 ecr@$W/anchors_k64.safetensors"
+        echo "abl-k1024-s$s tiny $s K=1024 ecr@$W/anchors_k1024.safetensors"
+        echo "abl-tau0.02-s$s tiny $s tau=0.02 ecr --ecr-tau 0.02"
+        echo "abl-tau0.1-s$s tiny $s tau=0.1 ecr --ecr-tau 0.1"
+        for l in 0.01 0.03 0.1 0.3; do echo "abl-lam$l-s$s tiny $s lambda=$l ecr --ecr-weight $l"; done
+        echo "abl-soft-s$s tiny $s soft-codes ecr --ecr-soft"
+        echo "abl-shuffled-s$s tiny $s control:shuffled-codes ecr@$W/anchors_shuffled.safetensors"
+        echo "abl-random-s$s tiny $s control:random-anchors ecr@$W/anchors_random.safetensors"
+    done
+}
+
+# flags METHOD [EXTRA...]: the training flags of a method (ecr@FILE: ECR with other anchors).
+flags() {
+    local m=$1
+    shift
+    case $m in
+    none) ;;
+    kd) echo "--kd teacher/model" ;;
+    feat) echo "--feat $W/teacher_train.npy" ;;
+    rkd) echo "--rkd $W/teacher_train.npy" ;;
+    ecr) echo "--anchors $ANCH" ;;
+    ecr@*) echo "--anchors ${m#ecr@}" ;;
+    ecr+kd) echo "--anchors $ANCH --kd teacher/model" ;;
+    *) echo "experiment: unknown method $m" >&2; return 2 ;;
+    esac
+    [ $# -eq 0 ] || echo "$@"
+}
+
+steps_of() { [ "$1" = tiny ] && echo "$TINY_STEPS" || echo "$SMALL_STEPS"; }
+
+# Seconds per step of PRESET with or without a KD teacher pass: the median over finished
+# runs of the same kind in results/, else a first guess measured on the 2-core machine.
+sec_per_step() {
+    local preset=$1 kd=$2 f v=()
+    for f in "$RES"/*/run.json; do
+        [ -f "$f" ] || continue
+        grep -q "\"preset\":[[:space:]]*\"$preset\"" "$f" || continue
+        if grep -q '"kd":' "$f"; then [ "$kd" = 1 ] || continue; else [ "$kd" = 0 ] || continue; fi
+        local d=${f%/run.json} last
+        last=$(grep '"loss"' "$d/log.jsonl" | tail -1)
+        v+=("$(echo "$last" | sed -E 's/.*"step":([0-9]+).*"elapsed_s":([0-9.]+).*/\2 \1/' | awk '{print $1/$2}')")
+    done
+    if [ ${#v[@]} -gt 0 ]; then
+        printf '%s\n' "${v[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
+    else
+        case $preset-$kd in tiny-0) echo 0.25 ;; tiny-1) echo 0.75 ;; small-0) echo 0.65 ;; *) echo 1.2 ;; esac
+    fi
+}
+
+# ---- shared inputs (cached in build/exp/) -------------------------------------------------
+setup() {
+    mkdir -p "$W/runs" "$RES"
+    [ -f teacher/model/model.safetensors ] && [ -f "$ANCH" ] ||
+        { say "experiment: teacher/ is missing the shipped teacher (run make teacher)"; exit 2; }
+    [ -f "$W/train.safetensors" ] || "$ECR" prepare --data build/data/lo10/train.jsonl \
+        --tokenizer teacher/model/tokenizer.json --out "$W/train.safetensors"
+    [ -f "$W/valid.safetensors" ] || "$ECR" prepare --data build/data/lo10/valid.jsonl \
+        --tokenizer teacher/model/tokenizer.json --out "$W/valid.safetensors"
+    local set
+    for set in train valid; do
+        [ -f "$W/teacher_$set.npy" ] || "$ECR" embed --model teacher/model --data "$W/$set.safetensors" \
+            --raw --threads "$THREADS" --out "$W/teacher_$set.npy"
+    done
+    local k
+    for k in 64 1024; do
+        [ -f "$W/anchors_k$k.safetensors" ] || "$ECR" anchors --emb "$W/teacher_train.npy" \
+            --data "$W/train.safetensors" --k $k --seed 1 --threads "$THREADS" --quiet \
+            --out "$W/anchors_k$k.safetensors"
+    done
+    [ -f "$W/anchors_shuffled.safetensors" ] || "$ECR" anchors --control shuffle-codes --from "$ANCH" \
+        --seed 1 --out "$W/anchors_shuffled.safetensors"
+    [ -f "$W/anchors_random.safetensors" ] || "$ECR" anchors --control random-anchors --from "$ANCH" \
+        --seed 1 --out "$W/anchors_random.safetensors"
+}
+
+# run_one NAME PRESET SEED TAG METHOD [EXTRA...]
+run_one() {
+    local name=$1 preset=$2 seed=$3 tag=$4 method=$5
+    shift 5
+    local out=$W/runs/$name steps
+    steps=$(steps_of "$preset")
+    local args=(--data "$W/train.safetensors" --valid "$W/valid.safetensors" --model "$preset"
+        --steps "$steps" --seed "$seed" --threads "$THREADS" --eval-every $((steps / 6))
+        --save-every 250 --log-every 100 --out "$out")
+    [ "$tag" = - ] || args+=(--tag "$tag")
+    # shellcheck disable=SC2207
+    args+=($(flags "$method" "$@"))
+    if [ -f "$out/run.json" ]; then
+        say "experiment: $name: trained already"
+    elif [ -f "$out/train_state.safetensors" ]; then
+        "$ECR" train "${args[@]}" --resume
+    else
+        rm -rf "$out"
+        "$ECR" train "${args[@]}"
+    fi
+    # anchor agreement against the anchors the run trained with (the shipped ones otherwise)
+    local anchors=$ANCH i
+    for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[$i]}" = --anchors ] && anchors=${args[$((i + 1))]}; done
+    "$ECR" eval --model "$out" --data "$W/valid.safetensors" --teacher-emb "$W/teacher_valid.npy" \
+        --anchors "$anchors" --log "$out/log.jsonl" --threads "$THREADS" --quiet --json "$out/eval.json" \
+        >"$out/eval.txt"
+    local tmp=$RES/.$name.tmp
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    cp "$out/run.json" "$out/eval.json" "$out/eval.txt" "$out/config.json" "$tmp/"
+    awk '/"val_loss"/ || /"step":[0-9]*0,/ {print}' "$out/log.jsonl" >"$tmp/log.jsonl"
+    mv "$tmp" "$RES/$name"
+}
+
+# ---- main -----------------------------------------------------------------------------------
+todo=()
+total=0
+while read -r name preset seed tag method extra; do
+    echo "$name" | grep -Eq -- "$ONLY" || continue
+    local_kd=0
+    case $method in *kd*) local_kd=1 ;; esac
+    if [ -d "$RES/$name" ]; then
+        [ $LIST = 1 ] && printf '  done  %s\n' "$name"
+        continue
+    fi
+    sps=$(sec_per_step "$preset" $local_kd)
+    est=$(awk -v a="$sps" -v b="$(steps_of "$preset")" 'BEGIN{printf "%d", a*b + 40}')
+    total=$((total + est))
+    todo+=("$name $preset $seed $tag $method $extra")
+    [ $LIST = 1 ] && printf '  to do %-26s %5s s\n' "$name" "$est"
+done < <(plan)
+say "experiment: ${#todo[@]} runs to do (filter '$ONLY'), about $((total / 60)) min on this machine" \
+    "($TINY_STEPS tiny / $SMALL_STEPS small steps of 4,096 tokens, $THREADS threads)"
+[ $LIST = 1 ] && exit 0
+
+if [ $REPORT_ONLY = 0 ] && [ ${#todo[@]} -gt 0 ]; then
+    setup
+    i=0
+    t0=$SECONDS
+    for r in "${todo[@]}"; do
+        i=$((i + 1))
+        say ""
+        say "== experiment: run $i/${#todo[@]}: $r (elapsed $(((SECONDS - t0) / 60)) min)"
+        # shellcheck disable=SC2086
+        run_one $r
+    done
+fi
+
+report() { # report OUT TITLE RUN_DIRS...
+    local out=$1 title=$2
+    shift 2
+    [ $# -gt 0 ] || return 0
+    "$ECR" report "$@" --title "$title" --out "$out"
+}
+shopt -s nullglob
+main=("$RES"/main-*)
+abl=("$RES"/abl-* "$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s*)
+report docs/report-main "lo10: methods by student size" "${main[@]}"
+report docs/report-ablations "lo10: ECR ablations (tiny)" "${abl[@]}"
