@@ -18,6 +18,7 @@ static const command commands[] = {
     {"embed", cmd_embed, "text embeddings of prepared data -> .npy (ECR projection or --raw h)"},
     {"anchors", cmd_anchors, "spherical k-means over embeddings -> anchors.safetensors"},
     {"eval", cmd_eval, "LM, embedding-geometry and training-stability metrics -> table, JSON"},
+    {"report", cmd_report, "tables and SVG plots comparing runs (logs, eval.json) -> REPORT_DIR"},
     {"generate", cmd_generate, "sample text with a KV cache"},
     {"convert", cmd_convert, "rewrite a model folder as bf16, f16 or f32"},
     {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds"},
