@@ -28,8 +28,9 @@
 static const char *usage =
     "usage: ecr report RUN_DIR... --out REPORT_DIR [--title TEXT] [--quiet]\n"
     "\n"
-    "Tables and SVG plots comparing finished runs (up to 64 RUN_DIRs). A RUN_DIR is the folder of `ecr train\n"
-    "--out` after `ecr eval ... --json RUN_DIR/eval.json`; it is only read.\n"
+    "Tables and SVG plots comparing finished runs (up to 64 RUN_DIRs). A RUN_DIR is the\n"
+    "folder of `ecr train --out` after `ecr eval ... --json RUN_DIR/eval.json`; it is only\n"
+    "read.\n"
     "\n"
     "Inputs of each RUN_DIR (all optional, but a run needs run.json or eval.json):\n"
     "  run.json     from ecr train: preset, tag, method, seed, steps. Without it the size is\n"
