@@ -16,8 +16,9 @@
  *    "stability": STAB (with --log)}
  *   PCA   = {"explained": [share of variance on PC1, on PC2], "space": "u" | "h",
  *            "x": [...], "y": [...], "lang": [index into "langs"], "label": [index into
- *            "labels"], "texts": how many (at most 2,000: every ceil(N / 2000)-th text;
- *            the axes are fitted on all N), "langs": [...], "labels": [...]}
+ *            "labels"], "texts": how many (about 2,000, a hash-based sample of the N
+ *            texts; all when N <= 2000; the axes are fitted on all N), "langs": [...],
+ *            "labels": [...]}
  *   STATS = {"loss": mean nats per target token, "ppl": exp(loss),
  *            "bpb": summed nats / ln 2 / UTF-8 bytes, "tokens", "bytes", "texts"}
  *   GEOM  = {"dim", "effective_rank", "anisotropy", "silhouette" (cosine, by label),
@@ -334,11 +335,21 @@ static ecr_status geometry_inputs(ecr_model *m, const ecr_data *full, const ecr_
     return st;
 }
 
+/* splitmix64's finaliser: a well-mixed hash of i. */
+static uint64_t mix64(uint64_t i) {
+    uint64_t z = i + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 /* The "pca" object: 2-D PCA of x [n, dim] (u, or h without a projection) fitted on all n
- * texts, with the coordinates, language and label of at most 2,000 of them (every
- * ceil(n / 2000)-th text) for ecr report's maps. NULL with *st set on failure. */
+ * texts, with the coordinates, language and label of about 2,000 of them (all when
+ * n <= 2000; else the texts whose hashed index falls below 2000 / n, so that no pattern
+ * in the file order, such as one language after the other, thins a language out) for ecr
+ * report's maps. NULL with *st set on failure. */
 static cJSON *pca_json(const ecr_data *d, const float *x, int dim, const char *space, ecr_status *st) {
-    size_t n = d->n_texts, stride = (n + 1999) / 2000;
+    size_t n = d->n_texts;
     float *xy = malloc((2 * n + 1) * sizeof *xy);
     double ex[2];
     *st = xy ? ecr_metric_pca2(x, (int64_t)n, dim, xy, ex) : ecr_fail(ECR_E_NOMEM, "eval: out of memory");
@@ -352,7 +363,9 @@ static cJSON *pca_json(const ecr_data *d, const float *x, int dim, const char *s
     cJSON *px = cJSON_AddArrayToObject(o, "x"), *py = cJSON_AddArrayToObject(o, "y");
     cJSON *pl = cJSON_AddArrayToObject(o, "lang"), *pb = cJSON_AddArrayToObject(o, "label");
     size_t k = 0;
-    for (size_t i = 0; i < n; i += stride, k++) {
+    for (size_t i = 0; i < n; i++) {
+        if (n > 2000 && mix64(i) % n >= 2000) continue;
+        k++;
         cJSON_AddItemToArray(px, cJSON_CreateNumber(round(xy[2 * i] * 1e4) / 1e4));
         cJSON_AddItemToArray(py, cJSON_CreateNumber(round(xy[2 * i + 1] * 1e4) / 1e4));
         cJSON_AddItemToArray(pl, cJSON_CreateNumber(d->lang[i]));

@@ -26,11 +26,13 @@
 # the anchors each run trained with (the shipped K = 256 ones for runs without ECR).
 #
 # Budget (env): EXP_TINY_STEPS, EXP_SMALL_STEPS (steps of 4,096 tokens), EXP_THREADS.
+# Elsewhere (env, for trying the runner out): EXP_WORK (build/exp), EXP_RESULTS
+# (results/experiment), EXP_REPORTS (docs: the reports go to EXP_REPORTS/report-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ECR=${ECR_BIN:-build/ecr}
-W=build/exp
-RES=results/experiment
+W=${EXP_WORK:-build/exp}
+RES=${EXP_RESULTS:-results/experiment}
 TINY_STEPS=${EXP_TINY_STEPS:-1500}
 SMALL_STEPS=${EXP_SMALL_STEPS:-750}
 THREADS=${EXP_THREADS:-2}
@@ -107,30 +109,37 @@ sec_per_step() {
     fi
 }
 
-# ---- shared inputs (cached in build/exp/) -------------------------------------------------
+# ---- shared inputs (made when first needed, cached in build/exp/) --------------------------
 setup() {
     mkdir -p "$W/runs" "$RES"
     [ -f teacher/model/model.safetensors ] && [ -f "$ANCH" ] ||
         { say "experiment: teacher/ is missing the shipped teacher (run make teacher)"; exit 2; }
-    [ -f "$W/train.safetensors" ] || "$ECR" prepare --data build/data/lo10/train.jsonl \
-        --tokenizer teacher/model/tokenizer.json --out "$W/train.safetensors"
-    [ -f "$W/valid.safetensors" ] || "$ECR" prepare --data build/data/lo10/valid.jsonl \
-        --tokenizer teacher/model/tokenizer.json --out "$W/valid.safetensors"
     local set
     for set in train valid; do
-        [ -f "$W/teacher_$set.npy" ] || "$ECR" embed --model teacher/model --data "$W/$set.safetensors" \
-            --raw --threads "$THREADS" --out "$W/teacher_$set.npy"
+        [ -f "$W/$set.safetensors" ] || "$ECR" prepare --data "build/data/lo10/$set.jsonl" \
+            --tokenizer teacher/model/tokenizer.json --out "$W/$set.safetensors"
     done
-    local k
-    for k in 64 1024; do
-        [ -f "$W/anchors_k$k.safetensors" ] || "$ECR" anchors --emb "$W/teacher_train.npy" \
-            --data "$W/train.safetensors" --k $k --seed 1 --threads "$THREADS" --quiet \
-            --out "$W/anchors_k$k.safetensors"
-    done
-    [ -f "$W/anchors_shuffled.safetensors" ] || "$ECR" anchors --control shuffle-codes --from "$ANCH" \
-        --seed 1 --out "$W/anchors_shuffled.safetensors"
-    [ -f "$W/anchors_random.safetensors" ] || "$ECR" anchors --control random-anchors --from "$ANCH" \
-        --seed 1 --out "$W/anchors_random.safetensors"
+    need "$W/teacher_valid.npy"
+}
+
+# need FILE: makes one of the derived inputs if it is missing.
+need() {
+    local f=$1
+    [ -f "$f" ] && return 0
+    case $f in
+    */teacher_train.npy | */teacher_valid.npy)
+        local set=${f##*/teacher_}
+        set=${set%.npy}
+        "$ECR" embed --model teacher/model --data "$W/$set.safetensors" --raw --threads "$THREADS" --out "$f" ;;
+    */anchors_k*.safetensors)
+        local k=${f##*/anchors_k}
+        need "$W/teacher_train.npy"
+        "$ECR" anchors --emb "$W/teacher_train.npy" --data "$W/train.safetensors" --k "${k%.safetensors}" \
+            --seed 1 --threads "$THREADS" --quiet --out "$f" ;;
+    */anchors_shuffled.safetensors) "$ECR" anchors --control shuffle-codes --from "$ANCH" --seed 1 --out "$f" ;;
+    */anchors_random.safetensors) "$ECR" anchors --control random-anchors --from "$ANCH" --seed 1 --out "$f" ;;
+    *) say "experiment: do not know how to make $f"; exit 2 ;;
+    esac
 }
 
 # run_one NAME PRESET SEED TAG METHOD [EXTRA...]
@@ -145,6 +154,8 @@ run_one() {
     [ "$tag" = - ] || args+=(--tag "$tag")
     # shellcheck disable=SC2207
     args+=($(flags "$method" "$@"))
+    local a
+    for a in "${args[@]}"; do case $a in "$W"/*.npy | "$W"/anchors_*) need "$a" ;; esac; done
     if [ -f "$out/run.json" ]; then
         say "experiment: $name: trained already"
     elif [ -f "$out/train_state.safetensors" ]; then
@@ -210,5 +221,5 @@ report() { # report OUT TITLE RUN_DIRS...
 shopt -s nullglob
 main=("$RES"/main-*)
 abl=("$RES"/abl-* "$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s*)
-report docs/report-main "lo10: methods by student size" "${main[@]}"
-report docs/report-ablations "lo10: ECR ablations (tiny)" "${abl[@]}"
+report "${EXP_REPORTS:-docs}/report-main" "lo10: methods by student size" "${main[@]}"
+report "${EXP_REPORTS:-docs}/report-ablations" "lo10: ECR ablations (tiny)" "${abl[@]}"
