@@ -7,6 +7,7 @@
 #             Requirement: ECR adds at most 3% to a step.
 #   embed:    `ecr embed` of lo10 valid (10,000 texts) with the projection (u) versus --raw
 #             (h) on the same ECR model, best of 3 each. Requirement: at most 1% extra.
+#   generate: tokens/s of the ECR model against the LM-only model (reported).
 # The anchors come from synthetic 384-dim embeddings (timing does not depend on where the
 # anchors came from). Needs a python3 with numpy for the synthetic embeddings.
 set -eu
@@ -62,4 +63,18 @@ best() {   # best of 3 wall times of `ecr embed` with the given flags
 th=$(best --raw)
 tu=$(best)
 awk -v h="$th" -v u="$tu" 'BEGIN{o=100*(u-h)/h; printf "bench_ecr: embed 10,000 texts, best of 3: h (--raw) %.3f s, u (projection) %.3f s; projection adds %+.2f%% (need <= 1%%): %s\n", h, u, o, (o<=1)?"PASS":"FAIL"; exit !(o<=1)}' || exit 1
+# generation: the ECR model against the LM-only one (same architecture; generate never reads
+# P), 240 tokens from one thread, best of 3 tokens/s each. Reported, no requirement.
+gen_best() {
+    local b=0 i r
+    for i in 1 2 3; do
+        r=$("$ECR_BIN" generate --model "$T/$1" --prompt "Wählen Sie" --max-tokens 240 --ignore-eot \
+            --threads 1 --seed 1 2>&1 >/dev/null | sed -n 's/.*(\([0-9.]*\) tokens\/s).*/\1/p')
+        b=$(awk -v a="$b" -v c="$r" 'BEGIN{print (c > a) ? c : a}')
+    done
+    echo "$b"
+}
+gl=$(gen_best lm1)
+ge=$(gen_best ecr1)
+awk -v l="$gl" -v e="$ge" 'BEGIN{printf "bench_ecr: generate 240 tokens, 1 thread, best of 3: LM-only model %.0f tokens/s, ECR model %.0f tokens/s; ratio %.3f\n", l, e, e/l}'
 [ "$(cat "$T/train_ok")" = 1 ]

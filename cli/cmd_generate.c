@@ -19,6 +19,8 @@ static const char *usage =
     "  --top-p P              ... and among the most likely whose mass reaches P (default 0.95)\n"
     "  --seed S               sampling seed (default 1)\n"
     "  --threads N            threads (default: all cores)\n"
+    "  --ignore-eot           do not stop at the end-of-text token (for timing: always\n"
+    "                         --max-tokens tokens, or until the context is full)\n"
     "  --quiet                no statistics on stderr\n";
 
 typedef struct gen_ctx {
@@ -60,6 +62,7 @@ int cmd_generate(int argc, char **argv) {
     go.seed = (uint64_t)cli_int(&a, "--seed", 1, 0, 1LL << 62);
     int threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
     int quiet = cli_flag(&a, "--quiet");
+    int ignore_eot = cli_flag(&a, "--ignore-eot");
     if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
     cli_args_free(&a);
     if (a.npos > 0) {
@@ -106,7 +109,7 @@ int cmd_generate(int argc, char **argv) {
         g.buf = malloc(g.cap);
         if (!g.buf) st = ecr_fail(ECR_E_NOMEM, "out of memory");
     }
-    if (!st) st = ecr_generate(m, ids, n + 1, ecr_tokenizer_eot_id(tok), &go, on_token, &g, &n_gen);
+    if (!st) st = ecr_generate(m, ids, n + 1, ignore_eot ? -1 : ecr_tokenizer_eot_id(tok), &go, on_token, &g, &n_gen);
     if (!st) st = g.st;
     if (!st) {
         double dt = ecr_now() - t0;
