@@ -10,9 +10,12 @@
  *               "explained": [s1, s2], "x": [n], "y": [n], "lang": [n], "label": [n],
  *               "langs": [...], "labels": [...]} (lang/label index langs/labels)
  * Group = (preset, tag if non-null else method); a group's seeds are aggregated as mean and
- * sample std (n - 1). Every input is read and checked before REPORT_DIR is created, so bad
- * input (exit 2) writes nothing. Each output is atomic; numbers are printed with fixed
- * precision, so the same inputs give byte-identical files.
+ * sample std (n - 1). The geometry of h (every model) and of u (models with a projection:
+ * eval.json "geometry.u" non-null, or val_eff_rank_u in the log) are kept apart: one table
+ * and one set of P@1 plots per space, so every row of a table is measured in the same
+ * space. Every input is read and checked before REPORT_DIR is created, so bad input
+ * (exit 2) writes nothing. Each output is atomic; numbers are printed with fixed precision,
+ * so the same inputs give byte-identical files.
  * Plot primitives: cli/svg.c. */
 #include "cli.h"
 #include "svg.h"
@@ -38,30 +41,38 @@ static const char *usage =
     "  log.jsonl    training log: step records (loss, grad_norm, clipped) and validation\n"
     "               records (val_loss, val_bpb, val_eff_rank, val_eff_rank_u); unknown fields\n"
     "               are ignored and a truncated last line is skipped with a warning\n"
-    "  eval.json    ecr eval --json: bits/byte, geometry of h and u, \"stability\" (eval --log),\n"
-    "               \"pca\" (2-D PCA of the evaluated texts' embeddings, for the scatter plots)\n"
+    "  eval.json    ecr eval --json: loss and bits/byte, geometry of h and u, \"stability\"\n"
+    "               (eval --log), \"pca\" (2-D PCA of the evaluated texts' embeddings, for\n"
+    "               the scatter plots)\n"
     "A missing piece leaves the run out of the plots that need it (one line on stderr).\n"
-    "Runs without eval.json take val bits/byte and the effective rank from their last\n"
-    "validation record; runs without \"stability\" get spikes and grad-norm CV from log.jsonl.\n"
+    "Runs without eval.json take val loss, val bits/byte and the effective ranks from their\n"
+    "last validation record; runs without \"stability\" get spikes, grad-norm CV and the\n"
+    "clipped share from log.jsonl.\n"
     "\n"
     "Grouping: runs with the same size (preset) and label (the --tag given to ecr train,\n"
     "else the method: none, kd, feat, rkd, ecr, ecr+kd, ...) form a group; its seeds are\n"
     "aggregated as mean ± sample std (n-1). Order: tiny, small, base, other sizes A-Z; then\n"
-    "none, kd, feat, rkd, ecr, ecr+kd, other labels A-Z. Geometry metrics use u (the ECR\n"
-    "projection) when a run has one, else h (the pooled hidden state); the table says which.\n"
+    "none, kd, feat, rkd, ecr, ecr+kd, other labels A-Z. Spaces are never mixed: h (the\n"
+    "pooled hidden state) exists for every model; u (the projection P h / |P h|) only for\n"
+    "models trained with ECR, feat or rkd (eval.json \"geometry.u\", or val_eff_rank_u).\n"
     "\n"
     "Outputs in REPORT_DIR (created if needed; every file written atomically):\n"
-    "  report.md       the runs; one row per group: val bits/byte, eff. rank, anisotropy,\n"
-    "                  P@1, label transfer, silhouette, CKA, kNN@10, anchor agreement,\n"
-    "                  spikes per 1k steps, grad-norm CV; P@1 per language; the plots\n"
+    "  report.md       the runs, then tables with one row per group: language model and\n"
+    "                  stability (val bits/byte, val loss, spikes per 1k steps, grad-norm\n"
+    "                  CV, clipped share); geometry of h (eff. rank, anisotropy, P@1, label\n"
+    "                  transfer, silhouette, CKA, kNN@10; every group); geometry of u (the\n"
+    "                  same and anchor agreement; groups with u only); P@1 per language on\n"
+    "                  h and on u; the plots\n"
     "  loss_train.svg  training loss (LM term, moving average over 2% of the steps, mean\n"
     "                  over seeds) vs step\n"
     "  loss_valid.svg  validation loss vs step\n"
     "  eff_rank.svg    validation effective rank (val_eff_rank_u, else val_eff_rank) vs step\n"
     "  pca_lang.svg    2-D PCA scatter of each group's first seed (up to 12), by language\n"
     "  pca_label.svg   the same, coloured by label\n"
-    "  p1_bars.svg     cross-lingual P@1 per language and group, error bars ± std\n"
-    "  tradeoff.svg    val bits/byte vs mean P@1 per group (e.g. an ECR weight sweep)\n"
+    "  p1_bars.svg     cross-lingual P@1 on h per language and group, error bars ± std\n"
+    "  p1_bars_u.svg   the same on u, groups with u (not written when no run has u)\n"
+    "  tradeoff.svg    val bits/byte vs mean P@1 on h per group (e.g. an ECR weight sweep)\n"
+    "  tradeoff_u.svg  val bits/byte vs mean P@1 on u, groups with u\n"
     "Line, bar and trade-off plots have one panel per size. A plot without data is not\n"
     "written (stderr says so). The path of each file written is printed on stdout.\n"
     "\n"
@@ -124,16 +135,26 @@ static void free_strs(char **s, int n) {
 
 /* ---- runs ------------------------------------------------------------------------------- */
 
-/* Table columns, in order. */
-enum { M_BPB, M_ER, M_ANISO, M_P1, M_LT, M_SIL, M_CKA, M_KNN, M_AGREE, M_SPIKES, M_GCV, M_N };
-static const struct {
+/* Columns of the language-model table (L_*) and of the geometry tables (G_*), in order.
+ * A geometry metric exists once per space: SP_H (h, the pooled hidden state) and SP_U (u,
+ * the projection P h / |P h|). The column head's footnote mark is added by the table. */
+enum { L_BPB, L_LOSS, L_SPIKES, L_GCV, L_CLIP, L_N };
+enum { G_ER, G_ANISO, G_P1, G_LT, G_SIL, G_CKA, G_KNN, G_AGREE, G_N };
+enum { SP_H, SP_U, SP_N };
+enum { SP_LM = -1 };            /* "space" of the L_* metrics in group_metric             */
+typedef struct table_col {
     const char *head;
     int prec;
-} metric_cols[M_N] = {
-    {"val bits/byte", 3}, {"eff. rank", 1}, {"anisotropy", 3}, {"P@1 mean", 3},
-    {"label transfer", 3}, {"silhouette", 3}, {"CKA", 3}, {"kNN@10", 3},
-    {"anchor agreement", 3}, {"spikes/1k steps", 2}, {"grad-norm CV", 3},
+} table_col;
+static const table_col lm_cols[L_N] = {
+    {"val bits/byte", 3}, {"val loss", 3}, {"spikes/1k steps", 2}, {"grad-norm CV", 3},
+    {"clipped share", 3},
 };
+static const table_col geo_cols[G_N] = {
+    {"eff. rank", 1}, {"anisotropy", 3}, {"P@1 mean", 3}, {"label transfer", 3},
+    {"silhouette", 3}, {"CKA", 3}, {"kNN@10", 3}, {"anchor agreement", 3},
+};
+static const char space_name[SP_N] = {'h', 'u'};
 
 typedef struct pca_data {
     int n;                      /* points                                                 */
@@ -144,6 +165,15 @@ typedef struct pca_data {
     char **names[2];            /* langs, labels                                          */
     int n_names[2];
 } pca_data;
+
+typedef struct geo_space {
+    int has;                    /* u: the run's model has a projection (h: always 1)       */
+    double m[G_N];
+    int er_from_log;            /* m[G_ER] is the last val_eff_rank(_u) of log.jsonl       */
+    int n_p1;                   /* P@1 per language                                        */
+    char **p1_lang;
+    double *p1;
+} geo_space;
 
 typedef struct run {
     const char *dir;            /* as given on the command line (borrowed)               */
@@ -156,12 +186,9 @@ typedef struct run {
     int gnorm_ok;               /* every step record has a grad_norm                      */
     dvec vstep, vloss, vbpb, ver, veru;
     /* metrics (NaN = missing) */
-    double m[M_N];
-    char space;                 /* geometry space of the metrics: 'u', 'h', '?'           */
-    int bpb_from_log, er_from_log, stab_from_log;
-    int n_p1;                   /* P@1 per language                                        */
-    char **p1_lang;
-    double *p1;
+    double lm[L_N];             /* language model and stability                           */
+    geo_space geo[SP_N];        /* geometry of h and of u                                 */
+    int bpb_from_log, loss_from_log, stab_from_log;
     int has_pca;
     pca_data pca;
 } run;
@@ -215,8 +242,10 @@ static void run_free(run *u) {
     dvec *v[] = {&u->step, &u->loss, &u->gnorm, &u->clip, &u->vstep, &u->vloss, &u->vbpb,
                  &u->ver, &u->veru};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) dvec_free(v[i]);
-    free_strs(u->p1_lang, u->n_p1);
-    free(u->p1);
+    for (int sp = 0; sp < SP_N; sp++) {
+        free_strs(u->geo[sp].p1_lang, u->geo[sp].n_p1);
+        free(u->geo[sp].p1);
+    }
     pca_free(&u->pca);
 }
 
@@ -440,49 +469,52 @@ static ecr_status load_log(run *u, const char *path) {
 
 /* ---- eval.json ------------------------------------------------------------------------------ */
 
-/* P@1 per language of geometry space g ("p1": {"per_lang": {...}}). */
-static ecr_status load_p1_langs(run *u, const char *path, const char *prefix, const cJSON *p1) {
+/* P@1 per language of one geometry space ("p1": {"per_lang": {...}}) into gs. */
+static ecr_status load_p1_langs(geo_space *gs, const char *path, const char *prefix,
+                                const cJSON *p1) {
     const cJSON *per;
     char pre[64];
     snprintf(pre, sizeof pre, "%sp1.", prefix);
     ecr_status st = get_obj(path, pre, p1, "per_lang", &per);
     if (st || !per) return st;
     int n = cJSON_GetArraySize(per);
-    u->p1_lang = calloc((size_t)n + 1, sizeof *u->p1_lang);
-    u->p1 = calloc((size_t)n + 1, sizeof *u->p1);
-    if (!u->p1_lang || !u->p1) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+    gs->p1_lang = calloc((size_t)n + 1, sizeof *gs->p1_lang);
+    gs->p1 = calloc((size_t)n + 1, sizeof *gs->p1);
+    if (!gs->p1_lang || !gs->p1) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
     snprintf(pre, sizeof pre, "%sp1.per_lang.", prefix);
     for (const cJSON *c = per->child; c && !st; c = c->next) {
-        st = get_num(path, "", pre, per, c->string, &u->p1[u->n_p1]);
-        if (!st && !(u->p1_lang[u->n_p1++] = xstrdup(c->string)))
+        st = get_num(path, "", pre, per, c->string, &gs->p1[gs->n_p1]);
+        if (!st && !(gs->p1_lang[gs->n_p1++] = xstrdup(c->string)))
             st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
     }
     return st;
 }
 
-/* The geometry metrics of space u (the ECR projection) when present, else h. */
-static ecr_status load_geometry(run *u, const char *path, const cJSON *geo) {
+/* geometry.<space> (GEOM in cli/cmd_eval.c) into u->geo[sp]; absent or null leaves it
+ * empty (and, for u, marks the run as having no projection). */
+static ecr_status load_space(run *u, const char *path, const cJSON *geo, int sp) {
     const cJSON *g = NULL, *p1 = NULL, *lt = NULL;
-    ecr_status st = get_obj(path, "geometry.", geo, "u", &g);
-    u->space = 'u';
-    if (!st && !g) st = get_obj(path, "geometry.", geo, "h", &g), u->space = 'h';
-    if (st || !g) { u->space = '?'; return st; }
+    geo_space *gs = &u->geo[sp];
+    const char key[2] = {space_name[sp], 0};
+    ecr_status st = get_obj(path, "geometry.", geo, key, &g);
+    if (st || !g) return st;
+    gs->has = 1;
     char pre[32];
-    snprintf(pre, sizeof pre, "geometry.%c.", u->space);
+    snprintf(pre, sizeof pre, "geometry.%c.", space_name[sp]);
     static const struct { int m; const char *key; } keys[] = {
-        {M_ER, "effective_rank"}, {M_ANISO, "anisotropy"}, {M_SIL, "silhouette"},
-        {M_CKA, "cka"}, {M_KNN, "knn_overlap10"}, {M_AGREE, "anchor_agreement"},
+        {G_ER, "effective_rank"}, {G_ANISO, "anisotropy"}, {G_SIL, "silhouette"},
+        {G_CKA, "cka"}, {G_KNN, "knn_overlap10"}, {G_AGREE, "anchor_agreement"},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0] && !st; i++)
-        st = get_num(path, "", pre, g, keys[i].key, &u->m[keys[i].m]);
+        st = get_num(path, "", pre, g, keys[i].key, &gs->m[keys[i].m]);
     if (!st) st = get_obj(path, pre, g, "p1", &p1);
     if (!st) st = get_obj(path, pre, g, "label_transfer", &lt);
     char sub[48];
     snprintf(sub, sizeof sub, "%sp1.", pre);
-    if (!st && p1) st = get_num(path, "", sub, p1, "mean", &u->m[M_P1]);
+    if (!st && p1) st = get_num(path, "", sub, p1, "mean", &gs->m[G_P1]);
     snprintf(sub, sizeof sub, "%slabel_transfer.", pre);
-    if (!st && lt) st = get_num(path, "", sub, lt, "mean", &u->m[M_LT]);
-    if (!st && p1) st = load_p1_langs(u, path, pre, p1);
+    if (!st && lt) st = get_num(path, "", sub, lt, "mean", &gs->m[G_LT]);
+    if (!st && p1) st = load_p1_langs(gs, path, pre, p1);
     return st;
 }
 
@@ -576,13 +608,15 @@ static ecr_status load_eval(run *u, const char *path, const cJSON *j) {
     const cJSON *lm, *overall = NULL, *geo, *stab, *pca;
     ecr_status st = get_obj(path, "", j, "lm", &lm);
     if (!st && lm) st = get_obj(path, "lm.", lm, "overall", &overall);
-    if (!st && overall) st = get_num(path, "", "lm.overall.", overall, "bpb", &u->m[M_BPB]);
+    if (!st && overall) st = get_num(path, "", "lm.overall.", overall, "bpb", &u->lm[L_BPB]);
+    if (!st && overall) st = get_num(path, "", "lm.overall.", overall, "loss", &u->lm[L_LOSS]);
     if (!st) st = get_obj(path, "", j, "geometry", &geo);
-    if (!st && geo) st = load_geometry(u, path, geo);
+    for (int sp = 0; sp < SP_N && !st && geo; sp++) st = load_space(u, path, geo, sp);
     if (!st) st = get_obj(path, "", j, "stability", &stab);
     if (!st && stab)
-        st = get_num(path, "", "stability.", stab, "spikes_per_1k_steps", &u->m[M_SPIKES]);
-    if (!st && stab) st = get_num(path, "", "stability.", stab, "grad_norm_cv", &u->m[M_GCV]);
+        st = get_num(path, "", "stability.", stab, "spikes_per_1k_steps", &u->lm[L_SPIKES]);
+    if (!st && stab) st = get_num(path, "", "stability.", stab, "grad_norm_cv", &u->lm[L_GCV]);
+    if (!st && stab) st = get_num(path, "", "stability.", stab, "clipped_share", &u->lm[L_CLIP]);
     if (!st) st = get_obj(path, "", j, "pca", &pca);
     if (!st && pca) st = load_pca(u, path, pca);
     return st;
@@ -590,24 +624,30 @@ static ecr_status load_eval(run *u, const char *path, const cJSON *j) {
 
 /* ---- one run ---------------------------------------------------------------------------------- */
 
-/* Fills what eval.json did not give from log.jsonl: bits/byte and effective rank of the last
- * validation record, stability of the step records. */
+/* Fills what eval.json did not give from log.jsonl: loss, bits/byte and the effective
+ * ranks of h and u of the last validation record (val_eff_rank_u also marks the run as
+ * having u), stability of the step records. h exists for every model. */
 static void fill_from_log(run *u) {
-    if (!isfinite(u->m[M_BPB]) && isfinite(dvec_last(&u->vbpb)))
-        u->m[M_BPB] = dvec_last(&u->vbpb), u->bpb_from_log = 1;
-    if (!isfinite(u->m[M_ER])) {
-        double eu = dvec_last(&u->veru), eh = dvec_last(&u->ver);
-        if (isfinite(eu) || isfinite(eh)) {
-            u->m[M_ER] = isfinite(eu) ? eu : eh, u->er_from_log = 1;
-            if (u->space == '?') u->space = isfinite(eu) ? 'u' : 'h';
-        }
+    if (!isfinite(u->lm[L_BPB]) && isfinite(dvec_last(&u->vbpb)))
+        u->lm[L_BPB] = dvec_last(&u->vbpb), u->bpb_from_log = 1;
+    if (!isfinite(u->lm[L_LOSS]) && isfinite(dvec_last(&u->vloss)))
+        u->lm[L_LOSS] = dvec_last(&u->vloss), u->loss_from_log = 1;
+    u->geo[SP_H].has = 1;
+    if (isfinite(dvec_last(&u->veru))) u->geo[SP_U].has = 1;
+    const dvec *er[SP_N] = {&u->ver, &u->veru};
+    for (int sp = 0; sp < SP_N; sp++) {
+        geo_space *gs = &u->geo[sp];
+        if (!isfinite(gs->m[G_ER]) && isfinite(dvec_last(er[sp])))
+            gs->m[G_ER] = dvec_last(er[sp]), gs->er_from_log = 1;
     }
-    if (!isfinite(u->m[M_SPIKES]) && !isfinite(u->m[M_GCV]) && u->step.n > 0 && u->gnorm_ok) {
+    if (!isfinite(u->lm[L_SPIKES]) && !isfinite(u->lm[L_GCV]) && !isfinite(u->lm[L_CLIP]) &&
+        u->step.n > 0 && u->gnorm_ok) {
         uint8_t *c = malloc((size_t)u->step.n);
         ecr_stability s;
         for (int i = 0; c && i < u->step.n; i++) c[i] = u->clip.v[i] != 0;
         if (c && !ecr_stability_compute(u->loss.v, u->gnorm.v, c, u->step.n, &s)) {
-            u->m[M_SPIKES] = s.spikes_per_1k, u->m[M_GCV] = s.grad_norm_cv;
+            u->lm[L_SPIKES] = s.spikes_per_1k, u->lm[L_GCV] = s.grad_norm_cv;
+            u->lm[L_CLIP] = s.clipped_share;
             u->stab_from_log = 1;
         }
         free(c);
@@ -633,8 +673,9 @@ static ecr_status load_run(run *u, const char *dir) {
     memset(u, 0, sizeof *u);
     u->dir = dir;
     u->steps = -1;
-    u->space = '?';
-    for (int i = 0; i < M_N; i++) u->m[i] = NAN;
+    for (int i = 0; i < L_N; i++) u->lm[i] = NAN;
+    for (int sp = 0; sp < SP_N; sp++)
+        for (int i = 0; i < G_N; i++) u->geo[sp].m[i] = NAN;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return ecr_fail(ECR_E_INVALID, "%s: not a directory", dir);
     ecr_status st = load_json_file(u, "run.json", &u->has_run_json, load_run_json);
@@ -655,8 +696,9 @@ static ecr_status load_run(run *u, const char *dir) {
 /* One stderr line per run listing the plots it is left out of, and why. group_pca: some
  * run of its group has a PCA (only one run per group is drawn). */
 static void warn_missing(const run *u, int group_pca) {
-    char why[256] = "", out[256] = "";
+    char why[512] = "", out[512] = "";
     int has_er = isfinite(dvec_last(&u->ver)) || isfinite(dvec_last(&u->veru));
+    int has_u = u->geo[SP_U].has, bpb = isfinite(u->lm[L_BPB]);
 #define MISSING(cond, reason, plots)                                                        \
     if (cond) {                                                                              \
         snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s", *why ? ", " : "", reason); \
@@ -666,12 +708,18 @@ static void warn_missing(const run *u, int group_pca) {
     MISSING(u->has_log && u->step.n == 0, "no step records", "loss_train")
     MISSING(u->has_log && u->vstep.n == 0, "no validation records", "loss_valid, eff_rank")
     MISSING(u->has_log && u->vstep.n > 0 && !has_er, "no val_eff_rank", "eff_rank")
-    MISSING(!u->has_eval, "no eval.json", "pca_lang, pca_label, p1_bars, tradeoff")
+    MISSING(!u->has_eval, "no eval.json",
+            has_u ? "pca_lang, pca_label, p1_bars, p1_bars_u, tradeoff, tradeoff_u"
+                  : "pca_lang, pca_label, p1_bars, tradeoff")
     MISSING(u->has_eval && !group_pca, "no \"pca\" in eval.json", "pca_lang, pca_label")
-    MISSING(u->has_eval && u->n_p1 == 0, "no P@1 per language", "p1_bars")
-    MISSING(u->has_eval && !isfinite(u->m[M_BPB]), "no bits/byte", "tradeoff")
-    MISSING(u->has_eval && isfinite(u->m[M_BPB]) && !isfinite(u->m[M_P1]), "no P@1 mean",
+    MISSING(u->has_eval && u->geo[SP_H].n_p1 == 0, "no P@1 per language on h", "p1_bars")
+    MISSING(u->has_eval && has_u && u->geo[SP_U].n_p1 == 0, "no P@1 per language on u",
+            "p1_bars_u")
+    MISSING(u->has_eval && !bpb, "no bits/byte", has_u ? "tradeoff, tradeoff_u" : "tradeoff")
+    MISSING(u->has_eval && bpb && !isfinite(u->geo[SP_H].m[G_P1]), "no P@1 mean on h",
             "tradeoff")
+    MISSING(u->has_eval && bpb && has_u && !isfinite(u->geo[SP_U].m[G_P1]),
+            "no P@1 mean on u", "tradeoff_u")
 #undef MISSING
     if (*why) warn("%s: %s: left out of %s", u->dir, why, out);
 }
@@ -775,24 +823,38 @@ static int mean_std(const double *v, int n, double *mean, double *sd) {
     return k;
 }
 
-/* Mean and sd over a group's runs of metric m; returns how many runs have it. */
-static int group_metric(const report *r, const group *g, int m, double *mean, double *sd) {
+/* Metric m of a run: L_* when sp == SP_LM, else G_* of space sp. */
+static double run_metric(const run *u, int sp, int m) {
+    return sp == SP_LM ? u->lm[m] : u->geo[sp].m[m];
+}
+
+/* Mean and sd over a group's runs of metric m of space sp (SP_LM: an L_* metric); returns
+ * how many runs have it. */
+static int group_metric(const report *r, const group *g, int sp, int m, double *mean,
+                        double *sd) {
     double v[64];
     int n = 0;
-    for (int k = 0; k < g->n && n < 64; k++) v[n++] = grun(r, g, k)->m[m];
+    for (int k = 0; k < g->n && n < 64; k++) v[n++] = run_metric(grun(r, g, k), sp, m);
     return mean_std(v, n, mean, sd);
 }
 
-/* P@1 of `lang` over a group's runs (NaN where a run lacks it). */
-static int group_p1_lang(const report *r, const group *g, const char *lang, double *mean,
-                         double *sd) {
+/* 1 if some run of the group has u (a projection). */
+static int group_has_u(const report *r, const group *g) {
+    for (int k = 0; k < g->n; k++)
+        if (grun(r, g, k)->geo[SP_U].has) return 1;
+    return 0;
+}
+
+/* P@1 on space sp of `lang` over a group's runs (NaN where a run lacks it). */
+static int group_p1_lang(const report *r, const group *g, int sp, const char *lang,
+                         double *mean, double *sd) {
     double v[64];
     int n = 0;
     for (int k = 0; k < g->n && n < 64; k++) {
-        const run *u = grun(r, g, k);
+        const geo_space *gs = &grun(r, g, k)->geo[sp];
         v[n] = NAN;
-        for (int i = 0; i < u->n_p1; i++)
-            if (!strcmp(u->p1_lang[i], lang)) v[n] = u->p1[i];
+        for (int i = 0; i < gs->n_p1; i++)
+            if (!strcmp(gs->p1_lang[i], lang)) v[n] = gs->p1[i];
         n++;
     }
     return mean_std(v, n, mean, sd);
@@ -806,16 +868,6 @@ static void fmt_cell(char *buf, size_t cap, int k, int n, double mean, double sd
     int len = isfinite(sd) ? snprintf(buf, cap, "%.*f" PM "%.*f", prec, mean, prec, sd)
                            : snprintf(buf, cap, "%.*f", prec, mean);
     if (k < n && len > 0 && (size_t)len < cap) snprintf(buf + len, cap - (size_t)len, " (%d of %d)", k, n);
-}
-
-/* The geometry space of a group: "u", "h", "u/h" (mixed) or a dash. */
-static const char *group_space(const report *r, const group *g) {
-    int u = 0, h = 0;
-    for (int k = 0; k < g->n; k++) {
-        u += grun(r, g, k)->space == 'u';
-        h += grun(r, g, k)->space == 'h';
-    }
-    return u && h ? "u/h" : u ? "u" : h ? "h" : DASH;
 }
 
 /* ---- output files -------------------------------------------------------------------------- */
@@ -1258,33 +1310,35 @@ static ecr_status plot_pca(report *r, int k) {
 
 /* ---- P@1 bars ------------------------------------------------------------------------------------ */
 
-/* Languages with a (non-null) P@1 in any run of groups [g0, g0 + ng), in order of first appearance. */
-static int p1_langs(const report *r, int g0, int ng, const char **langs, int cap) {
+/* Languages with a (non-null) P@1 on space sp in any run of groups [g0, g0 + ng), in order
+ * of first appearance. */
+static int p1_langs(const report *r, int g0, int ng, int sp, const char **langs, int cap) {
     int n = 0;
     for (int i = g0; i < g0 + ng; i++)
         for (int k = 0; k < r->groups[i].n; k++) {
-            const run *u = grun(r, &r->groups[i], k);
-            for (int j = 0; j < u->n_p1; j++) {
-                if (!isfinite(u->p1[j])) continue;
+            const geo_space *gs = &grun(r, &r->groups[i], k)->geo[sp];
+            for (int j = 0; j < gs->n_p1; j++) {
+                if (!isfinite(gs->p1[j])) continue;
                 int f = 0;
-                while (f < n && strcmp(langs[f], u->p1_lang[j])) f++;
-                if (f == n && n < cap) langs[n++] = u->p1_lang[j];
+                while (f < n && strcmp(langs[f], gs->p1_lang[j])) f++;
+                if (f == n && n < cap) langs[n++] = gs->p1_lang[j];
             }
         }
     return n;
 }
 
-static int group_has_p1_langs(const report *r, const group *g) {
+static int group_has_p1_langs(const report *r, const group *g, int sp) {
     for (int k = 0; k < g->n; k++)
-        if (grun(r, g, k)->n_p1) return 1;
+        if (grun(r, g, k)->geo[sp].n_p1) return 1;
     return 0;
 }
 
 /* One bar with its error bar; lang NULL = the P@1 mean. */
-static void p1_bar(FILE *fp, const report *r, const group *g, const char *lang,
+static void p1_bar(FILE *fp, const report *r, const group *g, int sp, const char *lang,
                    const svg_panel *p, double x, double bw) {
     double mean, sd;
-    int k = lang ? group_p1_lang(r, g, lang, &mean, &sd) : group_metric(r, g, M_P1, &mean, &sd);
+    int k = lang ? group_p1_lang(r, g, sp, lang, &mean, &sd)
+                 : group_metric(r, g, sp, G_P1, &mean, &sd);
     if (!k) return;
     double y = svg_py(p, fmax(0, fmin(1, mean)));
     svg_bar(fp, x, y, bw, svg_py(p, 0) - y, g->color);
@@ -1293,25 +1347,35 @@ static void p1_bar(FILE *fp, const report *r, const group *g, const char *lang,
                    svg_py(p, fmin(1, mean + sd)), bw * 0.3, "#222222");
 }
 
-/* Panel of P@1 bars: clusters per language (+ "mean"), a bar per group with data. */
-static void p1_panel(FILE *fp, const report *r, const int *gi, int ng, const char **langs,
-                     int nl, double cluster_w, double bw, svg_panel *p) {
+/* Panel of P@1 bars on space sp: clusters per language (+ "mean"), a bar per group with
+ * data. */
+static void p1_panel(FILE *fp, const report *r, int sp, const int *gi, int ng,
+                     const char **langs, int nl, double cluster_w, double bw, svg_panel *p) {
     svg_nice_ticks(0, 1, 5, &p->yt);
     p->xt.n = 0;
     p->title = r->groups[gi[0]].preset;
     p->xlabel = "language (P@1 with English, both directions)";
-    p->ylabel = "P@1";
+    p->ylabel = sp == SP_U ? "P@1 on u" : "P@1 on h";
     svg_axes(fp, p);
     for (int l = 0; l <= nl; l++) {
         double cx = p->x + (l + 0.5) * cluster_w, x = cx - ng * bw / 2;
-        for (int j = 0; j < ng; j++) p1_bar(fp, r, &r->groups[gi[j]], l < nl ? langs[l] : NULL,
-                                            p, x + j * bw, bw);
+        for (int j = 0; j < ng; j++)
+            p1_bar(fp, r, &r->groups[gi[j]], sp, l < nl ? langs[l] : NULL, p, x + j * bw, bw);
         svg_text(fp, cx, p->y + p->h + 18, 12, SVG_MIDDLE, l == nl, NULL, 0,
                  l < nl ? langs[l] : "mean");
     }
 }
 
-static ecr_status plot_p1_bars(report *r) {
+/* 1 if some run has u. */
+static int any_u(const report *r) {
+    for (int i = 0; i < r->n_runs; i++)
+        if (r->runs[i].geo[SP_U].has) return 1;
+    return 0;
+}
+
+/* p1_bars.svg (sp = SP_H, every group with P@1 on h) or p1_bars_u.svg (SP_U). */
+static ecr_status plot_p1_bars(report *r, int sp) {
+    const char *file = sp == SP_U ? "p1_bars_u.svg" : "p1_bars.svg";
     int first[64], count[64], np = preset_panels(r, first, count), panels = 0;
     int gi[64][64], ng[64], used[64] = {0}, max_ng = 1, max_nl = 1;
     const char *langs[64][64];
@@ -1319,16 +1383,19 @@ static ecr_status plot_p1_bars(report *r) {
     for (int i = 0; i < np && i < 64; i++) {
         int n = 0;
         for (int k = first[i]; k < first[i] + count[i] && n < 64; k++)
-            if (group_has_p1_langs(r, &r->groups[k])) gi[panels][n++] = k, used[r->groups[k].color] = 1;
+            if (group_has_p1_langs(r, &r->groups[k], sp))
+                gi[panels][n++] = k, used[r->groups[k].color] = 1;
         if (!n) continue;
         ng[panels] = n;
-        nl[panels] = p1_langs(r, first[i], count[i], langs[panels], 64);
+        nl[panels] = p1_langs(r, first[i], count[i], sp, langs[panels], 64);
         if (n > max_ng) max_ng = n;
         if (nl[panels] > max_nl) max_nl = nl[panels];
         panels++;
     }
     if (panels == 0) {
-        skip_plot(r, "p1_bars.svg", "no eval.json has P@1 per language");
+        skip_plot(r, file, sp == SP_H      ? "no eval.json has P@1 per language on h"
+                           : !any_u(r)     ? "no run has u (no model with a projection)"
+                                           : "no eval.json has P@1 per language on u");
         return ECR_OK;
     }
     double bw = fmin(16, fmax(5, 90.0 / max_ng)), cluster_w = fmax(52, max_ng * bw + 14);
@@ -1338,19 +1405,23 @@ static ecr_status plot_p1_bars(report *r) {
     svg_grid grid = {panels, 1, fmax(420, (max_nl + 1) * cluster_w), 260,
                      legend_width(names, n_items, "method / tag"), n_items};
     ecr_atomic_file af;
-    ecr_status st = out_open(r, "p1_bars.svg", &af);
+    ecr_status st = out_open(r, file, &af);
     if (st) return st;
-    svg_begin(af.fp, &grid, "Cross-lingual retrieval P@1 per language",
-              "mean over seeds, error bars \xc2\xb1 std; space u where the run has an ECR "
-              "projection, else h");
+    svg_begin(af.fp, &grid,
+              sp == SP_U ? "Cross-lingual retrieval P@1 per language on u"
+                         : "Cross-lingual retrieval P@1 per language on h",
+              sp == SP_U ? "mean over seeds, error bars \xc2\xb1 std; u = P h / \xe2\x80\x96P h"
+                           "\xe2\x80\x96, groups whose models have a projection"
+                         : "mean over seeds, error bars \xc2\xb1 std; h = the pooled hidden "
+                           "state, every group");
     for (int i = 0; i < panels; i++) {
         svg_panel p;
         svg_grid_panel(&grid, i, &p);
-        p1_panel(af.fp, r, gi[i], ng[i], langs[i], nl[i], p.w / (nl[i] + 1), bw, &p);
+        p1_panel(af.fp, r, sp, gi[i], ng[i], langs[i], nl[i], p.w / (nl[i] + 1), bw, &p);
     }
     svg_legend(af.fp, &grid, "method / tag", items, n_items);
     svg_end(af.fp);
-    return out_commit(r, "p1_bars.svg", &af);
+    return out_commit(r, file, &af);
 }
 
 /* ---- trade-off scatter ---------------------------------------------------------------------------- */
@@ -1387,17 +1458,20 @@ typedef struct tpoint {
     const group *g;
 } tpoint;
 
-static int trade_points(const report *r, int g0, int ng, tpoint *tp) {
+/* Groups of [g0, g0 + ng) with val bits/byte and a P@1 mean on space sp. */
+static int trade_points(const report *r, int g0, int ng, int sp, tpoint *tp) {
     int n = 0;
     for (int i = g0; i < g0 + ng; i++) {
         tpoint t = {.g = &r->groups[i]};
-        if (group_metric(r, t.g, M_BPB, &t.x, &t.sx) && group_metric(r, t.g, M_P1, &t.y, &t.sy))
+        if (group_metric(r, t.g, SP_LM, L_BPB, &t.x, &t.sx) &&
+            group_metric(r, t.g, sp, G_P1, &t.y, &t.sy))
             tp[n++] = t;
     }
     return n;
 }
 
-static void trade_panel(FILE *fp, const report *r, const tpoint *tp, int n, svg_panel *p) {
+static void trade_panel(FILE *fp, const report *r, int sp, const tpoint *tp, int n,
+                        svg_panel *p) {
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int i = 0; i < n; i++) {
         double sx = isfinite(tp[i].sx) ? tp[i].sx : 0, sy = isfinite(tp[i].sy) ? tp[i].sy : 0;
@@ -1411,7 +1485,8 @@ static void trade_panel(FILE *fp, const report *r, const tpoint *tp, int n, svg_
                    &p->yt);
     p->title = tp[0].g->preset;
     p->xlabel = "validation bits/byte (lower is better)";
-    p->ylabel = "P@1 mean (higher is better)";
+    p->ylabel = sp == SP_U ? "P@1 mean on u (higher is better)"
+                           : "P@1 mean on h (higher is better)";
     svg_axes(fp, p);
     box placed[4 * 32 + 32];    /* markers, error bars, labels */
     int n_placed = 0;
@@ -1437,17 +1512,21 @@ static void trade_panel(FILE *fp, const report *r, const tpoint *tp, int n, svg_
     (void)r;
 }
 
-static ecr_status plot_tradeoff(report *r) {
+/* tradeoff.svg (P@1 on h, sp = SP_H) or tradeoff_u.svg (P@1 on u). */
+static ecr_status plot_tradeoff(report *r, int sp) {
+    const char *file = sp == SP_U ? "tradeoff_u.svg" : "tradeoff.svg";
     int first[64], count[64], np = preset_panels(r, first, count), panels = 0, used[64] = {0};
     tpoint tp[64][32];
     int nt[64];
     for (int i = 0; i < np && i < 64; i++) {
-        nt[panels] = trade_points(r, first[i], count[i] < 32 ? count[i] : 32, tp[panels]);
+        nt[panels] = trade_points(r, first[i], count[i] < 32 ? count[i] : 32, sp, tp[panels]);
         for (int k = 0; k < nt[panels]; k++) used[tp[panels][k].g->color] = 1;
         if (nt[panels]) panels++;
     }
     if (panels == 0) {
-        skip_plot(r, "tradeoff.svg", "no group has both val bits/byte and a P@1 mean");
+        skip_plot(r, file, sp == SP_H  ? "no group has both val bits/byte and a P@1 mean on h"
+                           : !any_u(r) ? "no run has u (no model with a projection)"
+                                       : "no group has both val bits/byte and a P@1 mean on u");
         return ECR_OK;
     }
     svg_legend_item items[64];
@@ -1455,18 +1534,23 @@ static ecr_status plot_tradeoff(report *r) {
     int n_items = label_legend(r, used, KEY_POINT, items, names);
     svg_grid grid = {panels, 2, 420, 300, legend_width(names, n_items, "method / tag"), n_items};
     ecr_atomic_file af;
-    ecr_status st = out_open(r, "tradeoff.svg", &af);
+    ecr_status st = out_open(r, file, &af);
     if (st) return st;
-    svg_begin(af.fp, &grid, "Language modelling vs embedding structure",
-              "mean \xc2\xb1 std over seeds; P@1 on u where the run has an ECR projection, else h");
+    svg_begin(af.fp, &grid,
+              sp == SP_U ? "Language modelling vs embedding structure on u"
+                         : "Language modelling vs embedding structure on h",
+              sp == SP_U ? "mean \xc2\xb1 std over seeds; P@1 on u = P h / \xe2\x80\x96P h"
+                           "\xe2\x80\x96, groups whose models have a projection"
+                         : "mean \xc2\xb1 std over seeds; P@1 on h (the pooled hidden state), "
+                           "every group");
     for (int i = 0; i < panels; i++) {
         svg_panel p;
         svg_grid_panel(&grid, i, &p);
-        trade_panel(af.fp, r, tp[i], nt[i], &p);
+        trade_panel(af.fp, r, sp, tp[i], nt[i], &p);
     }
     svg_legend(af.fp, &grid, "method / tag", items, n_items);
     svg_end(af.fp);
-    return out_commit(r, "tradeoff.svg", &af);
+    return out_commit(r, file, &af);
 }
 
 /* ---- report.md --------------------------------------------------------------------------------- */
@@ -1534,18 +1618,34 @@ static void md_group_head(FILE *fp, const report *r, const group *g) {
     (void)r;
 }
 
-/* Which runs took a value from the log rather than eval.json (which: 0 bits/byte, 1 eff.
- * rank, 2 stability): "all runs" when every run with the value did, else their list. */
-static int from_log(const run *u, int which) {
-    return which == 0 ? u->bpb_from_log : which == 1 ? u->er_from_log : u->stab_from_log;
+/* Values a run may take from log.jsonl instead of eval.json. */
+enum { FL_LM, FL_ER_H, FL_ER_U, FL_STAB };
+
+/* 1 if the run took value `which` from log.jsonl; *have: the run has the value at all. */
+static int from_log(const run *u, int which, int *have) {
+    switch (which) {
+    case FL_LM:
+        *have = isfinite(u->lm[L_BPB]) || isfinite(u->lm[L_LOSS]);
+        return u->bpb_from_log || u->loss_from_log;
+    case FL_ER_H:
+    case FL_ER_U: {
+        const geo_space *gs = &u->geo[which == FL_ER_H ? SP_H : SP_U];
+        *have = isfinite(gs->m[G_ER]);
+        return gs->er_from_log;
+    }
+    default:
+        *have = isfinite(u->lm[L_SPIKES]) || isfinite(u->lm[L_GCV]) || isfinite(u->lm[L_CLIP]);
+        return u->stab_from_log;
+    }
 }
 
+/* "<what>all runs." when every run with the value took it from the log (and there are
+ * several), else "<what>" and the list of those runs; nothing when none did. */
 static void md_from_log(FILE *fp, const report *r, int which, const char *what) {
-    static const int metric[3] = {M_BPB, M_ER, M_SPIKES};
-    int n = 0, have = 0;
+    int n = 0, have = 0, h;
     for (int i = 0; i < r->n_runs; i++) {
-        n += from_log(&r->runs[i], which);
-        have += isfinite(r->runs[i].m[metric[which]]) || (which == 2 && isfinite(r->runs[i].m[M_GCV]));
+        n += from_log(&r->runs[i], which, &h);
+        have += h;
     }
     if (n == 0) return;
     fputs(what, fp);
@@ -1553,58 +1653,128 @@ static void md_from_log(FILE *fp, const report *r, int which, const char *what) 
     for (int i = 0, k = 0; i < r->n_groups; i++)
         for (int j = 0; j < r->groups[i].n; j++) {
             const run *u = grun(r, &r->groups[i], j);
-            if (!from_log(u, which)) continue;
+            if (!from_log(u, which, &h)) continue;
             fputs(k++ ? ", " : "", fp);
             md_code(fp, u->dir);
         }
     fputs(".\n", fp);
 }
 
-static void md_summary(FILE *fp, const report *r) {
-    fputs("## Summary\n\nOne row per group (size, method or tag); each cell is the mean"
-          PM "sample std (n\xe2\x88\x92" "1) over the group's seeds, the mean alone for one "
-          "seed, " DASH " when missing; \"(k of n)\": only k runs have the value.\n\n"
-          "| size | method/tag | seeds | space\xc2\xb9 |", fp);
-    for (int m = 0; m < M_N; m++) fprintf(fp, " %s |", metric_cols[m].head);
-    fputs("\n| --- | --- | ---: | :---: |", fp);
-    for (int m = 0; m < M_N; m++) fputs(" ---: |", fp);
-    fputc('\n', fp);
-    for (int i = 0; i < r->n_groups; i++) {
-        const group *g = &r->groups[i];
-        md_group_head(fp, r, g);
-        fprintf(fp, " %s |", group_space(r, g));
-        for (int m = 0; m < M_N; m++) {
-            double mean, sd;
-            char cell[96];
-            int k = group_metric(r, g, m, &mean, &sd);
-            fmt_cell(cell, sizeof cell, k, g->n, mean, sd, metric_cols[m].prec);
-            fprintf(fp, " %s |", cell);
-        }
-        fputc('\n', fp);
-    }
-    fputs("\n\xc2\xb9 Geometry space of eff. rank, anisotropy, P@1, label transfer, silhouette, "
-          "CKA, kNN@10 and anchor agreement: **u** (the ECR projection, u = P h / \xe2\x80\x96P h"
-          "\xe2\x80\x96) when the run's model has one, else **h** (the pooled hidden state); "
-          "anchor agreement exists for u only. Val bits/byte, P@1 and the geometry are from "
-          "eval.json; spikes per 1,000 steps (loss above the mean + 3 std of the previous 50 "
-          "steps) and the grad-norm coefficient of variation from its \"stability\" (ecr eval "
-          "--log), else computed from log.jsonl. CKA, kNN@10 and anchor agreement need "
-          "`ecr eval --teacher-emb` / `--anchors`.\n", fp);
-    md_from_log(fp, r, 0, "\nVal bits/byte from the last validation record of log.jsonl "
-                          "(no eval.json value): ");
-    md_from_log(fp, r, 1, "\nEff. rank from the last validation record of log.jsonl "
-                          "(val_eff_rank_u, else val_eff_rank): ");
-    md_from_log(fp, r, 2, "\nStability computed from log.jsonl: ");
+#define SUP1 "\xc2\xb9"   /* footnote marks */
+#define SUP2 "\xc2\xb2"
+
+/* Header and alignment rows of a per-group table: size, method/tag, seeds, then the
+ * columns cols[0..n) with footnote marks marks[i] (NULL = none). */
+static void md_table_head(FILE *fp, const table_col *cols, int n, const char *const *marks) {
+    fputs("| size | method/tag | seeds |", fp);
+    for (int m = 0; m < n; m++)
+        fprintf(fp, " %s%s |", cols[m].head, marks && marks[m] ? marks[m] : "");
+    fputs("\n| --- | --- | ---: |", fp);
+    for (int m = 0; m < n; m++) fputs(" ---: |", fp);
     fputc('\n', fp);
 }
 
-static void md_p1(FILE *fp, const report *r) {
+/* One row: the group and its metrics 0..n-1 of space sp (SP_LM: the L_* metrics). */
+static void md_metric_row(FILE *fp, const report *r, const group *g, int sp,
+                          const table_col *cols, int n) {
+    md_group_head(fp, r, g);
+    for (int m = 0; m < n; m++) {
+        double mean, sd;
+        char cell[96];
+        int k = group_metric(r, g, sp, m, &mean, &sd);
+        fmt_cell(cell, sizeof cell, k, g->n, mean, sd, cols[m].prec);
+        fprintf(fp, " %s |", cell);
+    }
+    fputc('\n', fp);
+}
+
+/* The line under a u table naming the groups left out (none of their runs has u). */
+static void md_without_u(FILE *fp, const report *r) {
+    int n = 0;
+    for (int i = 0; i < r->n_groups; i++) {
+        const group *g = &r->groups[i];
+        if (group_has_u(r, g)) continue;
+        fputs(n++ ? ", " : "\nLeft out (no run of the group has u): ", fp);
+        md_text(fp, g->preset);
+        fputs(" \xc2\xb7 ", fp);
+        md_text(fp, g->label);
+    }
+    if (n) fputs(".\n", fp);
+}
+
+static void md_lm(FILE *fp, const report *r) {
+    static const char *const marks[L_N] = {NULL, NULL, SUP1, SUP1, SUP1};
+    fputs("## Language model and stability\n\nThis table and the next ones have one row per "
+          "group (size, method or tag); each cell is the mean" PM "sample std (n\xe2\x88\x92"
+          "1) over the group's seeds, the mean alone for one seed, " DASH " when missing; "
+          "\"(k of n)\": only k runs have the value.\n\n", fp);
+    md_table_head(fp, lm_cols, L_N, marks);
+    for (int i = 0; i < r->n_groups; i++)
+        md_metric_row(fp, r, &r->groups[i], SP_LM, lm_cols, L_N);
+    fputs("\nVal bits/byte and val loss (mean nats per target token) are eval.json's "
+          "`lm.overall`. " SUP1 " Spikes per 1,000 steps (loss above the mean + 3 std of the "
+          "previous 50 steps), the grad-norm coefficient of variation and the share of clipped "
+          "steps are from its \"stability\" (`ecr eval --log`), else computed from "
+          "log.jsonl.\n", fp);
+    md_from_log(fp, r, FL_LM, "\nVal bits/byte and val loss from the last validation record of "
+                              "log.jsonl (no eval.json value): ");
+    md_from_log(fp, r, FL_STAB, "\nStability computed from log.jsonl: ");
+    fputc('\n', fp);
+}
+
+static void md_geometry_h(FILE *fp, const report *r) {
+    static const char *const marks[G_N] = {NULL, NULL, NULL, NULL, NULL, SUP1, SUP1, NULL};
+    fputs("## Geometry of h (the pooled hidden state; every model has it)\n\n", fp);
+    md_table_head(fp, geo_cols, G_AGREE, marks);
+    for (int i = 0; i < r->n_groups; i++)
+        md_metric_row(fp, r, &r->groups[i], SP_H, geo_cols, G_AGREE);
+    fputs("\nFrom eval.json's `geometry.h`. P@1: cross-lingual retrieval of the translation "
+          "with English (both directions), mean over languages; label transfer: 10-NN "
+          "classifier fitted on English, tested on the other languages; silhouette by label "
+          "(cosine). " SUP1 " Against the teacher's embeddings (`ecr eval --teacher-emb`).\n",
+          fp);
+    md_from_log(fp, r, FL_ER_H, "\nEff. rank from the last validation record of log.jsonl "
+                                "(val_eff_rank): ");
+    fputc('\n', fp);
+}
+
+static void md_geometry_u(FILE *fp, const report *r) {
+    static const char *const marks[G_N] = {NULL, NULL, NULL, NULL, NULL, SUP1, SUP1, SUP2};
+    fputs("## Geometry of u (the projection P h / \xe2\x80\x96P h\xe2\x80\x96; models trained "
+          "with ECR, feat or rkd)\n\n", fp);
+    if (!any_u(r)) {
+        fputs("No run has u: none of the models has a projection.\n\n", fp);
+        return;
+    }
+    md_table_head(fp, geo_cols, G_N, marks);
+    for (int i = 0; i < r->n_groups; i++)
+        if (group_has_u(r, &r->groups[i]))
+            md_metric_row(fp, r, &r->groups[i], SP_U, geo_cols, G_N);
+    md_without_u(fp, r);
+    fputs("\nFrom eval.json's `geometry.u`, same definitions as for h. " SUP1 " Against the "
+          "teacher's embeddings (`ecr eval --teacher-emb`). " SUP2 " Share of texts whose "
+          "nearest anchor under u is the teacher's code (`ecr eval --anchors`).\n", fp);
+    md_from_log(fp, r, FL_ER_U, "\nEff. rank from the last validation record of log.jsonl "
+                                "(val_eff_rank_u): ");
+    fputc('\n', fp);
+}
+
+/* P@1 per language on space sp: every group (h) or the groups with u. */
+static void md_p1(FILE *fp, const report *r, int sp) {
     const char *langs[64];
-    int nl = p1_langs(r, 0, r->n_groups, langs, 64);
-    if (nl == 0) return;
-    fputs("## Cross-lingual P@1 per language\n\nP@1 of retrieving the translation between "
-          "English and each language (both directions), same space as the summary; mean"
-          PM "std over seeds.\n\n| size | method/tag | seeds |", fp);
+    int nl = p1_langs(r, 0, r->n_groups, sp, langs, 64);
+    fprintf(fp, "## Cross-lingual P@1 per language on %c\n\n", space_name[sp]);
+    if (sp == SP_U && !any_u(r)) {
+        fputs("No run has u: none of the models has a projection.\n\n", fp);
+        return;
+    }
+    if (nl == 0) {
+        fprintf(fp, "No eval.json has P@1 per language on %c.\n\n", space_name[sp]);
+        return;
+    }
+    fprintf(fp, "P@1 of retrieving the translation between English and each language (both "
+                "directions) on %c, from eval.json's `geometry.%c.p1`; mean" PM "std over "
+                "seeds.\n\n| size | method/tag | seeds |", space_name[sp], space_name[sp]);
     for (int l = 0; l < nl; l++) {
         fputc(' ', fp);
         md_text(fp, langs[l]);
@@ -1615,18 +1785,19 @@ static void md_p1(FILE *fp, const report *r) {
     fputc('\n', fp);
     for (int i = 0; i < r->n_groups; i++) {
         const group *g = &r->groups[i];
-        if (!group_has_p1_langs(r, g)) continue;
+        if (sp == SP_U && !group_has_u(r, g)) continue;
         md_group_head(fp, r, g);
         for (int l = 0; l <= nl; l++) {
             double mean, sd;
             char cell[96];
-            int k = l < nl ? group_p1_lang(r, g, langs[l], &mean, &sd)
-                           : group_metric(r, g, M_P1, &mean, &sd);
+            int k = l < nl ? group_p1_lang(r, g, sp, langs[l], &mean, &sd)
+                           : group_metric(r, g, sp, G_P1, &mean, &sd);
             fmt_cell(cell, sizeof cell, k, g->n, mean, sd, 3);
             fprintf(fp, " %s |", cell);
         }
         fputc('\n', fp);
     }
+    if (sp == SP_U) md_without_u(fp, r);
     fputc('\n', fp);
 }
 
@@ -1635,8 +1806,10 @@ static void md_plots(FILE *fp, const report *r) {
         {"loss_train.svg", "Training loss vs step"},
         {"loss_valid.svg", "Validation loss vs step"},
         {"eff_rank.svg", "Effective rank vs step"},
-        {"p1_bars.svg", "P@1 per language"},
-        {"tradeoff.svg", "Validation bits/byte vs P@1"},
+        {"p1_bars.svg", "P@1 per language on h"},
+        {"p1_bars_u.svg", "P@1 per language on u"},
+        {"tradeoff.svg", "Validation bits/byte vs P@1 on h"},
+        {"tradeoff_u.svg", "Validation bits/byte vs P@1 on u"},
         {"pca_lang.svg", "PCA of the embeddings by language"},
         {"pca_label.svg", "PCA of the embeddings by label"},
     };
@@ -1660,8 +1833,10 @@ static ecr_status write_markdown(report *r) {
     fprintf(fp, "\n\n%d run%s in %d group%s, written by `ecr report`.\n\n", r->n_runs,
             r->n_runs == 1 ? "" : "s", r->n_groups, r->n_groups == 1 ? "" : "s");
     md_runs(fp, r);
-    md_summary(fp, r);
-    md_p1(fp, r);
+    md_lm(fp, r);
+    md_geometry_h(fp, r);
+    md_geometry_u(fp, r);
+    for (int sp = 0; sp < SP_N; sp++) md_p1(fp, r, sp);
     md_plots(fp, r);
     return out_commit(r, "report.md", &af);
 }
@@ -1682,8 +1857,8 @@ static ecr_status load_runs(report *r, const char *const *dirs, int n) {
 static ecr_status write_report(report *r) {
     ecr_status st = make_dirs(r->out_dir);
     for (int k = 0; k < S_N && !st; k++) st = plot_steps(r, k);
-    if (!st) st = plot_p1_bars(r);
-    if (!st) st = plot_tradeoff(r);
+    for (int sp = 0; sp < SP_N && !st; sp++) st = plot_p1_bars(r, sp);
+    for (int sp = 0; sp < SP_N && !st; sp++) st = plot_tradeoff(r, sp);
     for (int k = 0; k < 2 && !st; k++) st = plot_pca(r, k);
     if (!st) st = write_markdown(r);
     return st;

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # cli_report.sh — `ecr report` on synthetic run folders written here with known numbers:
 # mean ± sample std per group in report.md (e.g. P@1 0.5 and 0.7 -> "0.600 ± 0.141"), group
-# order, the geometry space, stability computed from log.jsonl, warnings for missing pieces,
-# well-formed SVGs that name the groups and axes, byte-identical output on a second run,
+# order, the three tables kept apart by space (language model and stability; geometry of h
+# for every group; geometry of u only for groups with u, the others named under it), P@1 per
+# language on h and on u, values taken from log.jsonl (loss, bits/byte, effective ranks,
+# stability), warnings for missing pieces, well-formed SVGs (h and u versions of the P@1 and
+# trade-off plots) that name the groups and axes, byte-identical output on a second run,
 # and the refusals (exit 2, one line naming the file; nothing written).
 set -u
 ECR=${ECR_BIN:-build/ecr}
@@ -37,16 +40,25 @@ well_formed() { # well_formed FILE.svg
     elif python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' "$1" 2>"$T/xmlerr"; then ok
     else bad "$1 is not well-formed: $(tail -n 1 "$T/xmlerr")"; fi
 }
+# section FILE HEADING: the lines of FILE after the line "## HEADING", up to the next "## "
+section() { awk -v h="## $2" '$0 == h {on = 1; next} on && /^## / {exit} on' "$1"; }
 
 # ---- synthetic runs --------------------------------------------------------------------------
-# tiny/none  seeds 1, 2: bpb 1.50/1.52, P@1 0.5/0.7 (de 0.4/0.6, zh_CN null), eff. rank h
-#            70/74, space h;
-#            seed 1 has a loss spike at step 120 (spikes/1k 5 vs 0), grad_norm 1/3 (CV 0.5);
-#            seed 2's log ends in a truncated line.
-# tiny/ecr   seed 3: one seed, space u, P@1 0.80, agreement 0.45.
-# tiny, tag "ecr <K=64> & λ=0.05"  seeds 1, 2: P@1 0.8/0.9 on u, anchor agreement 0.4/0.6.
-# small/kd   seed 1: eval.json with "stability" (1.5 spikes/1k, CV 0.25), no log.jsonl.
-# 2x128/?    no run.json (config.json + eval.json only).
+# h: anisotropy 0.3, label transfer 0.5, silhouette -0.05, CKA 0.7, kNN 0.2, no zh_CN P@1;
+# u: anisotropy 0.1, label transfer 0.6, silhouette 0.15, CKA 0.8, kNN 0.35.
+# tiny/none  seeds 1, 2: bpb 1.50/1.52, loss 4.10/4.14; h only: P@1 0.5/0.7 (de 0.4/0.6),
+#            eff. rank 70/74; seed 1 has a loss spike at step 120 (spikes/1k 5 vs 0),
+#            grad_norm 1/3 (CV 0.5), every 10th step clipped (share 0.1); seed 2's log ends
+#            in a truncated line.
+# tiny/ecr   seed 3: one seed; bpb 1.55, loss 4.30; h: P@1 0.3 (de 0.25), eff. rank 50;
+#            u: P@1 0.8 (de 0.7), eff. rank 78, agreement 0.45.
+# tiny, tag "ecr <K=64> & λ=0.05"  seeds 1, 2: h P@1 0.2/0.4, eff. rank 40/44;
+#            u P@1 0.8/0.9 (de 0.7/0.8), eff. rank 80/82, anchor agreement 0.4/0.6.
+# small/kd   seed 1: h only; eval.json with "stability" (1.5 spikes/1k, CV 0.25, clipped
+#            share 0.05), no log.jsonl.
+# small/feat seed 1: log.jsonl only, with val_eff_rank_u (so it has u): val bpb 1.7, val
+#            loss 4.5 + 3 e^-4 + 0.01 = 4.565, eff. rank h 41, u 56 from the last record.
+# 2x128/?    no run.json (config.json + eval.json only, h only).
 python3 - "$T" <<'EOF' || bad "could not write the synthetic runs"
 import json, math, os, sys
 T = sys.argv[1]
@@ -84,22 +96,25 @@ def pca(shift):
             "lang": [i % 4 for i in range(n)], "label": [i % 3 for i in range(n)],
             "langs": LANGS, "labels": LABELS}
 
-def geom(p1, de, er, agree=None, space="h"):
-    g = {"dim": 64, "effective_rank": er, "anisotropy": 0.3, "silhouette": -0.05,
-         "p1": {"mean": p1, "per_lang": {"de": de, "ja": p1, "zh_CN": None if agree is None else p1}},
-         "label_transfer": {"mean": 0.5, "per_lang": {"de": 0.5}},
-         "cka": 0.7, "knn_overlap10": 0.2, "anchor_agreement": agree, "seconds": 0.1}
-    return g
+def geom_h(p1, de, er):
+    return {"dim": 64, "effective_rank": er, "anisotropy": 0.3, "silhouette": -0.05,
+            "p1": {"mean": p1, "per_lang": {"de": de, "ja": p1, "zh_CN": None}},
+            "label_transfer": {"mean": 0.5, "per_lang": {"de": 0.5}},
+            "cka": 0.7, "knn_overlap10": 0.2, "anchor_agreement": None, "seconds": 0.1}
 
-def evaljson(bpb, p1, de, er, agree=None, u=False, pca_shift=None, stability=None):
-    g = geom(p1, de, er, agree)
+def geom_u(p1, de, er, agree):
+    return {"dim": 32, "effective_rank": er, "anisotropy": 0.1, "silhouette": 0.15,
+            "p1": {"mean": p1, "per_lang": {"de": de, "ja": p1, "zh_CN": p1}},
+            "label_transfer": {"mean": 0.6, "per_lang": {"de": 0.6}},
+            "cka": 0.8, "knn_overlap10": 0.35, "anchor_agreement": agree, "seconds": 0.1}
+
+def evaljson(bpb, loss, h, u=None, pca_shift=None, stability=None):
     e = {"model": "m", "data": "d", "texts": 40,
-         "lm": {"overall": {"loss": 4.0, "ppl": 54.6, "bpb": bpb, "tokens": 1, "bytes": 1, "texts": 40},
+         "lm": {"overall": {"loss": loss, "ppl": math.exp(loss), "bpb": bpb, "tokens": 1,
+                            "bytes": 1, "texts": 40},
                 "per_lang": {}},
-         "geometry": {"texts": 40, "english": "en", "teacher": None, "anchors": None, "notes": [],
-                      "h": geom(0.01, 0.01, 5.0), "u": g if u else None}}
-    if not u:
-        e["geometry"]["h"] = g
+         "geometry": {"texts": 40, "english": "en", "teacher": None, "anchors": None,
+                      "notes": [], "h": h, "u": u}}
     if pca_shift is not None:
         e["pca"] = pca(pca_shift)
     if stability:
@@ -117,26 +132,36 @@ def run(name, preset, method, tag, seed, ev=None, spike_at=None, truncated=False
         write(os.path.join(d, "eval.json"), ev)
 
 TAG = "ecr <K=64> & \u03bb=0.05"
-run("none1", "tiny", "none", None, 1, evaljson(1.50, 0.5, 0.4, 70.0, pca_shift=0), spike_at=120)
-run("none2", "tiny", "none", None, 2, evaljson(1.52, 0.7, 0.6, 74.0, pca_shift=1), truncated=True)
-run("tag1", "tiny", "ecr", TAG, 1, evaljson(1.60, 0.8, 0.7, 80.0, 0.4, u=True, pca_shift=3), eff_u=True)
-run("tag2", "tiny", "ecr", TAG, 2, evaljson(1.62, 0.9, 0.8, 82.0, 0.6, u=True), eff_u=True)
-run("ecr3", "tiny", "ecr", None, 3, evaljson(1.55, 0.8, 0.7, 78.0, 0.45, u=True, pca_shift=2), eff_u=True)
+run("none1", "tiny", "none", None, 1, evaljson(1.50, 4.10, geom_h(0.5, 0.4, 70.0), pca_shift=0),
+    spike_at=120)
+run("none2", "tiny", "none", None, 2, evaljson(1.52, 4.14, geom_h(0.7, 0.6, 74.0), pca_shift=1),
+    truncated=True)
+run("tag1", "tiny", "ecr", TAG, 1,
+    evaljson(1.60, 4.20, geom_h(0.2, 0.1, 40.0), geom_u(0.8, 0.7, 80.0, 0.4), pca_shift=3),
+    eff_u=True)
+run("tag2", "tiny", "ecr", TAG, 2,
+    evaljson(1.62, 4.24, geom_h(0.4, 0.3, 44.0), geom_u(0.9, 0.8, 82.0, 0.6)), eff_u=True)
+run("ecr3", "tiny", "ecr", None, 3,
+    evaljson(1.55, 4.30, geom_h(0.3, 0.25, 50.0), geom_u(0.8, 0.7, 78.0, 0.45), pca_shift=2),
+    eff_u=True)
 run("kd1", "small", "kd", None, 1,
-    evaljson(1.40, 0.3, 0.2, 90.0, stability={"spikes_per_1k_steps": 1.5, "grad_norm_cv": 0.25}),
+    evaljson(1.40, 3.90, geom_h(0.3, 0.2, 90.0),
+             stability={"spikes_per_1k_steps": 1.5, "grad_norm_cv": 0.25, "clipped_share": 0.05}),
     logs=False)
+run("feat1", "small", "feat", None, 1, eff_u=True)
 d = os.path.join(T, "runs", "norunjson")
 os.makedirs(d)
 write(os.path.join(d, "config.json"), {"hidden_size": 128, "num_hidden_layers": 2})
-write(os.path.join(d, "eval.json"), evaljson(1.9, 0.1, 0.1, 10.0))
+write(os.path.join(d, "eval.json"), evaljson(1.9, 4.0, geom_h(0.1, 0.1, 10.0)))
 EOF
 R="$T/runs"
-RUNS=("$R/none1" "$R/tag2" "$R/kd1" "$R/norunjson" "$R/ecr3" "$R/tag1" "$R/none2")
+RUNS=("$R/none1" "$R/tag2" "$R/kd1" "$R/norunjson" "$R/feat1" "$R/ecr3" "$R/tag1" "$R/none2")
 
 # ---- usage -------------------------------------------------------------------------------------
 expect 0 "report --help" -- "$ECR" report --help
 has "$T/out" "usage: ecr report RUN_DIR... --out REPORT_DIR" "--help prints usage on stdout"
-for w in --title --quiet run.json log.jsonl eval.json tradeoff.svg pca_label.svg "exit status"; do
+for w in --title --quiet run.json log.jsonl eval.json tradeoff.svg tradeoff_u.svg p1_bars_u.svg \
+         pca_label.svg "geometry of h" "geometry of u" "clipped share" "exit status"; do
     has "$T/out" "$w" "--help documents $w"
 done
 expect 0 "ecr --help" -- "$ECR" --help
@@ -149,45 +174,88 @@ if [ -e "$T/none" ] || [ -e "$T/x" ]; then bad "a refused report created its fol
 
 # ---- the report ----------------------------------------------------------------------------------
 O="$T/rep"
-expect 0 "report on 7 runs" -- "$ECR" report "${RUNS[@]}" --out "$O/sub" --title "Synthetic | test"
+expect 0 "report on 8 runs" -- "$ECR" report "${RUNS[@]}" --out "$O/sub" --title "Synthetic | test"
 cp "$T/err" "$T/err_main"
-for f in report.md loss_train.svg loss_valid.svg eff_rank.svg pca_lang.svg pca_label.svg \
-         p1_bars.svg tradeoff.svg; do
+PLOTS="loss_train loss_valid eff_rank pca_lang pca_label p1_bars p1_bars_u tradeoff tradeoff_u"
+for f in report.md $(for p in $PLOTS; do echo "$p.svg"; done); do
     if [ -s "$O/sub/$f" ]; then ok; else bad "$f not written"; fi
     has "$T/out" "$O/sub/$f" "stdout names $f"
 done
-if [ "$(wc -l <"$T/out")" -eq 8 ]; then ok; else bad "stdout should list 8 files: $(cat "$T/out")"; fi
+if [ "$(wc -l <"$T/out")" -eq 10 ]; then ok; else bad "stdout should list 10 files: $(cat "$T/out")"; fi
 if ls "$O/sub" | grep -q tmp; then bad "temporary files left: $(ls "$O/sub")"; else ok; fi
-has "$T/err_main" "7 runs in 5 groups" "progress names runs and groups"
+has "$T/err_main" "8 runs in 6 groups" "progress names runs and groups"
 has "$T/err_main" "kd1: no log.jsonl" "a run without a log is reported"
 has "$T/err_main" "left out of loss_train" "the plots it misses are named"
 has "$T/err_main" "none2/log.jsonl:205: truncated last line skipped" "a truncated last log line is skipped"
 has "$T/err_main" "norunjson: no log.jsonl" "the run without run.json is reported"
+has "$T/err_main" "feat1: no eval.json: left out of pca_lang, pca_label, p1_bars, p1_bars_u, tradeoff, tradeoff_u" \
+    "a run with u but no eval.json is left out of the u plots too"
 
 M="$O/sub/report.md"
 has "$M" "# Synthetic \| test" "title (escaped for Markdown)"
-has "$M" "7 runs in 5 groups" "run count"
-# tiny/none: bpb 1.50, 1.52; P@1 0.5, 0.7; eff. rank 70, 74; spikes 5, 0; grad-norm CV 0.5
-has "$M" "| tiny | none | 2 | h | 1.510 ± 0.014 | 72.0 ± 2.8 | 0.300 ± 0.000 | 0.600 ± 0.141 |" "tiny/none row"
-has "$M" "| 2.50 ± 3.54 | 0.500 ± 0.000 |" "stability from log.jsonl (spike planted in one seed)"
-has "$M" "| tiny | ecr | 1 | u | 1.550 | 78.0 |" "one seed: the mean alone"
-has "$M" "| tiny | ecr \<K=64\> & λ=0.05 | 2 | u | 1.610 ± 0.014 | 81.0 ± 1.4 |" "tag row (escaped)"
-has "$M" "| 0.850 ± 0.071 |" "tag P@1 0.8, 0.9"
-has "$M" "| 0.500 ± 0.141 | 0.00 ± 0.00 | 0.500 ± 0.000 |" "tag row: anchor agreement 0.4, 0.6; no spikes"
-has "$M" "| small | kd | 1 | h | 1.400 | 90.0 |" "small/kd row"
-has "$M" "| 1.50 | 0.250 |" "stability from eval.json"
-has "$M" "| 2x128 | ? | 1 | h | 1.900 |" "run without run.json: LxD from config.json, method ?"
-has "$M" "| – | – |" "missing values are dashes"
-# order: tiny none, tiny ecr, tiny <tag>, small kd, 2x128 ?
-order=$(grep -n -E '^\| (tiny|small|2x128) \| [^|]+ \| [0-9]+ \| [uh] \|' "$M" | cut -d'|' -f2-3 | tr -d ' ' | tr '\n' ';')
-if [ "$order" = "tiny|none;tiny|ecr;tiny|ecr\<K=64\>&λ=0.05;small|kd;2x128|?;" ]; then ok
+has "$M" "8 runs in 6 groups" "run count"
+hasnt "$M" "space" "no space column or footnote any more"
+hasnt "$M" "## Summary" "the one summary table is gone"
+TAGM='ecr \<K=64\> & λ=0.05'
+ROWS='^| \(tiny\|small\|2x128\) |'
+
+# 1. language model and stability: every group
+section "$M" "Language model and stability" >"$T/lm"
+has "$T/lm" "| size | method/tag | seeds | val bits/byte | val loss | spikes/1k steps¹ | grad-norm CV¹ | clipped share¹ |" "LM header"
+# tiny/none: bpb 1.50, 1.52; loss 4.10, 4.14; spikes 5, 0 (from the log); CV 0.5; clipped 0.1
+has "$T/lm" "| tiny | none | 2 | 1.510 ± 0.014 | 4.120 ± 0.028 | 2.50 ± 3.54 | 0.500 ± 0.000 | 0.100 ± 0.000 |" "LM: tiny/none (stability from log.jsonl, spike in one seed)"
+has "$T/lm" "| tiny | ecr | 1 | 1.550 | 4.300 | 0.00 | 0.500 | 0.100 |" "LM: one seed, the mean alone"
+has "$T/lm" "| tiny | $TAGM | 2 | 1.610 ± 0.014 | 4.220 ± 0.028 | 0.00 ± 0.00 | 0.500 ± 0.000 | 0.100 ± 0.000 |" "LM: tag row (escaped)"
+has "$T/lm" "| small | kd | 1 | 1.400 | 3.900 | 1.50 | 0.250 | 0.050 |" "LM: stability from eval.json"
+has "$T/lm" "| small | feat | 1 | 1.700 | 4.565 | 0.00 | 0.500 | 0.100 |" "LM: bits/byte and loss from the log's last validation record"
+has "$T/lm" "| 2x128 | ? | 1 | 1.900 | 4.000 | – | – | – |" "LM: run without run.json (LxD, method ?); dashes"
+has "$T/lm" "Stability computed from log.jsonl: " "the stability source is stated"
+has "$T/lm" "log.jsonl (no eval.json value): \`$R/feat1\`." "the run whose loss came from the log is named"
+order=$(grep "$ROWS" "$T/lm" | cut -d'|' -f2-3 | tr -d ' ' | tr '\n' ';')
+if [ "$order" = "tiny|none;tiny|ecr;tiny|ecr\<K=64\>&λ=0.05;small|kd;small|feat;2x128|?;" ]; then ok
 else bad "group order: $order"; fi
-has "$M" "| de | ja | zh_CN | mean |" "P@1 per language header"
-has "$M" "| tiny | none | 2 | 0.500 ± 0.141 | 0.600 ± 0.141 | – | 0.600 ± 0.141 |" "P@1 per language row"
-has "$M" "| tiny | ecr | 1 | 0.700 | 0.800 | 0.800 | 0.800 |" "P@1 per language, one seed"
-has "$M" "Stability computed from log.jsonl: " "the stability source is stated"
-has "$M" "**u** (the ECR projection" "the geometry space is explained"
-for f in loss_train loss_valid eff_rank p1_bars tradeoff pca_lang pca_label; do
+
+# 2. geometry of h: every group, from geometry.h (an ECR run is scored on h here too)
+section "$M" "Geometry of h (the pooled hidden state; every model has it)" >"$T/gh"
+has "$T/gh" "| size | method/tag | seeds | eff. rank | anisotropy | P@1 mean | label transfer | silhouette | CKA¹ | kNN@10¹ |" "h header (no anchor agreement)"
+has "$T/gh" "| tiny | none | 2 | 72.0 ± 2.8 | 0.300 ± 0.000 | 0.600 ± 0.141 | 0.500 ± 0.000 | -0.050 ± 0.000 | 0.700 ± 0.000 | 0.200 ± 0.000 |" "h: tiny/none"
+has "$T/gh" "| tiny | ecr | 1 | 50.0 | 0.300 | 0.300 | 0.500 | -0.050 | 0.700 | 0.200 |" "h: an ECR run on h"
+has "$T/gh" "| tiny | $TAGM | 2 | 42.0 ± 2.8 | 0.300 ± 0.000 | 0.300 ± 0.141 | 0.500 ± 0.000 |" "h: tag row"
+has "$T/gh" "| small | kd | 1 | 90.0 | 0.300 | 0.300 |" "h: small/kd"
+has "$T/gh" "| small | feat | 1 | 41.0 | – | – | – | – | – | – |" "h: eff. rank from val_eff_rank"
+has "$T/gh" "| 2x128 | ? | 1 | 10.0 | 0.300 | 0.100 |" "h: 2x128"
+if [ "$(grep -c "$ROWS" "$T/gh")" -eq 6 ]; then ok; else bad "h table should have 6 rows: $(cat "$T/gh")"; fi
+has "$T/gh" "(val_eff_rank): \`$R/feat1\`." "h eff. rank from the log is stated"
+
+# 3. geometry of u: only the groups with u; the others named in one line under it
+section "$M" "Geometry of u (the projection P h / ‖P h‖; models trained with ECR, feat or rkd)" >"$T/gu"
+has "$T/gu" "| size | method/tag | seeds | eff. rank | anisotropy | P@1 mean | label transfer | silhouette | CKA¹ | kNN@10¹ | anchor agreement² |" "u header"
+has "$T/gu" "| tiny | ecr | 1 | 78.0 | 0.100 | 0.800 | 0.600 | 0.150 | 0.800 | 0.350 | 0.450 |" "u: tiny/ecr"
+has "$T/gu" "| tiny | $TAGM | 2 | 81.0 ± 1.4 | 0.100 ± 0.000 | 0.850 ± 0.071 | 0.600 ± 0.000 | 0.150 ± 0.000 | 0.800 ± 0.000 | 0.350 ± 0.000 | 0.500 ± 0.141 |" "u: tag row, agreement 0.4/0.6"
+has "$T/gu" "| small | feat | 1 | 56.0 | – | – | – | – | – | – | – |" "u: a run with u only in its log (val_eff_rank_u)"
+hasnt "$T/gu" "| tiny | none |" "u: tiny/none (h only) is left out"
+hasnt "$T/gu" "| small | kd |" "u: small/kd (h only) is left out"
+hasnt "$T/gu" "| 2x128 |" "u: 2x128 (h only) is left out"
+has "$T/gu" "Left out (no run of the group has u): tiny · none, small · kd, 2x128 · ?." "u: the left-out groups are named"
+if [ "$(grep -c "$ROWS" "$T/gu")" -eq 3 ]; then ok; else bad "u table should have 3 rows: $(cat "$T/gu")"; fi
+has "$T/gu" "(val_eff_rank_u): \`$R/feat1\`." "u eff. rank from the log is stated"
+
+# P@1 per language: on h (every group; zh_CN has no value on h) and on u (groups with u)
+section "$M" "Cross-lingual P@1 per language on h" >"$T/ph"
+has "$T/ph" "| size | method/tag | seeds | de | ja | mean |" "P@1 on h header (no zh_CN)"
+has "$T/ph" "| tiny | none | 2 | 0.500 ± 0.141 | 0.600 ± 0.141 | 0.600 ± 0.141 |" "P@1 on h, tiny/none"
+has "$T/ph" "| tiny | ecr | 1 | 0.250 | 0.300 | 0.300 |" "P@1 on h, an ECR run"
+has "$T/ph" "| small | feat | 1 | – | – | – |" "P@1 on h lists every group"
+if [ "$(grep -c "$ROWS" "$T/ph")" -eq 6 ]; then ok; else bad "P@1 on h should have 6 rows"; fi
+section "$M" "Cross-lingual P@1 per language on u" >"$T/pu"
+has "$T/pu" "| size | method/tag | seeds | de | ja | zh_CN | mean |" "P@1 on u header"
+has "$T/pu" "| tiny | ecr | 1 | 0.700 | 0.800 | 0.800 | 0.800 |" "P@1 on u, one seed"
+has "$T/pu" "| tiny | $TAGM | 2 | 0.750 ± 0.071 | 0.850 ± 0.071 | 0.850 ± 0.071 | 0.850 ± 0.071 |" "P@1 on u, tag"
+hasnt "$T/pu" "| tiny | none |" "P@1 on u leaves out groups without u"
+has "$T/pu" "Left out (no run of the group has u): tiny · none, small · kd, 2x128 · ?." "P@1 on u names the left-out groups"
+if [ "$(grep -c "$ROWS" "$T/pu")" -eq 3 ]; then ok; else bad "P@1 on u should have 3 rows"; fi
+
+for f in $PLOTS; do
     has "$M" "]($f.svg)" "report.md links $f.svg"
 done
 has "$M" '`'"$R/none2"'`' "runs are listed"
@@ -208,17 +276,39 @@ has "$S/loss_train.svg" ">none</text>" "loss_train legend: none"
 has "$S/loss_train.svg" ">$TAGX</text>" "loss_train legend: the tag, XML-escaped"
 has "$S/loss_train.svg" ">tiny</text>" "loss_train panel title"
 hasnt "$S/loss_train.svg" ">kd</text>" "kd has no log: not in loss_train"
-hasnt "$S/loss_train.svg" ">small</text>" "no panel for a size without logs"
+has "$S/loss_train.svg" ">feat</text>" "loss_train legend: feat (log only)"
+hasnt "$S/loss_train.svg" ">2x128</text>" "no panel for a size without logs"
 has "$S/loss_valid.svg" ">validation loss (nats/token)</text>" "loss_valid y axis title"
 has "$S/eff_rank.svg" ">effective rank (u; h without ECR)</text>" "eff_rank names the spaces"
-has "$S/p1_bars.svg" ">P@1</text>" "p1_bars y axis"
-has "$S/p1_bars.svg" ">zh_CN</text>" "p1_bars language tick"
+# p1_bars.svg: P@1 on h for every group with it; p1_bars_u.svg: on u, groups with u only
+has "$S/p1_bars.svg" ">Cross-lingual retrieval P@1 per language on h</text>" "p1_bars title says h"
+has "$S/p1_bars.svg" ">P@1 on h</text>" "p1_bars y axis"
+has "$S/p1_bars.svg" ">ja</text>" "p1_bars language tick"
+hasnt "$S/p1_bars.svg" ">zh_CN</text>" "p1_bars: zh_CN has no P@1 on h"
 has "$S/p1_bars.svg" ">mean</text>" "p1_bars mean cluster"
+has "$S/p1_bars.svg" ">none</text>" "p1_bars legend has none"
 has "$S/p1_bars.svg" ">kd</text>" "p1_bars legend has kd"
+has "$S/p1_bars.svg" ">$TAGX</text>" "p1_bars legend has the tag"
 has "$S/p1_bars.svg" ">small</text>" "p1_bars small panel"
+has "$S/p1_bars_u.svg" ">Cross-lingual retrieval P@1 per language on u</text>" "p1_bars_u title says u"
+has "$S/p1_bars_u.svg" ">P@1 on u</text>" "p1_bars_u y axis"
+has "$S/p1_bars_u.svg" ">zh_CN</text>" "p1_bars_u language tick"
+has "$S/p1_bars_u.svg" ">ecr</text>" "p1_bars_u legend has ecr"
+has "$S/p1_bars_u.svg" ">$TAGX</text>" "p1_bars_u legend has the tag"
+hasnt "$S/p1_bars_u.svg" ">none</text>" "p1_bars_u: no group without u"
+hasnt "$S/p1_bars_u.svg" ">kd</text>" "p1_bars_u: kd has no u"
+hasnt "$S/p1_bars_u.svg" ">small</text>" "p1_bars_u: no small panel (feat has no P@1 on u)"
+# tradeoff.svg: bits/byte vs P@1 on h (every group); tradeoff_u.svg: P@1 on u
 has "$S/tradeoff.svg" ">validation bits/byte (lower is better)</text>" "tradeoff x axis"
-has "$S/tradeoff.svg" ">P@1 mean (higher is better)</text>" "tradeoff y axis"
+has "$S/tradeoff.svg" ">P@1 mean on h (higher is better)</text>" "tradeoff y axis on h"
 has "$S/tradeoff.svg" ">$TAGX</text>" "tradeoff point label"
+has "$S/tradeoff.svg" ">none</text>" "tradeoff has none"
+has "$S/tradeoff.svg" ">small</text>" "tradeoff small panel"
+has "$S/tradeoff_u.svg" ">P@1 mean on u (higher is better)</text>" "tradeoff_u y axis"
+has "$S/tradeoff_u.svg" ">$TAGX</text>" "tradeoff_u point label"
+has "$S/tradeoff_u.svg" ">ecr</text>" "tradeoff_u has ecr"
+hasnt "$S/tradeoff_u.svg" ">none</text>" "tradeoff_u: no group without u"
+hasnt "$S/tradeoff_u.svg" ">small</text>" "tradeoff_u: no small panel"
 has "$S/pca_lang.svg" ">PC1 (23.4% var)</text>" "pca x axis: explained variance"
 has "$S/pca_lang.svg" ">PC2 (10.1% var)</text>" "pca y axis"
 has "$S/pca_lang.svg" ">zh_CN</text>" "pca_lang legend"
@@ -242,6 +332,15 @@ has "$T/err" "pca_lang.svg not written" "skipped pca is stated"
 if [ -e "$T/rep3/loss_train.svg" ] || [ -e "$T/rep3/pca_lang.svg" ]; then bad "an empty plot was written"; else ok; fi
 has "$T/rep3/report.md" "Not drawn:" "report.md lists the plots not drawn"
 has "$T/rep3/report.md" "](p1_bars.svg)" "report.md links the plots drawn"
+# no run has u: no u plots, and the u sections say why in one line
+has "$T/err" "p1_bars_u.svg not written: no run has u" "p1_bars_u is skipped without u"
+has "$T/err" "tradeoff_u.svg not written: no run has u" "tradeoff_u is skipped without u"
+if [ -e "$T/rep3/p1_bars_u.svg" ] || [ -e "$T/rep3/tradeoff_u.svg" ]; then bad "a u plot was written without u"; else ok; fi
+M="$T/rep3/report.md"
+section "$M" "Geometry of u (the projection P h / ‖P h‖; models trained with ECR, feat or rkd)" >"$T/gu3"
+has "$T/gu3" "No run has u: none of the models has a projection." "u table: no run has u"
+if grep -q '^|' "$T/gu3"; then bad "u table without u has rows: $(cat "$T/gu3")"; else ok; fi
+has "$M" "| small | kd | 1 | 90.0 | 0.300 | 0.300 |" "the h table is still there"
 
 # ---- bad input: exit 2, one line naming the file, nothing written -------------------------------------
 mkdir -p "$T/bad/ev" "$T/bad/log" "$T/bad/type" "$T/bad/empty" "$T/bad/pca"
@@ -262,6 +361,20 @@ json.dump(e, open(sys.argv[2], "w"))
 EOF
 expect 2 "eval.json field of the wrong type" -- "$ECR" report "$T/bad/type" --out "$T/bad/out3"
 one_line_err "type/eval.json: field 'geometry.u.p1.mean': expected a number"
+python3 - "$R/tag1/eval.json" "$T/bad/type/eval.json" <<'EOF'
+import json, sys
+e = json.load(open(sys.argv[1])); e["geometry"]["h"]["p1"]["per_lang"]["ja"] = [0.5]
+json.dump(e, open(sys.argv[2], "w"))
+EOF
+expect 2 "eval.json h field of the wrong type" -- "$ECR" report "$T/bad/type" --out "$T/bad/out3"
+one_line_err "type/eval.json: field 'geometry.h.p1.per_lang.ja': expected a number"
+python3 - "$R/tag1/eval.json" "$T/bad/type/eval.json" <<'EOF'
+import json, sys
+e = json.load(open(sys.argv[1])); e["lm"]["overall"]["loss"] = "low"
+json.dump(e, open(sys.argv[2], "w"))
+EOF
+expect 2 "eval.json loss of the wrong type" -- "$ECR" report "$T/bad/type" --out "$T/bad/out3"
+one_line_err "type/eval.json: field 'lm.overall.loss': expected a number"
 cp "$R/tag1/run.json" "$T/bad/pca/"
 python3 - "$R/tag1/eval.json" "$T/bad/pca/eval.json" <<'EOF'
 import json, sys
