@@ -45,8 +45,9 @@ done
 
 step "5/5 side by side"
 "$ECR" report "$OUT/none" "$OUT/ecr" --title "make demo: tiny student, no ECR vs ECR" --out "$OUT/report" --quiet >/dev/null
-# the summary table of the report: from its first table row to the blank line after it
-awk '/^\|/ {on = 1} on && !/^\|/ {exit} on' "$OUT/report/report.md"
+# the report's three summary tables (LM and stability, geometry of h, geometry of u)
+awk '/^## Cross-lingual/ {exit} /^## (Language|Geometry)/ {on = 1; print ""; print substr($0, 4)} on && /^\|/' \
+    "$OUT/report/report.md"
 echo
 echo "Per language: build/demo/none/eval.txt and build/demo/ecr/eval.txt; plots in $OUT/report/."
 echo "A sample from the ECR student (generation does not use the projection):"
