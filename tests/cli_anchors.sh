@@ -4,13 +4,7 @@
 # rows that do not match --data (naming the files and counts), --help. The .npy inputs are
 # written byte by byte with printf (no Python needed).
 set -u
-ECR_BIN=${ECR_BIN:-build/ecr}
-case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "cli_anchors: FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
 # f32 VALUE: the 4 little-endian bytes of a few exact float32 values.
 f32() {
@@ -143,5 +137,4 @@ expect_fail 2 "already are a control (shuffled-codes)" --control random-anchors 
 expect_fail 2 "--from" --control shuffle-codes
 expect_fail 1 "missing.st" --control shuffle-codes --from "$T/missing.st"
 
-echo "cli_anchors: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

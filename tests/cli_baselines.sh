@@ -5,26 +5,8 @@
 # bad inputs (vocabulary, rows, dims, max_seq_len, non-finite vectors, orphan flags) exit 2
 # with one line naming the files, and leave no output folder or temporary file behind.
 set -u
-ECR=${ECR_BIN:-build/ecr}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
-# expect CODE DESCRIPTION -- command...   (stdout/stderr kept in $T/out, $T/err)
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok; else bad "$what: exit $got, wanted $want: $(head -c 400 "$T/err")"; fi
-}
-has() { # has FILE PATTERN DESCRIPTION
-    if grep -q -- "$2" "$1"; then ok; else bad "$3: '$2' not in $(head -c 400 "$1")"; fi
-}
 one_line() { # one_line DESCRIPTION: stderr is a single "ecr: ..." line
     if [ "$(wc -l <"$T/err")" = 1 ] && grep -q '^ecr' "$T/err"; then ok; else bad "$1: not one line: $(cat "$T/err")"; fi
 }
@@ -229,5 +211,4 @@ has "$T/err" "nan.npy: row 7 column 3 is not finite" "the NaN is located"
 gone "$T/bad7" "NaN vectors"
 if find "$T" -name '*.tmp*' | grep -q .; then bad "temporary files left behind"; else ok; fi
 
-echo "cli_baselines: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+cli_done

@@ -2,13 +2,7 @@
 # cli_convert.sh — `ecr convert`: a bf16 copy of a model is half the size, loads, and
 # evaluates to nearly the same loss; bad dtypes and missing folders are refused.
 set -u
-ECR_BIN=${ECR_BIN:-build/ecr}
-case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "cli_convert: FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
 head -300 build/data/lo10/valid.jsonl >"$T/c.jsonl"
 "$ECR_BIN" tokenizer train --data "$T/c.jsonl" --vocab-size 400 --out "$T/tok.json" --quiet &&
@@ -30,5 +24,4 @@ awk -v a="$l32" -v b="$l16" 'BEGIN{d=a-b; if(d<0)d=-d; exit !(a>0 && d < 0.01*a)
 [ $rc -ne 0 ] && grep -q "nope" "$T/err" && ok || bad "missing model: exit $rc $(cat "$T/err")"
 "$ECR_BIN" convert --help | grep -q 'usage: ecr convert' && ok || bad "--help"
 
-echo "cli_convert: $pass passed, $fail failed" >&2
-[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
+cli_done

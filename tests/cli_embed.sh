@@ -4,26 +4,8 @@
 # packed run, --raw gives the pooled h and the default u = P h / |P h| of that h; the ECR
 # pipeline end to end on a small corpus: teacher embed -> anchors -> ECR student -> embed.
 set -u
-ECR=${ECR_BIN:-build/ecr}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
-# expect CODE DESCRIPTION -- command...   (stdout/stderr kept in $T/out, $T/err)
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok; else bad "$what: exit $got, wanted $want: $(head -c 400 "$T/err")"; fi
-}
-has() { # has FILE PATTERN DESCRIPTION
-    if grep -q -- "$2" "$1"; then ok; else bad "$3: '$2' not in $(head -c 400 "$1")"; fi
-}
 PY=""
 for p in python3 /usr/bin/python3; do
     if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import struct, json, array' 2>/dev/null; then PY=$p; break; fi
@@ -144,5 +126,4 @@ has "$T/err" "another tokenizer" "the tokenizer mismatch is explained"
 if [ -e "$T/x.npy" ]; then bad "a refused embed left x.npy"; else ok; fi
 if ls "$T" | grep -q '\.tmp'; then bad "temporary files left behind"; else ok; fi
 
-echo "cli_embed: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+cli_done

@@ -4,26 +4,8 @@
 # embeddings gives CKA 1 and k-NN overlap 1; planted loss spikes are counted exactly).
 # The LM part of eval is covered by cli_train.sh.
 set -u
-ECR=${ECR_BIN:-build/ecr}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
-# expect CODE DESCRIPTION -- command...   (stdout/stderr kept in $T/out, $T/err)
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok; else bad "$what: exit $got, wanted $want: $(head -c 400 "$T/err")"; fi
-}
-has() { # has FILE PATTERN DESCRIPTION
-    if grep -q -- "$2" "$1"; then ok; else bad "$3: '$2' not in $(head -c 400 "$1")"; fi
-}
 # pycheck DESCRIPTION FILE.json <<'EOF' ... (python, stdlib only; m = the parsed JSON)
 pycheck() {
     local what=$1 file=$2
@@ -215,5 +197,4 @@ printf 'not a npy file' >"$T/garbage.npy"
 expect 2 "a garbage teacher" -- "$ECR" eval --model "$T/m" --data "$T/small.safetensors" --teacher-emb "$T/garbage.npy"
 has "$T/err" "garbage.npy" "the garbage teacher is named"
 
-echo "cli_eval: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+cli_done

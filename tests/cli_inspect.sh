@@ -3,15 +3,8 @@
 # by python3 (independently of ecr's own writers), plus malformed and missing files.
 # Exit codes checked: 0 ok, 2 bad file / bad usage, 1 unreadable (missing, directory).
 set -u
-ECR_BIN=${ECR_BIN:-build/ecr}
-case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
-T=$(mktemp -d)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-pass=0
-fail=0
+. "$(dirname "$0")/cli_lib.sh"
 
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "cli_inspect: FAIL: $*" >&2; }
 
 # run WANT_RC ARGS...: runs ecr inspect, keeps stdout/stderr in $T/out, $T/err.
 run() {
@@ -187,5 +180,4 @@ out_has "usage: ecr inspect FILE"
 "$ECR_BIN" inspect --version >"$T/out" 2>"$T/err" && ok || bad "inspect --version exit code"
 out_has "ecr 0."
 
-echo "cli_inspect: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

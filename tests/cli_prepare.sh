@@ -2,13 +2,7 @@
 # cli_prepare.sh — `ecr prepare`: a good corpus round-trips through the prepared file;
 # every kind of bad line is exit 2 with "file:line: reason" and leaves no output behind.
 set -u
-ECR_BIN=${ECR_BIN:-build/ecr}
-case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "cli_prepare: FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
 # A small corpus in three scripts, and a tokenizer trained on it.
 cat >"$T/c.jsonl" <<'J'
@@ -66,5 +60,4 @@ grep -qF 'badutf8.jsonl:2: invalid UTF-8 at byte 14' "$T/err" && ok || bad "inva
 "$ECR_BIN" prepare --data a --tokenizer b --out c --bogus 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "unknown flag '--bogus'" "$T/err" && ok || bad "unknown flag: exit $rc"
 
-echo "cli_prepare: $pass passed, $fail failed" >&2
-[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
+cli_done

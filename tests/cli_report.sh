@@ -8,28 +8,8 @@
 # trade-off plots) that name the groups and axes, byte-identical output on a second run,
 # and the refusals (exit 2, one line naming the file; nothing written).
 set -u
-ECR=${ECR_BIN:-build/ecr}
-T=$(mktemp -d)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "cli_report: FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
-# expect CODE DESCRIPTION -- command...   (stdout/stderr kept in $T/out, $T/err)
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok; else bad "$what: exit $got, wanted $want: $(head -c 400 "$T/err")"; fi
-}
-has() { # has FILE FIXED-STRING DESCRIPTION
-    if grep -qF -- "$2" "$1"; then ok; else bad "$3: '$2' not in $1: $(head -c 300 "$1")"; fi
-}
-hasnt() {
-    if grep -qF -- "$2" "$1"; then bad "$3: '$2' found in $1"; else ok; fi
-}
 one_line_err() { # the failure message: exactly one line, "ecr: ..." naming $1
     if [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^ecr: .*$1" "$T/err"; then ok
     else bad "stderr is not one 'ecr: ...$1...' line: $(cat "$T/err")"; fi
@@ -159,15 +139,15 @@ RUNS=("$R/none1" "$R/tag2" "$R/kd1" "$R/norunjson" "$R/feat1" "$R/ecr3" "$R/tag1
 
 # ---- usage -------------------------------------------------------------------------------------
 expect 0 "report --help" -- "$ECR" report --help
-has "$T/out" "usage: ecr report RUN_DIR... --out REPORT_DIR" "--help prints usage on stdout"
+has_fixed "$T/out" "usage: ecr report RUN_DIR... --out REPORT_DIR" "--help prints usage on stdout"
 for w in --title --quiet run.json log.jsonl eval.json tradeoff.svg tradeoff_u.svg p1_bars_u.svg \
          pca_label.svg "geometry of h" "geometry of u" "clipped share" "exit status"; do
-    has "$T/out" "$w" "--help documents $w"
+    has_fixed "$T/out" "$w" "--help documents $w"
 done
 expect 0 "ecr --help" -- "$ECR" --help
-has "$T/out" "report" "ecr --help lists report"
+has_fixed "$T/out" "report" "ecr --help lists report"
 expect 2 "report without RUN_DIR" -- "$ECR" report --out "$T/none"
-has "$T/err" "no RUN_DIR" "no runs is refused"
+has_fixed "$T/err" "no RUN_DIR" "no runs is refused"
 expect 2 "report without --out" -- "$ECR" report "$R/none1"
 expect 2 "report with an unknown flag" -- "$ECR" report "$R/none1" --out "$T/x" --bogus
 if [ -e "$T/none" ] || [ -e "$T/x" ]; then bad "a refused report created its folder"; else ok; fi
@@ -179,21 +159,21 @@ cp "$T/err" "$T/err_main"
 PLOTS="loss_train loss_valid eff_rank pca_lang pca_label p1_bars p1_bars_u tradeoff tradeoff_u"
 for f in report.md $(for p in $PLOTS; do echo "$p.svg"; done); do
     if [ -s "$O/sub/$f" ]; then ok; else bad "$f not written"; fi
-    has "$T/out" "$O/sub/$f" "stdout names $f"
+    has_fixed "$T/out" "$O/sub/$f" "stdout names $f"
 done
 if [ "$(wc -l <"$T/out")" -eq 10 ]; then ok; else bad "stdout should list 10 files: $(cat "$T/out")"; fi
 if ls "$O/sub" | grep -q tmp; then bad "temporary files left: $(ls "$O/sub")"; else ok; fi
-has "$T/err_main" "8 runs in 6 groups" "progress names runs and groups"
-has "$T/err_main" "kd1: no log.jsonl" "a run without a log is reported"
-has "$T/err_main" "left out of loss_train" "the plots it misses are named"
-has "$T/err_main" "none2/log.jsonl:205: truncated last line skipped" "a truncated last log line is skipped"
-has "$T/err_main" "norunjson: no log.jsonl" "the run without run.json is reported"
-has "$T/err_main" "feat1: no eval.json: left out of pca_lang, pca_label, p1_bars, p1_bars_u, tradeoff, tradeoff_u" \
+has_fixed "$T/err_main" "8 runs in 6 groups" "progress names runs and groups"
+has_fixed "$T/err_main" "kd1: no log.jsonl" "a run without a log is reported"
+has_fixed "$T/err_main" "left out of loss_train" "the plots it misses are named"
+has_fixed "$T/err_main" "none2/log.jsonl:205: truncated last line skipped" "a truncated last log line is skipped"
+has_fixed "$T/err_main" "norunjson: no log.jsonl" "the run without run.json is reported"
+has_fixed "$T/err_main" "feat1: no eval.json: left out of pca_lang, pca_label, p1_bars, p1_bars_u, tradeoff, tradeoff_u" \
     "a run with u but no eval.json is left out of the u plots too"
 
 M="$O/sub/report.md"
-has "$M" "# Synthetic \| test" "title (escaped for Markdown)"
-has "$M" "8 runs in 6 groups" "run count"
+has_fixed "$M" "# Synthetic \| test" "title (escaped for Markdown)"
+has_fixed "$M" "8 runs in 6 groups" "run count"
 hasnt "$M" "space" "no space column or footnote any more"
 hasnt "$M" "## Summary" "the one summary table is gone"
 TAGM='ecr \<K=64\> & λ=0.05'
@@ -201,119 +181,119 @@ ROWS='^| \(tiny\|small\|2x128\) |'
 
 # 1. language model and stability: every group
 section "$M" "Language model and stability" >"$T/lm"
-has "$T/lm" "| size | method/tag | seeds | val bits/byte | val loss | spikes/1k steps¹ | grad-norm CV¹ | clipped share¹ |" "LM header"
+has_fixed "$T/lm" "| size | method/tag | seeds | val bits/byte | val loss | spikes/1k steps¹ | grad-norm CV¹ | clipped share¹ |" "LM header"
 # tiny/none: bpb 1.50, 1.52; loss 4.10, 4.14; spikes 5, 0 (from the log); CV 0.5; clipped 0.1
-has "$T/lm" "| tiny | none | 2 | 1.510 ± 0.014 | 4.120 ± 0.028 | 2.50 ± 3.54 | 0.500 ± 0.000 | 0.100 ± 0.000 |" "LM: tiny/none (stability from log.jsonl, spike in one seed)"
-has "$T/lm" "| tiny | ecr | 1 | 1.550 | 4.300 | 0.00 | 0.500 | 0.100 |" "LM: one seed, the mean alone"
-has "$T/lm" "| tiny | $TAGM | 2 | 1.610 ± 0.014 | 4.220 ± 0.028 | 0.00 ± 0.00 | 0.500 ± 0.000 | 0.100 ± 0.000 |" "LM: tag row (escaped)"
-has "$T/lm" "| small | kd | 1 | 1.400 | 3.900 | 1.50 | 0.250 | 0.050 |" "LM: stability from eval.json"
-has "$T/lm" "| small | feat | 1 | 1.700 | 4.565 | 0.00 | 0.500 | 0.100 |" "LM: bits/byte and loss from the log's last validation record"
-has "$T/lm" "| 2x128 | ? | 1 | 1.900 | 4.000 | – | – | – |" "LM: run without run.json (LxD, method ?); dashes"
-has "$T/lm" "Stability computed from log.jsonl: " "the stability source is stated"
-has "$T/lm" "log.jsonl (no eval.json value): \`$R/feat1\`." "the run whose loss came from the log is named"
+has_fixed "$T/lm" "| tiny | none | 2 | 1.510 ± 0.014 | 4.120 ± 0.028 | 2.50 ± 3.54 | 0.500 ± 0.000 | 0.100 ± 0.000 |" "LM: tiny/none (stability from log.jsonl, spike in one seed)"
+has_fixed "$T/lm" "| tiny | ecr | 1 | 1.550 | 4.300 | 0.00 | 0.500 | 0.100 |" "LM: one seed, the mean alone"
+has_fixed "$T/lm" "| tiny | $TAGM | 2 | 1.610 ± 0.014 | 4.220 ± 0.028 | 0.00 ± 0.00 | 0.500 ± 0.000 | 0.100 ± 0.000 |" "LM: tag row (escaped)"
+has_fixed "$T/lm" "| small | kd | 1 | 1.400 | 3.900 | 1.50 | 0.250 | 0.050 |" "LM: stability from eval.json"
+has_fixed "$T/lm" "| small | feat | 1 | 1.700 | 4.565 | 0.00 | 0.500 | 0.100 |" "LM: bits/byte and loss from the log's last validation record"
+has_fixed "$T/lm" "| 2x128 | ? | 1 | 1.900 | 4.000 | – | – | – |" "LM: run without run.json (LxD, method ?); dashes"
+has_fixed "$T/lm" "Stability computed from log.jsonl: " "the stability source is stated"
+has_fixed "$T/lm" "log.jsonl (no eval.json value): \`$R/feat1\`." "the run whose loss came from the log is named"
 order=$(grep "$ROWS" "$T/lm" | cut -d'|' -f2-3 | tr -d ' ' | tr '\n' ';')
 if [ "$order" = "tiny|none;tiny|ecr;tiny|ecr\<K=64\>&λ=0.05;small|kd;small|feat;2x128|?;" ]; then ok
 else bad "group order: $order"; fi
 
 # 2. geometry of h: every group, from geometry.h (an ECR run is scored on h here too)
 section "$M" "Geometry of h (the pooled hidden state; every model has it)" >"$T/gh"
-has "$T/gh" "| size | method/tag | seeds | eff. rank | anisotropy | P@1 mean | label transfer | silhouette | CKA¹ | kNN@10¹ |" "h header (no anchor agreement)"
-has "$T/gh" "| tiny | none | 2 | 72.0 ± 2.8 | 0.300 ± 0.000 | 0.600 ± 0.141 | 0.500 ± 0.000 | -0.050 ± 0.000 | 0.700 ± 0.000 | 0.200 ± 0.000 |" "h: tiny/none"
-has "$T/gh" "| tiny | ecr | 1 | 50.0 | 0.300 | 0.300 | 0.500 | -0.050 | 0.700 | 0.200 |" "h: an ECR run on h"
-has "$T/gh" "| tiny | $TAGM | 2 | 42.0 ± 2.8 | 0.300 ± 0.000 | 0.300 ± 0.141 | 0.500 ± 0.000 |" "h: tag row"
-has "$T/gh" "| small | kd | 1 | 90.0 | 0.300 | 0.300 |" "h: small/kd"
-has "$T/gh" "| small | feat | 1 | 41.0 | – | – | – | – | – | – |" "h: eff. rank from val_eff_rank"
-has "$T/gh" "| 2x128 | ? | 1 | 10.0 | 0.300 | 0.100 |" "h: 2x128"
+has_fixed "$T/gh" "| size | method/tag | seeds | eff. rank | anisotropy | P@1 mean | label transfer | silhouette | CKA¹ | kNN@10¹ |" "h header (no anchor agreement)"
+has_fixed "$T/gh" "| tiny | none | 2 | 72.0 ± 2.8 | 0.300 ± 0.000 | 0.600 ± 0.141 | 0.500 ± 0.000 | -0.050 ± 0.000 | 0.700 ± 0.000 | 0.200 ± 0.000 |" "h: tiny/none"
+has_fixed "$T/gh" "| tiny | ecr | 1 | 50.0 | 0.300 | 0.300 | 0.500 | -0.050 | 0.700 | 0.200 |" "h: an ECR run on h"
+has_fixed "$T/gh" "| tiny | $TAGM | 2 | 42.0 ± 2.8 | 0.300 ± 0.000 | 0.300 ± 0.141 | 0.500 ± 0.000 |" "h: tag row"
+has_fixed "$T/gh" "| small | kd | 1 | 90.0 | 0.300 | 0.300 |" "h: small/kd"
+has_fixed "$T/gh" "| small | feat | 1 | 41.0 | – | – | – | – | – | – |" "h: eff. rank from val_eff_rank"
+has_fixed "$T/gh" "| 2x128 | ? | 1 | 10.0 | 0.300 | 0.100 |" "h: 2x128"
 if [ "$(grep -c "$ROWS" "$T/gh")" -eq 6 ]; then ok; else bad "h table should have 6 rows: $(cat "$T/gh")"; fi
-has "$T/gh" "(val_eff_rank): \`$R/feat1\`." "h eff. rank from the log is stated"
+has_fixed "$T/gh" "(val_eff_rank): \`$R/feat1\`." "h eff. rank from the log is stated"
 
 # 3. geometry of u: only the groups with u; the others named in one line under it
 section "$M" "Geometry of u (the projection P h / ‖P h‖; models trained with ECR, feat or rkd)" >"$T/gu"
-has "$T/gu" "| size | method/tag | seeds | eff. rank | anisotropy | P@1 mean | label transfer | silhouette | CKA¹ | kNN@10¹ | anchor agreement² |" "u header"
-has "$T/gu" "| tiny | ecr | 1 | 78.0 | 0.100 | 0.800 | 0.600 | 0.150 | 0.800 | 0.350 | 0.450 |" "u: tiny/ecr"
-has "$T/gu" "| tiny | $TAGM | 2 | 81.0 ± 1.4 | 0.100 ± 0.000 | 0.850 ± 0.071 | 0.600 ± 0.000 | 0.150 ± 0.000 | 0.800 ± 0.000 | 0.350 ± 0.000 | 0.500 ± 0.141 |" "u: tag row, agreement 0.4/0.6"
-has "$T/gu" "| small | feat | 1 | 56.0 | – | – | – | – | – | – | – |" "u: a run with u only in its log (val_eff_rank_u)"
+has_fixed "$T/gu" "| size | method/tag | seeds | eff. rank | anisotropy | P@1 mean | label transfer | silhouette | CKA¹ | kNN@10¹ | anchor agreement² |" "u header"
+has_fixed "$T/gu" "| tiny | ecr | 1 | 78.0 | 0.100 | 0.800 | 0.600 | 0.150 | 0.800 | 0.350 | 0.450 |" "u: tiny/ecr"
+has_fixed "$T/gu" "| tiny | $TAGM | 2 | 81.0 ± 1.4 | 0.100 ± 0.000 | 0.850 ± 0.071 | 0.600 ± 0.000 | 0.150 ± 0.000 | 0.800 ± 0.000 | 0.350 ± 0.000 | 0.500 ± 0.141 |" "u: tag row, agreement 0.4/0.6"
+has_fixed "$T/gu" "| small | feat | 1 | 56.0 | – | – | – | – | – | – | – |" "u: a run with u only in its log (val_eff_rank_u)"
 hasnt "$T/gu" "| tiny | none |" "u: tiny/none (h only) is left out"
 hasnt "$T/gu" "| small | kd |" "u: small/kd (h only) is left out"
 hasnt "$T/gu" "| 2x128 |" "u: 2x128 (h only) is left out"
-has "$T/gu" "Left out (no run of the group has u): tiny · none, small · kd, 2x128 · ?." "u: the left-out groups are named"
+has_fixed "$T/gu" "Left out (no run of the group has u): tiny · none, small · kd, 2x128 · ?." "u: the left-out groups are named"
 if [ "$(grep -c "$ROWS" "$T/gu")" -eq 3 ]; then ok; else bad "u table should have 3 rows: $(cat "$T/gu")"; fi
-has "$T/gu" "(val_eff_rank_u): \`$R/feat1\`." "u eff. rank from the log is stated"
+has_fixed "$T/gu" "(val_eff_rank_u): \`$R/feat1\`." "u eff. rank from the log is stated"
 
 # P@1 per language: on h (every group; zh_CN has no value on h) and on u (groups with u)
 section "$M" "Cross-lingual P@1 per language on h" >"$T/ph"
-has "$T/ph" "| size | method/tag | seeds | de | ja | mean |" "P@1 on h header (no zh_CN)"
-has "$T/ph" "| tiny | none | 2 | 0.500 ± 0.141 | 0.600 ± 0.141 | 0.600 ± 0.141 |" "P@1 on h, tiny/none"
-has "$T/ph" "| tiny | ecr | 1 | 0.250 | 0.300 | 0.300 |" "P@1 on h, an ECR run"
-has "$T/ph" "| small | feat | 1 | – | – | – |" "P@1 on h lists every group"
+has_fixed "$T/ph" "| size | method/tag | seeds | de | ja | mean |" "P@1 on h header (no zh_CN)"
+has_fixed "$T/ph" "| tiny | none | 2 | 0.500 ± 0.141 | 0.600 ± 0.141 | 0.600 ± 0.141 |" "P@1 on h, tiny/none"
+has_fixed "$T/ph" "| tiny | ecr | 1 | 0.250 | 0.300 | 0.300 |" "P@1 on h, an ECR run"
+has_fixed "$T/ph" "| small | feat | 1 | – | – | – |" "P@1 on h lists every group"
 if [ "$(grep -c "$ROWS" "$T/ph")" -eq 6 ]; then ok; else bad "P@1 on h should have 6 rows"; fi
 section "$M" "Cross-lingual P@1 per language on u" >"$T/pu"
-has "$T/pu" "| size | method/tag | seeds | de | ja | zh_CN | mean |" "P@1 on u header"
-has "$T/pu" "| tiny | ecr | 1 | 0.700 | 0.800 | 0.800 | 0.800 |" "P@1 on u, one seed"
-has "$T/pu" "| tiny | $TAGM | 2 | 0.750 ± 0.071 | 0.850 ± 0.071 | 0.850 ± 0.071 | 0.850 ± 0.071 |" "P@1 on u, tag"
+has_fixed "$T/pu" "| size | method/tag | seeds | de | ja | zh_CN | mean |" "P@1 on u header"
+has_fixed "$T/pu" "| tiny | ecr | 1 | 0.700 | 0.800 | 0.800 | 0.800 |" "P@1 on u, one seed"
+has_fixed "$T/pu" "| tiny | $TAGM | 2 | 0.750 ± 0.071 | 0.850 ± 0.071 | 0.850 ± 0.071 | 0.850 ± 0.071 |" "P@1 on u, tag"
 hasnt "$T/pu" "| tiny | none |" "P@1 on u leaves out groups without u"
-has "$T/pu" "Left out (no run of the group has u): tiny · none, small · kd, 2x128 · ?." "P@1 on u names the left-out groups"
+has_fixed "$T/pu" "Left out (no run of the group has u): tiny · none, small · kd, 2x128 · ?." "P@1 on u names the left-out groups"
 if [ "$(grep -c "$ROWS" "$T/pu")" -eq 3 ]; then ok; else bad "P@1 on u should have 3 rows"; fi
 
 for f in $PLOTS; do
-    has "$M" "]($f.svg)" "report.md links $f.svg"
+    has_fixed "$M" "]($f.svg)" "report.md links $f.svg"
 done
-has "$M" '`'"$R/none2"'`' "runs are listed"
+has_fixed "$M" '`'"$R/none2"'`' "runs are listed"
 
 # ---- SVGs ----------------------------------------------------------------------------------------
 TAGX='ecr &lt;K=64&gt; &amp; λ=0.05'
 for f in "$O"/sub/*.svg; do
     well_formed "$f"
-    has "$f" 'viewBox="0 0 ' "$(basename "$f") has a viewBox"
-    has "$f" '<title>' "$(basename "$f") has a title"
+    has_fixed "$f" 'viewBox="0 0 ' "$(basename "$f") has a viewBox"
+    has_fixed "$f" '<title>' "$(basename "$f") has a title"
     if grep -qE 'font-size="([0-9]|1[01])"' "$f"; then bad "$(basename "$f"): a font under 12 px"; else ok; fi
     if grep -qiE 'nan|inf"' "$f"; then bad "$(basename "$f") holds a NaN/inf"; else ok; fi
 done
 S="$O/sub"
-has "$S/loss_train.svg" ">step</text>" "loss_train x axis title"
-has "$S/loss_train.svg" ">training loss (nats/token)</text>" "loss_train y axis title"
-has "$S/loss_train.svg" ">none</text>" "loss_train legend: none"
-has "$S/loss_train.svg" ">$TAGX</text>" "loss_train legend: the tag, XML-escaped"
-has "$S/loss_train.svg" ">tiny</text>" "loss_train panel title"
+has_fixed "$S/loss_train.svg" ">step</text>" "loss_train x axis title"
+has_fixed "$S/loss_train.svg" ">training loss (nats/token)</text>" "loss_train y axis title"
+has_fixed "$S/loss_train.svg" ">none</text>" "loss_train legend: none"
+has_fixed "$S/loss_train.svg" ">$TAGX</text>" "loss_train legend: the tag, XML-escaped"
+has_fixed "$S/loss_train.svg" ">tiny</text>" "loss_train panel title"
 hasnt "$S/loss_train.svg" ">kd</text>" "kd has no log: not in loss_train"
-has "$S/loss_train.svg" ">feat</text>" "loss_train legend: feat (log only)"
+has_fixed "$S/loss_train.svg" ">feat</text>" "loss_train legend: feat (log only)"
 hasnt "$S/loss_train.svg" ">2x128</text>" "no panel for a size without logs"
-has "$S/loss_valid.svg" ">validation loss (nats/token)</text>" "loss_valid y axis title"
-has "$S/eff_rank.svg" ">effective rank (u; h without ECR)</text>" "eff_rank names the spaces"
+has_fixed "$S/loss_valid.svg" ">validation loss (nats/token)</text>" "loss_valid y axis title"
+has_fixed "$S/eff_rank.svg" ">effective rank (u; h without ECR)</text>" "eff_rank names the spaces"
 # p1_bars.svg: P@1 on h for every group with it; p1_bars_u.svg: on u, groups with u only
-has "$S/p1_bars.svg" ">Cross-lingual retrieval P@1 per language on h</text>" "p1_bars title says h"
-has "$S/p1_bars.svg" ">P@1 on h</text>" "p1_bars y axis"
-has "$S/p1_bars.svg" ">ja</text>" "p1_bars language tick"
+has_fixed "$S/p1_bars.svg" ">Cross-lingual retrieval P@1 per language on h</text>" "p1_bars title says h"
+has_fixed "$S/p1_bars.svg" ">P@1 on h</text>" "p1_bars y axis"
+has_fixed "$S/p1_bars.svg" ">ja</text>" "p1_bars language tick"
 hasnt "$S/p1_bars.svg" ">zh_CN</text>" "p1_bars: zh_CN has no P@1 on h"
-has "$S/p1_bars.svg" ">mean</text>" "p1_bars mean cluster"
-has "$S/p1_bars.svg" ">none</text>" "p1_bars legend has none"
-has "$S/p1_bars.svg" ">kd</text>" "p1_bars legend has kd"
-has "$S/p1_bars.svg" ">$TAGX</text>" "p1_bars legend has the tag"
-has "$S/p1_bars.svg" ">small</text>" "p1_bars small panel"
-has "$S/p1_bars_u.svg" ">Cross-lingual retrieval P@1 per language on u</text>" "p1_bars_u title says u"
-has "$S/p1_bars_u.svg" ">P@1 on u</text>" "p1_bars_u y axis"
-has "$S/p1_bars_u.svg" ">zh_CN</text>" "p1_bars_u language tick"
-has "$S/p1_bars_u.svg" ">ecr</text>" "p1_bars_u legend has ecr"
-has "$S/p1_bars_u.svg" ">$TAGX</text>" "p1_bars_u legend has the tag"
+has_fixed "$S/p1_bars.svg" ">mean</text>" "p1_bars mean cluster"
+has_fixed "$S/p1_bars.svg" ">none</text>" "p1_bars legend has none"
+has_fixed "$S/p1_bars.svg" ">kd</text>" "p1_bars legend has kd"
+has_fixed "$S/p1_bars.svg" ">$TAGX</text>" "p1_bars legend has the tag"
+has_fixed "$S/p1_bars.svg" ">small</text>" "p1_bars small panel"
+has_fixed "$S/p1_bars_u.svg" ">Cross-lingual retrieval P@1 per language on u</text>" "p1_bars_u title says u"
+has_fixed "$S/p1_bars_u.svg" ">P@1 on u</text>" "p1_bars_u y axis"
+has_fixed "$S/p1_bars_u.svg" ">zh_CN</text>" "p1_bars_u language tick"
+has_fixed "$S/p1_bars_u.svg" ">ecr</text>" "p1_bars_u legend has ecr"
+has_fixed "$S/p1_bars_u.svg" ">$TAGX</text>" "p1_bars_u legend has the tag"
 hasnt "$S/p1_bars_u.svg" ">none</text>" "p1_bars_u: no group without u"
 hasnt "$S/p1_bars_u.svg" ">kd</text>" "p1_bars_u: kd has no u"
 hasnt "$S/p1_bars_u.svg" ">small</text>" "p1_bars_u: no small panel (feat has no P@1 on u)"
 # tradeoff.svg: bits/byte vs P@1 on h (every group); tradeoff_u.svg: P@1 on u
-has "$S/tradeoff.svg" ">validation bits/byte (lower is better)</text>" "tradeoff x axis"
-has "$S/tradeoff.svg" ">P@1 mean on h (higher is better)</text>" "tradeoff y axis on h"
-has "$S/tradeoff.svg" ">$TAGX</text>" "tradeoff point label"
-has "$S/tradeoff.svg" ">none</text>" "tradeoff has none"
-has "$S/tradeoff.svg" ">small</text>" "tradeoff small panel"
-has "$S/tradeoff_u.svg" ">P@1 mean on u (higher is better)</text>" "tradeoff_u y axis"
-has "$S/tradeoff_u.svg" ">$TAGX</text>" "tradeoff_u point label"
-has "$S/tradeoff_u.svg" ">ecr</text>" "tradeoff_u has ecr"
+has_fixed "$S/tradeoff.svg" ">validation bits/byte (lower is better)</text>" "tradeoff x axis"
+has_fixed "$S/tradeoff.svg" ">P@1 mean on h (higher is better)</text>" "tradeoff y axis on h"
+has_fixed "$S/tradeoff.svg" ">$TAGX</text>" "tradeoff point label"
+has_fixed "$S/tradeoff.svg" ">none</text>" "tradeoff has none"
+has_fixed "$S/tradeoff.svg" ">small</text>" "tradeoff small panel"
+has_fixed "$S/tradeoff_u.svg" ">P@1 mean on u (higher is better)</text>" "tradeoff_u y axis"
+has_fixed "$S/tradeoff_u.svg" ">$TAGX</text>" "tradeoff_u point label"
+has_fixed "$S/tradeoff_u.svg" ">ecr</text>" "tradeoff_u has ecr"
 hasnt "$S/tradeoff_u.svg" ">none</text>" "tradeoff_u: no group without u"
 hasnt "$S/tradeoff_u.svg" ">small</text>" "tradeoff_u: no small panel"
-has "$S/pca_lang.svg" ">PC1 (23.4% var)</text>" "pca x axis: explained variance"
-has "$S/pca_lang.svg" ">PC2 (10.1% var)</text>" "pca y axis"
-has "$S/pca_lang.svg" ">zh_CN</text>" "pca_lang legend"
-has "$S/pca_label.svg" ">impress</text>" "pca_label legend"
-has "$S/pca_lang.svg" "tiny · none (u, seed 1)" "pca panel: first seed of the group"
+has_fixed "$S/pca_lang.svg" ">PC1 (23.4% var)</text>" "pca x axis: explained variance"
+has_fixed "$S/pca_lang.svg" ">PC2 (10.1% var)</text>" "pca y axis"
+has_fixed "$S/pca_lang.svg" ">zh_CN</text>" "pca_lang legend"
+has_fixed "$S/pca_label.svg" ">impress</text>" "pca_label legend"
+has_fixed "$S/pca_lang.svg" "tiny · none (u, seed 1)" "pca panel: first seed of the group"
 hasnt "$S/pca_lang.svg" "seed 2)" "only the first seed with a PCA is drawn"
 n_circles=$(grep -c '^<circle' "$S/pca_lang.svg")
 if [ "$n_circles" -ge 40 ]; then ok; else bad "pca_lang: $n_circles circles"; fi
@@ -327,20 +307,20 @@ done
 
 # ---- plots without data ----------------------------------------------------------------------------
 expect 0 "report on one run without log or pca" -- "$ECR" report "$R/kd1" --out "$T/rep3"
-has "$T/err" "loss_train.svg not written" "skipped plots are stated"
-has "$T/err" "pca_lang.svg not written" "skipped pca is stated"
+has_fixed "$T/err" "loss_train.svg not written" "skipped plots are stated"
+has_fixed "$T/err" "pca_lang.svg not written" "skipped pca is stated"
 if [ -e "$T/rep3/loss_train.svg" ] || [ -e "$T/rep3/pca_lang.svg" ]; then bad "an empty plot was written"; else ok; fi
-has "$T/rep3/report.md" "Not drawn:" "report.md lists the plots not drawn"
-has "$T/rep3/report.md" "](p1_bars.svg)" "report.md links the plots drawn"
+has_fixed "$T/rep3/report.md" "Not drawn:" "report.md lists the plots not drawn"
+has_fixed "$T/rep3/report.md" "](p1_bars.svg)" "report.md links the plots drawn"
 # no run has u: no u plots, and the u sections say why in one line
-has "$T/err" "p1_bars_u.svg not written: no run has u" "p1_bars_u is skipped without u"
-has "$T/err" "tradeoff_u.svg not written: no run has u" "tradeoff_u is skipped without u"
+has_fixed "$T/err" "p1_bars_u.svg not written: no run has u" "p1_bars_u is skipped without u"
+has_fixed "$T/err" "tradeoff_u.svg not written: no run has u" "tradeoff_u is skipped without u"
 if [ -e "$T/rep3/p1_bars_u.svg" ] || [ -e "$T/rep3/tradeoff_u.svg" ]; then bad "a u plot was written without u"; else ok; fi
 M="$T/rep3/report.md"
 section "$M" "Geometry of u (the projection P h / ‖P h‖; models trained with ECR, feat or rkd)" >"$T/gu3"
-has "$T/gu3" "No run has u: none of the models has a projection." "u table: no run has u"
+has_fixed "$T/gu3" "No run has u: none of the models has a projection." "u table: no run has u"
 if grep -q '^|' "$T/gu3"; then bad "u table without u has rows: $(cat "$T/gu3")"; else ok; fi
-has "$M" "| small | kd | 1 | 90.0 | 0.300 | 0.300 |" "the h table is still there"
+has_fixed "$M" "| small | kd | 1 | 90.0 | 0.300 | 0.300 |" "the h table is still there"
 
 # ---- bad input: exit 2, one line naming the file, nothing written -------------------------------------
 mkdir -p "$T/bad/ev" "$T/bad/log" "$T/bad/type" "$T/bad/empty" "$T/bad/pca"
@@ -392,5 +372,4 @@ echo '{"preset": 3}' >"$T/bad/empty/run.json"
 expect 2 "run.json preset of the wrong type" -- "$ECR" report "$T/bad/empty" --out "$T/bad/out7"
 one_line_err "empty/run.json: field 'preset'"
 
-echo "cli_report: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

@@ -8,17 +8,9 @@
 # Interop is skipped (with a SKIP line, not a failure) when node or node_modules is missing.
 # Run by make test-cli (any cwd works; ECR_BIN defaults to build/ecr); needs build/data/lo10 (make data).
 set -u
-ECR_BIN=${ECR_BIN:-build/ecr}
-case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)   # the repository, wherever we run from
+. "$(dirname "$0")/cli_lib.sh"
 DATA=$ROOT/build/data/lo10
-T=$(mktemp -d)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-pass=0
-fail=0
 
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "cli_tokenizer: FAIL: $*" >&2; }
 
 # run WANT_RC ARGS... (stdin passed through): runs ecr tokenizer; stdout/stderr in $T/out, $T/err.
 run() {
@@ -177,5 +169,4 @@ EOF
     echo "cli_tokenizer: interop: ecr and @huggingface/tokenizers agree on 10000 lo10 validation texts and $(wc -l <"$T/tricky.txt") tricky lines"
 fi
 
-echo "cli_tokenizer: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

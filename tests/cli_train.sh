@@ -2,26 +2,8 @@
 # cli_train.sh — `ecr train`, `ecr generate`, `ecr eval` from the command line: exit codes,
 # messages, and a tiny end-to-end run whose folder generate and eval then use.
 set -u
-ECR=${ECR_BIN:-build/ecr}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh"
 
-# expect CODE DESCRIPTION -- command...   (stdout/stderr kept in $T/out, $T/err)
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" = "$want" ]; then ok; else bad "$what: exit $got, wanted $want: $(head -c 400 "$T/err")"; fi
-}
-has() { # has FILE PATTERN DESCRIPTION
-    if grep -q -- "$2" "$1"; then ok; else bad "$3: '$2' not in $(head -c 400 "$1")"; fi
-}
 
 # ---- usage and bad input -----------------------------------------------------------------
 for c in train generate eval; do
@@ -109,5 +91,4 @@ EOF
     expect 2 "eval on a garbage file" -- "$ECR" eval --model "$T/m" --data "$T/garbage.safetensors"
 fi
 
-echo "cli_train: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+cli_done
