@@ -4,7 +4,7 @@
 #   make test         unit + CLI tests, then the same unit tests under ASan+UBSan
 #   make bench        benchmarks (each prints its ratio against a peer)
 #   make demo         ECR against no ECR on the bundled lo10 corpus, end to end
-#   make teacher      retrain the shipped reference model and its anchors (about 75 min)
+#   make teacher      retrain the shipped reference model and its anchors (about 90 min)
 #   make experiment   the methods and ablations on lo10 (resumable; ONLY=REGEX for a part)
 #
 # Options: NO_BLAS=1 (portable matrix products), NO_OMP=1 (single-threaded),
@@ -160,7 +160,7 @@ demo: all $(DATA)
 experiment: all $(DATA)
 	ECR_BIN=$(ECR) bash scripts/experiment.sh $(if $(ONLY),--only '$(ONLY)')
 
-# The reference model and its anchors (about 75 minutes on 2 cores; resumes if stopped).
+# The reference model and its anchors (about 90 minutes on 2 cores; resumes if stopped).
 teacher: all $(DATA)
 	ECR_BIN=$(ECR) bash scripts/teacher.sh
 

@@ -33,8 +33,8 @@ cd "$(dirname "$0")/.."
 ECR=${ECR_BIN:-build/ecr}
 W=${EXP_WORK:-build/exp}
 RES=${EXP_RESULTS:-results/experiment}
-TINY_STEPS=${EXP_TINY_STEPS:-1500}
-SMALL_STEPS=${EXP_SMALL_STEPS:-750}
+TINY_STEPS=${EXP_TINY_STEPS:-1000}
+SMALL_STEPS=${EXP_SMALL_STEPS:-500}
 THREADS=${EXP_THREADS:-2}
 ONLY=.
 LIST=0
@@ -105,7 +105,7 @@ sec_per_step() {
     if [ ${#v[@]} -gt 0 ]; then
         printf '%s\n' "${v[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
     else
-        case $preset-$kd in tiny-0) echo 0.25 ;; tiny-1) echo 0.75 ;; small-0) echo 0.65 ;; *) echo 1.2 ;; esac
+        case $preset-$kd in tiny-0) echo 0.30 ;; tiny-1) echo 0.80 ;; small-0) echo 0.62 ;; *) echo 1.10 ;; esac
     fi
 }
 

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 ECR=${ECR_BIN:-build/ecr}
 W=build/teacher
 SHIP=teacher
-STEPS=${TEACHER_STEPS:-2400}
+STEPS=${TEACHER_STEPS:-3200}
 THREADS=${TEACHER_THREADS:-2}
 mkdir -p "$W" "$SHIP"
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -29,7 +29,7 @@ step "1/6 tokenizer and prepared data"
 
 step "2/6 train the teacher: base, lm+contrastive, $STEPS steps"
 args=(--data "$W/train.safetensors" --valid "$W/valid.safetensors" --model base
-      --objective lm+contrastive --contrastive-weight 1.0 --contrastive-tau 0.05 --group-size 2
+      --objective lm+contrastive --contrastive-weight 0.5 --contrastive-tau 0.05 --group-size 2
       --steps "$STEPS" --lr 1e-3 --seed 1 --threads "$THREADS"
       --save-every 200 --eval-every 400 --log-every 20 --out "$W/model")
 if [ -f "$W/model/train_state.safetensors" ]; then
