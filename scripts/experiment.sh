@@ -220,6 +220,7 @@ report() { # report OUT TITLE RUN_DIRS...
 }
 shopt -s nullglob
 main=("$RES"/main-*)
-abl=("$RES"/abl-* "$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s*)
+abl=("$RES"/abl-*)
+[ ${#abl[@]} -eq 0 ] || abl+=("$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s*)  # the references
 report "${EXP_REPORTS:-docs}/report-main" "lo10: methods by student size" "${main[@]}"
 report "${EXP_REPORTS:-docs}/report-ablations" "lo10: ECR ablations (tiny)" "${abl[@]}"
