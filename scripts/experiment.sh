@@ -184,7 +184,7 @@ total=0
 while read -r name preset seed tag method extra; do
     echo "$name" | grep -Eq -- "$ONLY" || continue
     local_kd=0
-    case $method in *kd*) local_kd=1 ;; esac
+    case $method in kd | *+kd) local_kd=1 ;; esac
     if [ -d "$RES/$name" ]; then
         [ $LIST = 1 ] && printf '  done  %s\n' "$name"
         continue
