@@ -105,7 +105,7 @@ sec_per_step() {
     if [ ${#v[@]} -gt 0 ]; then
         printf '%s\n' "${v[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
     else
-        case $preset-$kd in tiny-0) echo 0.30 ;; tiny-1) echo 0.80 ;; small-0) echo 0.62 ;; *) echo 1.10 ;; esac
+        case $preset-$kd in tiny-0) echo 0.30 ;; tiny-1) echo 1.02 ;; small-0) echo 0.62 ;; *) echo 1.40 ;; esac
     fi
 }
 
