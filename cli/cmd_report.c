@@ -47,7 +47,7 @@ static const char *usage =
     "A missing piece leaves the run out of the plots that need it (one line on stderr).\n"
     "Runs without eval.json take val loss, val bits/byte and the effective ranks from their\n"
     "last validation record; runs without \"stability\" get spikes, grad-norm CV and the\n"
-    "clipped share from log.jsonl.\n"
+    "clipped share from log.jsonl; the seconds per training step always come from it.\n"
     "\n"
     "Grouping: runs with the same size (preset) and label (the --tag given to ecr train,\n"
     "else the method: none, kd, feat, rkd, ecr, ecr+kd, ...) form a group; its seeds are\n"
@@ -59,7 +59,7 @@ static const char *usage =
     "Outputs in REPORT_DIR (created if needed; every file written atomically):\n"
     "  report.md       the runs, then tables with one row per group: language model and\n"
     "                  stability (val bits/byte, val loss, spikes per 1k steps, grad-norm\n"
-    "                  CV, clipped share); geometry of h (eff. rank, anisotropy, P@1, label\n"
+    "                  CV, clipped share, train s/step); geometry of h (eff. rank, anisotropy, P@1, label\n"
     "                  transfer, silhouette, CKA, kNN@10; every group); geometry of u (the\n"
     "                  same and anchor agreement; groups with u only); P@1 per language on\n"
     "                  h and on u; the plots\n"
@@ -138,7 +138,7 @@ static void free_strs(char **s, int n) {
 /* Columns of the language-model table (L_*) and of the geometry tables (G_*), in order.
  * A geometry metric exists once per space: SP_H (h, the pooled hidden state) and SP_U (u,
  * the projection P h / |P h|). The column head's footnote mark is added by the table. */
-enum { L_BPB, L_LOSS, L_SPIKES, L_GCV, L_CLIP, L_N };
+enum { L_BPB, L_LOSS, L_SPIKES, L_GCV, L_CLIP, L_SPS, L_N };
 enum { G_ER, G_ANISO, G_P1, G_LT, G_SIL, G_CKA, G_KNN, G_AGREE, G_N };
 enum { SP_H, SP_U, SP_N };
 enum { SP_LM = -1 };            /* "space" of the L_* metrics in group_metric             */
@@ -148,7 +148,7 @@ typedef struct table_col {
 } table_col;
 static const table_col lm_cols[L_N] = {
     {"val bits/byte", 3}, {"val loss", 3}, {"spikes/1k steps", 2}, {"grad-norm CV", 3},
-    {"clipped share", 3},
+    {"clipped share", 3}, {"train s/step", 3},
 };
 static const table_col geo_cols[G_N] = {
     {"eff. rank", 1}, {"anisotropy", 3}, {"P@1 mean", 3}, {"label transfer", 3},
@@ -184,6 +184,7 @@ typedef struct run {
     /* log.jsonl */
     dvec step, loss, gnorm, clip;
     int gnorm_ok;               /* every step record has a grad_norm                      */
+    double el_step, el_s;       /* step and elapsed_s of the last step record with one    */
     dvec vstep, vloss, vbpb, ver, veru;
     /* metrics (NaN = missing) */
     double lm[L_N];             /* language model and stability                           */
@@ -403,7 +404,10 @@ static ecr_status log_record(run *u, const char *path, const char *place, const 
     if (st || !isfinite(step)) return st;
     if (isfinite(loss)) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "clipped");
-        st = get_num(path, place, "", o, "grad_norm", &g);
+        double el;
+        st = get_num(path, place, "", o, "elapsed_s", &el);
+        if (!st && isfinite(el)) u->el_step = step, u->el_s = el;
+        if (!st) st = get_num(path, place, "", o, "grad_norm", &g);
         if (!st && !isfinite(g)) u->gnorm_ok = 0;
         if (!st) st = dvec_push(&u->step, step);
         if (!st) st = dvec_push(&u->loss, loss);
@@ -624,14 +628,16 @@ static ecr_status load_eval(run *u, const char *path, const cJSON *j) {
 
 /* ---- one run ---------------------------------------------------------------------------------- */
 
-/* Fills what eval.json did not give from log.jsonl: loss, bits/byte and the effective
- * ranks of h and u of the last validation record (val_eff_rank_u also marks the run as
- * having u), stability of the step records. h exists for every model. */
+/* Fills what eval.json did not give from log.jsonl: seconds per training step (eval.json
+ * has none), loss, bits/byte and the effective ranks of h and u of the last validation
+ * record (val_eff_rank_u also marks the run as having u), stability of the step records.
+ * h exists for every model. */
 static void fill_from_log(run *u) {
     if (!isfinite(u->lm[L_BPB]) && isfinite(dvec_last(&u->vbpb)))
         u->lm[L_BPB] = dvec_last(&u->vbpb), u->bpb_from_log = 1;
     if (!isfinite(u->lm[L_LOSS]) && isfinite(dvec_last(&u->vloss)))
         u->lm[L_LOSS] = dvec_last(&u->vloss), u->loss_from_log = 1;
+    if (u->el_step > 0 && u->el_s >= 0) u->lm[L_SPS] = u->el_s / u->el_step;
     u->geo[SP_H].has = 1;
     if (isfinite(dvec_last(&u->veru))) u->geo[SP_U].has = 1;
     const dvec *er[SP_N] = {&u->ver, &u->veru};
@@ -1703,7 +1709,7 @@ static void md_without_u(FILE *fp, const report *r) {
 }
 
 static void md_lm(FILE *fp, const report *r) {
-    static const char *const marks[L_N] = {NULL, NULL, SUP1, SUP1, SUP1};
+    static const char *const marks[L_N] = {NULL, NULL, SUP1, SUP1, SUP1, NULL};
     fputs("## Language model and stability\n\nThis table and the next ones have one row per "
           "group (size, method or tag); each cell is the mean" PM "sample std (n\xe2\x88\x92"
           "1) over the group's seeds, the mean alone for one seed, " DASH " when missing; "
@@ -1715,7 +1721,9 @@ static void md_lm(FILE *fp, const report *r) {
           "`lm.overall`. " SUP1 " Spikes per 1,000 steps (loss above the mean + 3 std of the "
           "previous 50 steps), the grad-norm coefficient of variation and the share of clipped "
           "steps are from its \"stability\" (`ecr eval --log`), else computed from "
-          "log.jsonl.\n", fp);
+          "log.jsonl. Train s/step: wall-clock seconds per training step, `elapsed_s / step` "
+          "of the last step record of log.jsonl (validation passes included; it depends on "
+          "the machine and what else ran on it).\n", fp);
     md_from_log(fp, r, FL_LM, "\nVal bits/byte and val loss from the last validation record of "
                               "log.jsonl (no eval.json value): ");
     md_from_log(fp, r, FL_STAB, "\nStability computed from log.jsonl: ");

@@ -39,6 +39,7 @@ section() { awk -v h="## $2" '$0 == h {on = 1; next} on && /^## / {exit} on' "$1
 # small/feat seed 1: log.jsonl only, with val_eff_rank_u (so it has u): val bpb 1.7, val
 #            loss 4.5 + 3 e^-4 + 0.01 = 4.565, eff. rank h 41, u 56 from the last record.
 # 2x128/?    no run.json (config.json + eval.json only, h only).
+# Every log.jsonl: elapsed_s = 0.1 x seed x step (train s/step 0.1 x seed).
 python3 - "$T" <<'EOF' || bad "could not write the synthetic runs"
 import json, math, os, sys
 T = sys.argv[1]
@@ -54,7 +55,7 @@ def log(path, seed, spike_at=None, truncated=False, eff_u=False):
             if s == spike_at:
                 loss += 2
             rec = {"step": s, "loss": round(loss, 6), "lr": 0.001, "grad_norm": 1 if s % 2 else 3,
-                   "clipped": s % 10 == 0, "tokens": 4096 * s, "elapsed_s": 0.1 * s, "new_field": [1]}
+                   "clipped": s % 10 == 0, "tokens": 4096 * s, "elapsed_s": 0.1 * seed * s, "new_field": [1]}
             f.write(json.dumps(rec) + "\n")
             if s % 50 == 0:
                 v = {"step": s, "val_loss": round(4.5 + 3 * math.exp(-s / 50) + 0.01 * seed, 6),
@@ -189,6 +190,12 @@ has_fixed "$T/lm" "| tiny | $TAGM | 2 | 1.610 ± 0.014 | 4.220 ± 0.028 | 0.00 �
 has_fixed "$T/lm" "| small | kd | 1 | 1.400 | 3.900 | 1.50 | 0.250 | 0.050 |" "LM: stability from eval.json"
 has_fixed "$T/lm" "| small | feat | 1 | 1.700 | 4.565 | 0.00 | 0.500 | 0.100 |" "LM: bits/byte and loss from the log's last validation record"
 has_fixed "$T/lm" "| 2x128 | ? | 1 | 1.900 | 4.000 | – | – | – |" "LM: run without run.json (LxD, method ?); dashes"
+has_fixed "$T/lm" "| clipped share¹ | train s/step |" "LM header: seconds per step last"
+has_fixed "$T/lm" "| 0.100 ± 0.000 | 0.150 ± 0.071 |" "s/step: seeds 1 and 2 (0.1, 0.2) of tiny/none"
+has_fixed "$T/lm" "| tiny | ecr | 1 | 1.550 | 4.300 | 0.00 | 0.500 | 0.100 | 0.300 |" "s/step: seed 3"
+has_fixed "$T/lm" "| small | kd | 1 | 1.400 | 3.900 | 1.50 | 0.250 | 0.050 | – |" "s/step: no log.jsonl, a dash"
+has_fixed "$T/lm" "| 1.700 | 4.565 | 0.00 | 0.500 | 0.100 | 0.100 |" "s/step of a run with a log only"
+has_fixed "$T/lm" "Train s/step: wall-clock seconds per training step" "s/step is explained"
 has_fixed "$T/lm" "Stability computed from log.jsonl: " "the stability source is stated"
 has_fixed "$T/lm" "log.jsonl (no eval.json value): \`$R/feat1\`." "the run whose loss came from the log is named"
 order=$(grep "$ROWS" "$T/lm" | cut -d'|' -f2-3 | tr -d ' ' | tr '\n' ';')
