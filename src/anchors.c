@@ -17,6 +17,7 @@
  * that depends on K only, per-row work is independent, centroid sums run per cluster in
  * row order, and scalar totals are summed serially. */
 #include "ecr.h"
+#include "util.h"
 #include "matmul.h"
 #include "ops.h"
 #include "rng.h"
@@ -24,9 +25,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef ECR_HAVE_OMP
-#include <omp.h>
-#endif
 
 enum {
     SEED_BLOCK = 32,          /* k-means++: refresh the distances every 32 new centres      */
@@ -72,22 +70,6 @@ typedef struct km_state {
     double obj;               /* mean s                                                     */
     int iters_done;
 } km_state;
-
-static int thread_id(void) {
-#ifdef ECR_HAVE_OMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int max_threads(void) {
-#ifdef ECR_HAVE_OMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 /* <a, b> over d floats, summed in a fixed order (16 lanes, then the lanes in order). */
 static float dotf(const float *restrict a, const float *restrict b, int d) {
@@ -177,7 +159,7 @@ static int km_state_alloc(km_state *S, int64_t n, int d, int k) {
  * X_rows C[c0:c0+kc]^T in the calling thread's buffer. *cnt = number of rows. */
 static const float *block_sims(const km_data *D, const km_state *S, int64_t b, int all,
                                const float *c, int kc, int64_t **rows, int *cnt) {
-    int t = thread_id();
+    int t = ecr_thread_id();
     int64_t r0 = b * D->br;
     int m = (int)(r0 + D->br <= D->n ? D->br : D->n - r0);
     int64_t *gi = D->gi + (size_t)t * D->br;
@@ -363,7 +345,7 @@ static int km_update(const km_data *D, km_state *S) {
     for (int j = 0; j < k; j++) S->count[j] = S->start[j + 1] - S->start[j];
 ECR_OMP(parallel for schedule(dynamic, 1))
     for (int j = 0; j < k; j++) {
-        double *acc = D->acc + (size_t)thread_id() * d;
+        double *acc = D->acc + (size_t)ecr_thread_id() * d;
         float *c = S->c + (size_t)j * d;
         const float *co = S->c_old + (size_t)j * d;
         memset(acc, 0, (size_t)d * sizeof(double));
@@ -519,7 +501,7 @@ ECR_OMP(parallel for schedule(dynamic, 1))
         int64_t *rows;
         int g;
         const float *sg = block_sims(D, S, b, 1, S->c, k, &rows, &g);
-        sim_idx *t = tmp + (size_t)thread_id() * k;
+        sim_idx *t = tmp + (size_t)ecr_thread_id() * k;
         for (int r = 0; r < g; r++) {
             int64_t i = rows[r];
             top_m(sg + (size_t)r * k, k, m, t, A->soft_idx + (size_t)i * m, A->soft_sim + (size_t)i * m);
@@ -623,7 +605,7 @@ ecr_status ecr_anchors_fit(const float *emb, int64_t rows, int64_t dim, const ec
     D.n = rows; D.d = d; D.k = k;
     D.br = BLOCK_FLOATS / k < 16 ? 16 : BLOCK_FLOATS / k > 256 ? 256 : BLOCK_FLOATS / k;
     D.nblk = (rows + D.br - 1) / D.br;
-    D.nthreads = max_threads();
+    D.nthreads = ecr_get_threads();
     D.no_prune = o->no_prune;
     D.quiet = o->quiet;
     float *x = malloc((size_t)rows * d * sizeof(float));

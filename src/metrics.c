@@ -14,6 +14,7 @@
  *
  * Shapes are in the comments: [rows, cols], row-major. */
 #include "ecr.h"
+#include "util.h"
 #include "matmul.h"
 #include "ops.h"
 
@@ -33,22 +34,6 @@ enum {
     SIM_BR = 64,              /* query rows per similarity block (at most)                   */
     SIM_FLOATS = 1 << 21,     /* similarity floats per thread (at most; 8 MB)                */
 };
-
-static int thread_id(void) {
-#ifdef ECR_HAVE_OMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int max_threads(void) {
-#ifdef ECR_HAVE_OMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 /* ---- argument checks and row normalisation ----------------------------------------------- */
 
@@ -255,7 +240,7 @@ static int team_size(void) {
  * does not depend on the thread count. */
 static ecr_status centred_cross(const float *x, int p, const double *mx, const float *y, int q,
                                 const double *my, int64_t n, int sym, double *C) {
-    int nti = (p + TI - 1) / TI, ntj = (q + TJ - 1) / TJ, nth_max = max_threads();
+    int nti = (p + TI - 1) / TI, ntj = (q + TJ - 1) / TJ, nth_max = ecr_get_threads();
     int32_t *tiles = malloc(((size_t)nti * ntj + 1) * 2 * sizeof *tiles);
     size_t per = (size_t)GR * (p + (sym ? 0 : q));
     double *buf = malloc((size_t)nth_max * per * sizeof *buf);
@@ -275,7 +260,7 @@ static ecr_status centred_cross(const float *x, int p, const double *mx, const f
     memset(C, 0, (size_t)p * q * sizeof *C);
 ECR_OMP(parallel)
     {
-        int tid = thread_id(), nth = team_size();
+        int tid = ecr_thread_id(), nth = team_size();
         double *xa = buf + (size_t)tid * per, *ya = sym ? xa : xa + (size_t)GR * p;
         for (int64_t r0 = 0; r0 < n && tid < nt; r0 += GR) {
             int rows = (int)(n - r0 < GR ? n - r0 : GR);
@@ -539,13 +524,13 @@ static ecr_status sim_pass(const float *q, int64_t nq, const float *c, int64_t n
     int64_t br = SIM_FLOATS / nc;
     if (br > SIM_BR) br = SIM_BR;
     if (br < 1) br = 1;
-    int nt = max_threads();
+    int nt = ecr_get_threads();
     float *buf = malloc((size_t)nt * br * nc * sizeof *buf);
     if (!buf) return ecr_fail(ECR_E_NOMEM, "metrics: similarities: out of memory");
     int64_t nblk = (nq + br - 1) / br;
 ECR_OMP(parallel for schedule(dynamic, 1))
     for (int64_t b = 0; b < nblk; b++) {
-        int tid = thread_id();
+        int tid = ecr_thread_id();
         int64_t r0 = b * br;
         int m = (int)(nq - r0 < br ? nq - r0 : br);
         float *s = buf + (size_t)tid * br * nc;
@@ -634,7 +619,7 @@ static ecr_status self_pass(const float *xn, int64_t n, int d, int k, int32_t *n
     c.n = n;
     c.nn.k = k;
     c.nn.nbr = nbr;
-    int nt = max_threads();
+    int nt = ecr_get_threads();
     int64_t *count = NULL;
     int present = 0;
     int64_t labelled = 0;
@@ -868,7 +853,7 @@ static ecr_status transfer_of(const float *xn, int64_t n, int d, const int32_t *
     for (int l = 0; l < n_langs; l++) per_lang[l] = NAN;
     *mean = NAN;
     if (en < 0 || en >= n_langs || n_labels < 1) return ECR_OK;
-    int nt = max_threads();
+    int nt = ecr_get_threads();
     float *er = malloc(((size_t)n * d + 1) * sizeof *er), *xr = malloc(((size_t)n * d + 1) * sizeof *xr);
     int64_t *ei = malloc(((size_t)n + 1) * sizeof *ei), *xi = malloc(((size_t)n + 1) * sizeof *xi);
     uint8_t *ok = malloc((size_t)n + 1);

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef ECR_HAVE_OMP
+#include <omp.h>
+#endif
 
 static _Thread_local char g_err[1024];
 
@@ -135,4 +138,12 @@ double ecr_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int ecr_thread_id(void) {
+#ifdef ECR_HAVE_OMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
