@@ -1440,23 +1440,38 @@ static int box_hit(const box *a, const box *b) {
     return a->x0 < b->x1 && b->x0 < a->x1 && a->y0 < b->y1 && b->y0 < a->y1;
 }
 
-/* Places a point label beside (px, py) where it overlaps no obstacle (markers, error bars,
- * labels placed before) and stays in the panel: above right, below right, above left,
- * below left, right, left (else above right). The label becomes an obstacle. */
+/* Places a point label near the marker at (px, py) where it overlaps no obstacle (markers,
+ * error bars, labels placed before) and stays in the panel. Candidates come in rings of
+ * growing distance; within a ring: above right, below right, above left, below left, right,
+ * left, then (past the first ring) above and below. A label beyond the first ring gets a
+ * thin leader line to its marker, so crowded points keep their own label. With no free
+ * place, the label goes above right. The label becomes an obstacle. */
 static void place_label(FILE *fp, const svg_panel *p, double px, double py, const char *s,
                         box *placed, int *n_placed) {
-    double w = svg_text_width(s, 12);
-    const double dx[6] = {7, 7, -7 - w, -7 - w, 9, -9 - w}, dy[6] = {-7, 17, -7, 17, 4, 4};
-    int pick = 0;
-    for (int c = 0; c < 6; c++) {
-        box b = {px + dx[c], py + dy[c] - 11, px + dx[c] + w, py + dy[c] + 3};
-        int ok = b.x0 >= p->x && b.x1 <= p->x + p->w && b.y0 >= p->y && b.y1 <= p->y + p->h;
-        for (int i = 0; ok && i < *n_placed; i++) ok = !box_hit(&b, &placed[i]);
-        if (ok) { pick = c; break; }
+    enum { RINGS = 4, SIDES = 8 };
+    double w = svg_text_width(s, 12), bx = px + 7, by = py - 7;    /* baseline start */
+    int found = 0, ring = 0;
+    for (int r = 0; r < RINGS && !found; r++) {
+        double e = 16.0 * r;
+        const double dx[SIDES] = {7 + e, 7 + e, -7 - e - w, -7 - e - w, 9 + e, -9 - e - w,
+                                  -w / 2, -w / 2};
+        const double dy[SIDES] = {-7 - e, 17 + e, -7 - e, 17 + e, 4, 4, -9 - e, 19 + e};
+        for (int c = 0; c < (r ? SIDES : SIDES - 2) && !found; c++) {
+            box b = {px + dx[c], py + dy[c] - 11, px + dx[c] + w, py + dy[c] + 3};
+            int ok = b.x0 >= p->x && b.x1 <= p->x + p->w && b.y0 >= p->y && b.y1 <= p->y + p->h;
+            for (int i = 0; ok && i < *n_placed; i++) ok = !box_hit(&b, &placed[i]);
+            if (ok) found = 1, ring = r, bx = px + dx[c], by = py + dy[c];
+        }
     }
-    placed[(*n_placed)++] = (box){px + dx[pick], py + dy[pick] - 11, px + dx[pick] + w,
-                                  py + dy[pick] + 3};
-    svg_text(fp, px + dx[pick], py + dy[pick], 12, SVG_START, 0, NULL, 0, s);
+    box b = {bx, by - 11, bx + w, by + 3};
+    placed[(*n_placed)++] = b;
+    if (ring > 0) {    /* leader: from the marker's edge to the nearest point of the label */
+        double qx = fmin(fmax(px, b.x0), b.x1), qy = fmin(fmax(py, b.y0), b.y1);
+        double d = hypot(qx - px, qy - py);
+        if (d > 8)
+            svg_line(fp, px + (qx - px) * 6 / d, py + (qy - py) * 6 / d, qx, qy, "#9a9a9a", 0.8);
+    }
+    svg_text(fp, bx, by, 12, SVG_START, 0, NULL, 0, s);
 }
 
 typedef struct tpoint {

@@ -379,4 +379,28 @@ echo '{"preset": 3}' >"$T/bad/empty/run.json"
 expect 2 "run.json preset of the wrong type" -- "$ECR" report "$T/bad/empty" --out "$T/bad/out7"
 one_line_err "empty/run.json: field 'preset'"
 
+# Crowded trade-off: eight groups at the same point. Each label gets a place of its own (no
+# two at the same position), and the ones pushed past the first ring get a leader line.
+python3 - "$T/crowd" <<'EOF' || bad "could not write the crowded runs"
+import json, os, sys
+for i in range(8):
+    d = os.path.join(sys.argv[1], f"c{i}")
+    os.makedirs(d)
+    json.dump({"preset": "tiny", "method": "ecr", "tag": f"crowd-{i}", "seed": 1},
+              open(f"{d}/run.json", "w"))
+    h = {"dim": 8, "effective_rank": 5, "anisotropy": 0.1, "silhouette": 0,
+         "p1": {"mean": 0.5, "per_lang": {"de": 0.5}}, "label_transfer": {"mean": 0.5, "per_lang": {}},
+         "cka": None, "knn_overlap10": None, "anchor_agreement": None, "seconds": 0}
+    lm = {"overall": {"loss": 4, "ppl": 55, "bpb": 1.6, "tokens": 1, "bytes": 1, "texts": 1},
+          "per_lang": {}}
+    json.dump({"lm": lm, "geometry": {"texts": 1, "h": h, "u": None}}, open(f"{d}/eval.json", "w"))
+EOF
+expect 0 "report over eight coincident points" -- "$ECR" report "$T"/crowd/c* --quiet --out "$T/crowd/out"
+sed '/<g id="legend">/q' "$T/crowd/out/tradeoff.svg" >"$T/crowd/panel.svg"    # without the legend
+n_lab=$(grep -c '>crowd-[0-7]</text>' "$T/crowd/panel.svg")
+n_pos=$(grep '>crowd-[0-7]</text>' "$T/crowd/panel.svg" |
+        sed 's/.*x="\([^"]*\)" y="\([^"]*\)".*/\1 \2/' | sort -u | wc -l)
+if [ "$n_lab" = 8 ] && [ "$n_pos" = 8 ]; then ok; else bad "crowded labels: $n_lab labels at $n_pos places (want 8 at 8)"; fi
+has_fixed "$T/crowd/out/tradeoff.svg" 'stroke="#9a9a9a" stroke-width="0.80"' "crowded labels have leader lines"
+
 cli_done
