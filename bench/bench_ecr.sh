@@ -13,6 +13,7 @@
 set -eu
 ECR_BIN=${ECR_BIN:-build/ecr}
 STEPS=${BENCH_ECR_STEPS:-20}
+ROUNDS=3
 PY=
 for p in /usr/bin/python3 python3; do
     if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import numpy' >/dev/null 2>&1; then PY=$p; break; fi
@@ -26,25 +27,25 @@ trap 'rm -rf "$T"' EXIT
 "$PY" bench/anchors_sklearn.py gen "$T/emb.npy" 100000 384 256 >/dev/null
 "$ECR_BIN" anchors --emb "$T/emb.npy" --data "$T/train.st" --k 256 --iters 5 --restarts 1 --quiet --out "$T/anchors.st"
 
-# run NAME [extra flags]: STEPS+2 steps (20 + 2 unless BENCH_ECR_STEPS is set) of `small`, one log record per step.
+# run NAME [extra flags]: STEPS+2 steps of `small`, one log record per step.
 run() {
     local name=$1; shift
     rm -rf "$T/$name"
     "$ECR_BIN" train --data "$T/train.st" --model small --steps $((STEPS + 2)) --threads 2 \
         --log-every 1 --quiet --out "$T/$name" "$@"
 }
-for round in 1 2 3; do
+for round in $(seq "$ROUNDS"); do
     run lm$round
     run ecr$round --anchors "$T/anchors.st" --ecr-weight 0.05
 done
-"$PY" - "$T" <<'PY'
+"$PY" - "$T" "$ROUNDS" <<'PY'
 import json, statistics, sys
-T = sys.argv[1]
+T, rounds = sys.argv[1], range(1, int(sys.argv[2]) + 1)
 def steps(name):
     e = [json.loads(l)["elapsed_s"] for l in open(f"{T}/{name}/log.jsonl") if '"val_loss"' not in l]
     return [b - a for a, b in zip(e[1:], e[2:])]   # skip the first two (warm-up)
-lm = statistics.median([t for r in (1, 2, 3) for t in steps(f"lm{r}")])
-ecr = statistics.median([t for r in (1, 2, 3) for t in steps(f"ecr{r}")])
+lm = statistics.median([t for r in rounds for t in steps(f"lm{r}")])
+ecr = statistics.median([t for r in rounds for t in steps(f"ecr{r}")])
 over = 100 * (ecr - lm) / lm
 print(f"bench_ecr: small step, median: LM only {lm*1000:.0f} ms, LM + ECR {ecr*1000:.0f} ms; "
       f"ECR adds {over:+.1f}% (need <= 3%): {'PASS' if over <= 3 else 'FAIL'}")
