@@ -5,6 +5,7 @@
  * file round trip and the loader's refusals, the ablation controls (shuffled codes, random
  * anchors). */
 #include "test.h"
+#include "testlib.h"
 #include "rng.h"
 
 #include <string.h>
@@ -681,8 +682,6 @@ int main(void) {
     RUN(test_bad_input);
     RUN(test_save_load);
     RUN(test_load_refuses);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    tl_rm_tree(g_dir);
     return test_finish("test_anchors");
 }

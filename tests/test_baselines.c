@@ -27,36 +27,13 @@
  *    gradient; refusals of a teacher of another vocabulary and of teacher vectors of another
  *    dim. */
 #include "test.h"
+#include "testlib.h"
 #include "losses.h"
 #include "rng.h"
 
 #include <string.h>
 
 #define FIXTURE "tests/fixtures/baselines_ref.safetensors"
-
-static double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
-
-static double max_abs(const float *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = nanmax(m, fabs(a[i]));
-    return m;
-}
-
-/* max |a - b| / max |b| */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double e = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        e = nanmax(e, fabs((double)a[i] - b[i]));
-        s = nanmax(s, fabs(b[i]));
-    }
-    return s > 0 ? e / s : e;
-}
-
-static void fill_normal(float *p, size_t n, double sd, uint64_t seed) {
-    ecr_rng r;
-    ecr_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(ecr_rng_normal(&r) * sd);
-}
 
 static int all_finite(const float *a, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -105,7 +82,7 @@ static void reference_kd(const ecr_st_file *f, int c) {
     CHECK_OK(ecr_kd_forward(w, zs->data, zt->data, tg->data, N, V, temp, &loss, &used));
     float *mine = malloc((size_t)N * V * sizeof *mine);
     ecr_kd_backward(w, zs->data, zt->data, 1.0f, mine);
-    double e = rel_err(mine, dz->data, (size_t)N * V);
+    double e = tl_rel_err(mine, dz->data, (size_t)N * V);
     fprintf(stderr, "    KD case %d (T %.0f, %lld of %d slots, V %d): loss %.6f (torch %.6f), dzs rel err %.1e\n", c,
             (double)temp, (long long)used, N, V, loss, fx1(L), e);
     CHECK_CLOSE(loss, fx1(L), 1e-6 * fabs(fx1(L)));
@@ -150,7 +127,7 @@ static void reference_proj(const ecr_st_file *f, const char *kind, int c) {
         }
         ecr_feat_free(w);
     }
-    double eP = rel_err(dP, dPr->data, (size_t)D * d), eh = rel_err(dh, dhr->data, (size_t)n * d);
+    double eP = tl_rel_err(dP, dPr->data, (size_t)D * d), eh = tl_rel_err(dh, dhr->data, (size_t)n * d);
     fprintf(stderr, "    %s case %d (%d of %d texts, d %d, D %d): loss %.6f (torch %.6f)%s, dP rel err %.1e, "
                     "dh rel err %.1e\n", is_rkd ? "RKD" : "feat", c, nu, n, d, D, loss, fx1(L),
             is_rkd ? " incl. distance and angle parts" : "", eP, eh);
@@ -159,7 +136,7 @@ static void reference_proj(const ecr_st_file *f, const char *kind, int c) {
     int want = 0, left_out_zero = 1;
     for (int i = 0; i < n; i++) {
         want += used[i];
-        if (!used[i]) left_out_zero &= max_abs(dh + (size_t)i * d, (size_t)d) == 0.0;
+        if (!used[i]) left_out_zero &= tl_max_abs(dh + (size_t)i * d, (size_t)d) == 0.0;
     }
     CHECK(nu == want && nu < n && left_out_zero);
     free(used);
@@ -211,37 +188,12 @@ static double loss_rkd(void) {
     return L;
 }
 
-/* Derivative of loss() wrt *x by the parabola through the float neighbours x - h, x, x + h
- * (whatever float values those round to): exact for quadratics. */
-static double fd3(double (*loss)(void), float *x, float h) {
-    float v = *x, xp = v + h, xm = v - h;
-    double a = (double)xp - v, b = (double)v - xm;
-    double l0 = loss();
-    *x = xp;
-    double lp = loss();
-    *x = xm;
-    double lm = loss();
-    *x = v;
-    return (b * b * (lp - l0) + a * a * (l0 - lm)) / (a * b * (a + b));
-}
-
-static double fd_check(const char *what, double (*loss)(void), float *x, const float *g, size_t n) {
-    double scale = max_abs(g, n), worst = 0;
-    if (scale < 1) scale = 1;
-    for (size_t i = 0; i < n; i++) {
-        double fd = fd3(loss, x + i, 1e-4f), err = fabs(fd - g[i]) / scale;
-        worst = nanmax(worst, err);
-        CHECK_MSG(err <= 1e-5, "%s[%zu]: fd %.9g analytic %.9g", what, i, fd, (double)g[i]);
-    }
-    return worst;
-}
-
 static void fd_setup(uint64_t seed) {
-    fill_normal(g_zs, KN * KV, 2.0, seed);
-    fill_normal(g_zt, KN * KV, 2.0, seed + 1);
-    fill_normal(g_P, FD_ * Fd, 0.5, seed + 2);
-    fill_normal(g_h, FN * Fd, 1.0, seed + 3);
-    fill_normal(g_t, FN * FD_, 1.0, seed + 4);
+    tl_fill_normal(g_zs, KN * KV, 2.0, seed);
+    tl_fill_normal(g_zt, KN * KV, 2.0, seed + 1);
+    tl_fill_normal(g_P, FD_ * Fd, 0.5, seed + 2);
+    tl_fill_normal(g_h, FN * Fd, 1.0, seed + 3);
+    tl_fill_normal(g_t, FN * FD_, 1.0, seed + 4);
     for (int i = 3; i < FN; i += 3) /* a loose cluster structure in the teacher */
         for (int a = 0; a < FD_; a++) g_t[i * FD_ + a] = g_t[a] + 0.2f * g_t[i * FD_ + a];
 }
@@ -259,7 +211,7 @@ static void test_fd_losses(void) {
         CHECK_OK(ecr_kd_forward(w, g_zs, g_zt, g_tg, KN, KV, g_temp, &L, NULL));
         ecr_kd_backward(w, g_zs, g_zt, 1.0f, dz);
         ecr_kd_free(w);
-        double e = fd_check("kd dzs", loss_kd, g_zs, dz, KN * KV);
+        double e = tl_fd_check("kd dzs", loss_kd, g_zs, dz, KN * KV);
         fprintf(stderr, "    FD KD T %.1f: loss %.5f, worst |fd - an| / max(1, max|an|) %.1e\n", (double)g_temp, L, e);
     }
     /* feat */
@@ -272,7 +224,7 @@ static void test_fd_losses(void) {
         ecr_feat_backward(fw, g_P, g_h, 1.0f, dP, dh);
     }
     ecr_feat_free(fw);
-    double e1 = fd_check("feat dP", loss_feat, g_P, dP, FD_ * Fd), e2 = fd_check("feat dh", loss_feat, g_h, dh, FN * Fd);
+    double e1 = tl_fd_check("feat dP", loss_feat, g_P, dP, FD_ * Fd), e2 = tl_fd_check("feat dh", loss_feat, g_h, dh, FN * Fd);
     fprintf(stderr, "    FD feat: loss %.5f, worst dP %.1e, dh %.1e\n", L, e1, e2);
     /* RKD */
     ecr_rkd *rw = NULL;
@@ -286,8 +238,8 @@ static void test_fd_losses(void) {
     }
     ecr_rkd_free(rw);
     CHECK(dist > 0 && angle > 0);
-    e1 = fd_check("rkd dP", loss_rkd, g_P, dP, FD_ * Fd);
-    e2 = fd_check("rkd dh", loss_rkd, g_h, dh, FN * Fd);
+    e1 = tl_fd_check("rkd dP", loss_rkd, g_P, dP, FD_ * Fd);
+    e2 = tl_fd_check("rkd dh", loss_rkd, g_h, dh, FN * Fd);
     fprintf(stderr, "    FD RKD: loss %.5f (distance %.5f, angle %.5f), worst dP %.1e, dh %.1e\n", L, dist, angle, e1, e2);
 }
 
@@ -305,11 +257,11 @@ static void test_kd_edges(void) {
     int32_t none[KN] = {-1, -1, -1, -1, -1, -1};
     CHECK_OK(ecr_kd_forward(w, g_zs, g_zt, none, KN, KV, 2.0f, &L, &nu));
     ecr_kd_backward(w, g_zs, g_zt, 1.0f, dz);
-    CHECK(L == 0 && nu == 0 && max_abs(dz, KN * KV) == 0.0);
+    CHECK(L == 0 && nu == 0 && tl_max_abs(dz, KN * KV) == 0.0);
     /* equal logits: KL 0, gradient 0 (to rounding) */
     CHECK_OK(ecr_kd_forward(w, g_zs, g_zs, g_tg, KN, KV, 2.0f, &L, &nu));
     ecr_kd_backward(w, g_zs, g_zs, 1.0f, dz);
-    CHECK(fabs(L) < 1e-12 && nu == KN - 1 && max_abs(dz, KN * KV) < 1e-7);
+    CHECK(fabs(L) < 1e-12 && nu == KN - 1 && tl_max_abs(dz, KN * KV) < 1e-7);
     /* the in-place backward over the teacher's logits equals a separate buffer, bit for bit */
     memcpy(zt, g_zt, sizeof zt);
     CHECK_OK(ecr_kd_forward(w, g_zs, zt, g_tg, KN, KV, 2.0f, &L, &nu));
@@ -317,7 +269,7 @@ static void test_kd_edges(void) {
     ecr_kd_backward(w, g_zs, zt, 0.5f, zt);
     CHECK(!memcmp(dz, zt, sizeof dz));
     /* the slot without a target gets 0 */
-    CHECK(max_abs(dz + KV, KV) == 0.0);
+    CHECK(tl_max_abs(dz + KV, KV) == 0.0);
     /* threads */
     int th = ecr_get_threads();
     double L1 = 0, L2 = 0;
@@ -360,7 +312,7 @@ static void test_proj_edges(void) {
         memset(dP, 0, sizeof dP);
         memset(dh, 0, sizeof dh);
         double L = rkd_run(g_P, g_h, g_t, k ? one : none, FN, Fd, FD_, dP, dh, &m);
-        CHECK(L == 0 && m == k && max_abs(dP, FD_ * Fd) == 0.0 && max_abs(dh, FN * Fd) == 0.0);
+        CHECK(L == 0 && m == k && tl_max_abs(dP, FD_ * Fd) == 0.0 && tl_max_abs(dh, FN * Fd) == 0.0);
     }
     ecr_feat *fw = NULL;
     CHECK_OK(ecr_feat_create(&fw));
@@ -370,11 +322,11 @@ static void test_proj_edges(void) {
         memset(dP, 0, sizeof dP);
         CHECK_OK(ecr_feat_forward(fw, g_P, g_h, g_t, none, FN, Fd, FD_, &L, &nu));
         ecr_feat_backward(fw, g_P, g_h, 1.0f, dP, NULL);
-        CHECK(L == 0 && nu == 0 && max_abs(dP, FD_ * Fd) == 0.0);
+        CHECK(L == 0 && nu == 0 && tl_max_abs(dP, FD_ * Fd) == 0.0);
         /* the teacher row itself as the student's direction: cos 1, loss 0 (D = d, P = I) */
         enum { n = 4, d = 3 };
         float I[d * d] = {1, 0, 0, 0, 1, 0, 0, 0, 1}, h[n * d], t[n * d];
-        fill_normal(h, n * d, 1.0, 5);
+        tl_fill_normal(h, n * d, 1.0, 5);
         for (int i = 0; i < n * d; i++) t[i] = 3.0f * h[i];
         CHECK_OK(ecr_feat_forward(fw, I, h, t, NULL, n, d, d, &L, &nu));
         CHECK(fabs(L) < 1e-12 && nu == n);
@@ -386,10 +338,10 @@ static void test_proj_edges(void) {
         enum { n = 7, d = 4 };
         float I[d * d] = {0}, h[n * d], t[n * d], gP[d * d] = {0}, gh[n * d] = {0};
         for (int a = 0; a < d; a++) I[a * d + a] = 1;
-        fill_normal(h, n * d, 1.0, 6);
+        tl_fill_normal(h, n * d, 1.0, 6);
         for (int i = 0; i < n * d; i++) t[i] = 2.0f * h[i];
         L = rkd_run(I, h, t, NULL, n, d, d, gP, gh, &m);
-        CHECK(fabs(L) < 1e-12 && m == n && max_abs(gP, d * d) < 1e-7 && max_abs(gh, n * d) < 1e-7);
+        CHECK(fabs(L) < 1e-12 && m == n && tl_max_abs(gP, d * d) < 1e-7 && tl_max_abs(gh, n * d) < 1e-7);
     }
     /* invariance: P scaled by 3 and the teacher rows by 0.1 give the same loss */
     float P3[FD_ * Fd], t01[FN * FD_];
@@ -410,7 +362,7 @@ static void test_proj_edges(void) {
     memset(dP, 0, sizeof dP);
     memset(dh, 0, sizeof dh);
     L = rkd_run(g_P, h2, t2, g_used, FN, Fd, FD_, dP, dh, &m);
-    CHECK(isfinite(L) && L > 0 && all_finite(dP, FD_ * Fd) && all_finite(dh, FN * Fd) && max_abs(dP, FD_ * Fd) > 0);
+    CHECK(isfinite(L) && L > 0 && all_finite(dP, FD_ * Fd) && all_finite(dh, FN * Fd) && tl_max_abs(dP, FD_ * Fd) > 0);
     /* threads: the same bits with 1 and 2 threads (RKD and feat) */
     int th = ecr_get_threads();
     float p1[FD_ * Fd] = {0}, p2[FD_ * Fd] = {0}, h1[FN * Fd] = {0}, hh2[FN * Fd] = {0};
@@ -442,9 +394,9 @@ static void test_rkd_large(void) {
     enum { n = 130, d = 24, D = 64 };
     float *P = malloc(sizeof(float) * D * d), *h = malloc(sizeof(float) * n * d), *t = malloc(sizeof(float) * n * D);
     float *g1 = calloc((size_t)n * d, sizeof(float)), *g2 = calloc((size_t)n * d, sizeof(float));
-    fill_normal(P, (size_t)D * d, 0.3, 1);
-    fill_normal(h, (size_t)n * d, 1.0, 2);
-    fill_normal(t, (size_t)n * D, 1.0, 3);
+    tl_fill_normal(P, (size_t)D * d, 0.3, 1);
+    tl_fill_normal(h, (size_t)n * d, 1.0, 2);
+    tl_fill_normal(t, (size_t)n * D, 1.0, 3);
     int th = ecr_get_threads(), m = 0;
     ecr_set_threads(1);
     double L1 = rkd_run(P, h, t, NULL, n, d, D, NULL, g1, &m);
@@ -461,40 +413,9 @@ static void test_rkd_large(void) {
 
 /* ---- the whole objective through a tiny model ---------------------------------------------------- */
 
-typedef struct tb {
-    ecr_batch b;
-    int32_t tok[64], tgt[64], pos[64], txt[64];
-    int64_t ids[16];
-} tb;
-
-/* Texts packed into B x T (a negative length starts the next row; 0 is a text without
- * tokens); text i is data row i. */
-static void make_batch(tb *x, int B, int T, const int *lens, int n_lens, int V, uint64_t seed) {
-    memset(x, 0, sizeof *x);
-    x->b.B = B, x->b.T = T;
-    x->b.tokens = x->tok, x->b.targets = x->tgt, x->b.pos = x->pos, x->b.text = x->txt, x->b.text_id = x->ids;
-    for (int i = 0; i < B * T; i++) x->tok[i] = 1, x->tgt[i] = -1, x->pos[i] = 0, x->txt[i] = -1;
-    ecr_rng r;
-    ecr_rng_seed(&r, seed);
-    int row = 0, col = 0, n = 0;
-    for (int k = 0; k < n_lens; k++) {
-        if (lens[k] < 0) { row++, col = 0; continue; }
-        int base = row * T + col, prev = 0;
-        for (int j = 0; j <= lens[k]; j++) {
-            int next = j < lens[k] ? 2 + (int)(ecr_rng_u64(&r) % (uint64_t)(V - 2)) : 0;
-            x->tok[base + j] = prev, x->tgt[base + j] = next, x->pos[base + j] = j, x->txt[base + j] = n;
-            prev = next;
-        }
-        x->ids[n] = n;
-        n++;
-        col += lens[k] + 1;
-    }
-    x->b.n_texts = n;
-}
-
 static ecr_model *e2e_m;
 static ecr_objective *e2e_ob;
-static tb e2e_b;
+static tl_batch e2e_b;
 static ecr_data e2e_d;
 
 static double e2e_loss(void) {
@@ -512,17 +433,6 @@ static double central(float *x, float h) {
     double lm = e2e_loss();
     *x = v;
     return (lp - lm) / ((double)xp - (double)xm);
-}
-
-/* Weights of scale ~0.3 (norms ~1 +- 0.1), seeded. */
-static void scramble(ecr_model *m, uint64_t seed) {
-    float *p = ecr_model_params(m);
-    for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
-        const ecr_param_info *t = ecr_model_tensor(m, i);
-        fill_normal(p + t->offset, t->numel, t->ndim == 1 ? 0.1 : 0.3, seed + i);
-        if (t->ndim == 1)
-            for (size_t j = 0; j < t->numel; j++) p[t->offset + j] += 1.0f;
-    }
 }
 
 /* Gradient of the objective `oo` (zeroed first) into g [np]. */
@@ -550,12 +460,12 @@ static void test_objective_fd(void) {
     ecr_model *teacher = NULL;
     CHECK_OK(ecr_model_create(&tc, 4, &teacher));
     if (!e2e_m || !teacher) { ecr_model_free(e2e_m); ecr_model_free(teacher); return; }
-    scramble(e2e_m, 50);
-    scramble(teacher, 90);
+    tl_scramble(e2e_m, 50);
+    tl_scramble(teacher, 90);
     float *p = ecr_model_params(e2e_m);
     /* 6 texts in 2 rows of 12 slots; text 4 has no tokens (no pooled row) */
     int lens[] = {3, 2, 4, -1, 2, 0, 3};
-    make_batch(&e2e_b, 2, 12, lens, 7, V, 21);
+    tl_make_batch(&e2e_b, 2, 12, lens, 7, V, 21);
     CHECK(e2e_b.b.n_texts == 6);
     int32_t group[6] = {0, 0, 1, -1, 0, 1};
     memset(&e2e_d, 0, sizeof e2e_d);
@@ -563,7 +473,7 @@ static void test_objective_fd(void) {
     e2e_d.group = group;
     float A[K * D];
     uint16_t codes[6] = {0, 3, 1, 4, 2, 1};
-    fill_normal(A, K * D, 1.0, 77);
+    tl_fill_normal(A, K * D, 1.0, 77);
     for (int k = 0; k < K; k++) {
         double s = 0;
         for (int a = 0; a < D; a++) s += (double)A[k * D + a] * A[k * D + a];
@@ -574,7 +484,7 @@ static void test_objective_fd(void) {
     an.k = K, an.dim = D, an.rows = 6, an.anchors = A, an.codes = codes, an.tau = 0.2f;
     /* teacher vectors: 7 rows (one more than the texts), D dims; a cluster {0, 2, 5} */
     float temb[7 * D];
-    fill_normal(temb, 7 * D, 1.0, 88);
+    tl_fill_normal(temb, 7 * D, 1.0, 88);
     for (int a = 0; a < D; a++) temb[2 * D + a] = temb[a] + 0.1f * temb[2 * D + a], temb[5 * D + a] = temb[a] - 0.1f * temb[5 * D + a];
 
     ecr_objective_opts oo = {0};
@@ -602,7 +512,7 @@ static void test_objective_fd(void) {
     size_t np = ecr_model_num_params(e2e_m);
     float *g = malloc(np * sizeof *g), *g2 = malloc(np * sizeof *g2);
     memcpy(g, ecr_model_grads(e2e_m), np * sizeof *g);
-    CHECK(max_abs(ecr_model_grads(teacher), ecr_model_num_params(teacher)) == 0.0);
+    CHECK(tl_max_abs(ecr_model_grads(teacher), ecr_model_num_params(teacher)) == 0.0);
     /* each baseline term matters: dropping it changes the gradient */
     for (int drop = 0; drop < 3; drop++) {
         ecr_objective_opts o2 = oo;
@@ -612,7 +522,7 @@ static void test_objective_fd(void) {
         ecr_objective_terms t2;
         objective_grad(&o2, g2, &t2);
         double diff = 0;
-        for (size_t i = 0; i < np; i++) diff = nanmax(diff, fabs((double)g[i] - g2[i]));
+        for (size_t i = 0; i < np; i++) diff = tl_nanmax(diff, fabs((double)g[i] - g2[i]));
         CHECK_MSG(diff > 1e-4, "dropping term %d changes the gradient by %.3g only", drop, diff);
     }
     ecr_rng r;
@@ -629,8 +539,8 @@ static void test_objective_fd(void) {
             size_t i = t2->offset + idx[k];
             double fd1 = central(p + i, 1e-2f), fd2 = central(p + i, 5e-3f);
             double fd = (4.0 * fd2 - fd1) / 3.0, an2 = g[i], tol = 3e-4 + 2e-2 * fabs(an2);
-            worst = nanmax(worst, fabs(fd - an2) / tol);
-            worst_plain = nanmax(worst_plain, fabs(fd1 - an2) / tol);
+            worst = tl_nanmax(worst, fabs(fd - an2) / tol);
+            worst_plain = tl_nanmax(worst_plain, fabs(fd1 - an2) / tol);
             CHECK_MSG(fabs(fd - an2) <= tol, "%s[%zu]: fd %.7g (h 1e-2: %.7g, 5e-3: %.7g) analytic %.7g", t2->name,
                       idx[k], fd, fd1, fd2, an2);
         }
@@ -645,7 +555,7 @@ static void test_objective_fd(void) {
     ok.kd_teacher = teacher, ok.kd_alpha = 1.0f, ok.kd_temp = 1.0f;
     objective_grad(&ok, g2, &t);
     CHECK_CLOSE(t.total, t.kd, 1e-12);
-    CHECK(max_abs(g2, np) > 1e-4);
+    CHECK(tl_max_abs(g2, np) > 1e-4);
 
     /* refusals: a teacher of another vocabulary; teacher vectors of another dim; alpha > 1 */
     ecr_objective *ob = NULL;

@@ -1,6 +1,7 @@
 /* test_batcher.c — packing invariants, truncation, fill ratio, exact resume of the cursor;
  * the group sampler and group units (whole groups per batch) of the contrastive objective. */
 #include "test.h"
+#include "testlib.h"
 #include "train_internal.h"
 
 #include <stdint.h>
@@ -520,15 +521,8 @@ static void test_group_units(void) {
 
 /* ---- fill ratio on lo10 validation texts prepared with a small tokenizer ------------ */
 
-static const char *lo10_valid(void) {
-    static const char *cands[] = {"build/data/lo10/valid.jsonl", "../build/data/lo10/valid.jsonl"};
-    for (size_t i = 0; i < 2; i++)
-        if (access(cands[i], R_OK) == 0) return cands[i];
-    return NULL;
-}
-
 static void test_fill_lo10(void) {
-    const char *valid = lo10_valid();
+    const char *valid = tl_lo10_valid();
     CHECK_MSG(valid != NULL, "build/data/lo10/valid.jsonl missing (make data)");
     if (!valid) return;
     ecr_corpus *c = NULL;

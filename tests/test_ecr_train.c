@@ -14,6 +14,7 @@
  *  - ecr_embed: one row per text, --raw rows equal the pooled h of the text alone (packing
  *    invariance, 1e-5), u = normalise(P h) (1e-6). */
 #include "test.h"
+#include "testlib.h"
 
 #include <dirent.h>
 #include <string.h>
@@ -25,13 +26,6 @@ static char g_iso[512];       /* holds only data.safetensors and anchors.safeten
 static char g_data[700], g_anchors[700];
 static ecr_data *g_d;
 
-static const char *lo10_valid(void) {
-    static const char *cands[] = {"build/data/lo10/valid.jsonl", "../build/data/lo10/valid.jsonl"};
-    for (size_t i = 0; i < 2; i++)
-        if (access(cands[i], R_OK) == 0) return cands[i];
-    return NULL;
-}
-
 static int copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     char buf[1 << 16];
@@ -41,12 +35,6 @@ static int copy_file(const char *from, const char *to) {
     if (a) fclose(a);
     if (b && fclose(b) != 0) ok = 0;
     return ok;
-}
-
-static void rm_tree(const char *dir) {
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 /* Synthetic teacher embeddings: a vector per group (translations agree) plus a little
@@ -68,37 +56,14 @@ static float *teacher_emb(const ecr_data *d) {
 /* 300 lo10 validation texts (30 groups x 10 languages), a 320-token BPE, prepared; teacher
  * embeddings -> anchors (K 8, soft M 3); then a fresh folder with only the two files. */
 static int make_inputs(void) {
-    const char *valid = lo10_valid();
-    CHECK_MSG(valid != NULL, "build/data/lo10/valid.jsonl missing (make data)");
-    if (!valid) return 0;
+    char tok_path[700], data[700], npy[700], anchors[700];
     snprintf(g_work, sizeof g_work, "%s/ecr_test_ecr_work_XXXXXX", P_tmpdir);
     snprintf(g_iso, sizeof g_iso, "%s/ecr_test_ecr_iso_XXXXXX", P_tmpdir);
-    if (!mkdtemp(g_work) || !mkdtemp(g_iso)) return 0;
-    char corpus[700], tok_path[700], data[700], npy[700], anchors[700];
-    snprintf(corpus, sizeof corpus, "%s/small.jsonl", g_work);
-    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", g_work);
-    snprintf(data, sizeof data, "%s/data.safetensors", g_work);
+    if (!tl_lo10_small(g_work, 300, "data.safetensors", tok_path, sizeof tok_path, data, sizeof data) ||
+        !mkdtemp(g_iso))
+        return 0;
     snprintf(npy, sizeof npy, "%s/teacher.npy", g_work);
     snprintf(anchors, sizeof anchors, "%s/anchors.safetensors", g_work);
-    FILE *in = fopen(valid, "rb"), *out = fopen(corpus, "wb");
-    char line[1 << 15];
-    for (int i = 0; in && out && i < 300 && fgets(line, sizeof line, in); i++) fputs(line, out);
-    if (in) fclose(in);
-    if (out) fclose(out);
-    ecr_corpus *c = NULL;
-    CHECK_OK(ecr_corpus_read(corpus, &c));
-    if (!c) return 0;
-    ecr_tokenizer_train_opts to;
-    ecr_tokenizer_train_opts_default(&to);
-    to.vocab_size = 320;
-    to.quiet = 1;
-    ecr_tokenizer *tok = NULL;
-    CHECK_OK(ecr_tokenizer_train((const char *const *)c->text, c->n, &to, &tok));
-    ecr_corpus_free(c);
-    if (!tok) return 0;
-    CHECK_OK(ecr_tokenizer_save(tok, tok_path));
-    ecr_tokenizer_free(tok);
-    CHECK_OK(ecr_prepare(corpus, tok_path, data, 1));
     ecr_data *d = NULL;
     CHECK_OK(ecr_data_open(data, &d));
     if (!d) return 0;
@@ -121,7 +86,7 @@ static int make_inputs(void) {
     snprintf(g_data, sizeof g_data, "%s/data.safetensors", g_iso);
     snprintf(g_anchors, sizeof g_anchors, "%s/anchors.safetensors", g_iso);
     CHECK(copy_file(data, g_data) && copy_file(anchors, g_anchors));
-    rm_tree(g_work);
+    tl_rm_tree(g_work);
     CHECK_OK(ecr_data_open(g_data, &g_d));
     return g_d != NULL;
 }
@@ -273,7 +238,7 @@ static void test_contrastive_learns(void) {
     CHECK_OK(ecr_train(&o));
     double tok = log_mean(out, "tokens", 1, 1000000);
     CHECK(tok > 0);
-    rm_tree(out);
+    tl_rm_tree(out);
 }
 
 static void test_refusals(void) {
@@ -312,7 +277,7 @@ static void test_refusals(void) {
     o.tokens_per_step = 64;
     CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
     CHECK(strstr(ecr_last_error(), "group") != NULL);
-    rm_tree(out);
+    tl_rm_tree(out);
 }
 
 typedef struct collect {
@@ -492,7 +457,7 @@ int main(void) {
         RUN(test_embed);
     }
     ecr_data_free(g_d);
-    if (g_iso[0]) rm_tree(g_iso);
-    if (g_work[0]) rm_tree(g_work);
+    if (g_iso[0]) tl_rm_tree(g_iso);
+    if (g_work[0]) tl_rm_tree(g_work);
     return test_finish("test_ecr_train");
 }

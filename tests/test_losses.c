@@ -18,46 +18,13 @@
  *    |fd - an| <= 3e-4 + 2e-2 |an| (fp32 model, h = 1e-2 on weights of scale ~0.3, as in
  *    test_model.c), with the LM-only gradient also checked to differ (the terms matter). */
 #include "test.h"
+#include "testlib.h"
 #include "losses.h"
 #include "rng.h"
 
 #include <string.h>
 
 #define FIXTURE "tests/fixtures/losses_ref.safetensors"
-
-static double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
-
-static double max_abs(const float *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = nanmax(m, fabs(a[i]));
-    return m;
-}
-
-/* max |a - b| / max |b| */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double e = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        e = nanmax(e, fabs((double)a[i] - b[i]));
-        s = nanmax(s, fabs(b[i]));
-    }
-    return s > 0 ? e / s : e;
-}
-
-static void fill_normal(float *p, size_t n, double sd, uint64_t seed) {
-    ecr_rng r;
-    ecr_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(ecr_rng_normal(&r) * sd);
-}
-
-/* Unit rows. */
-static void fill_unit_rows(float *a, int rows, int cols, uint64_t seed) {
-    fill_normal(a, (size_t)rows * cols, 1.0, seed);
-    for (int i = 0; i < rows; i++) {
-        double s = 0;
-        for (int j = 0; j < cols; j++) s += (double)a[i * cols + j] * a[i * cols + j];
-        for (int j = 0; j < cols; j++) a[i * cols + j] = (float)(a[i * cols + j] / sqrt(s));
-    }
-}
 
 /* ---- fixture access -------------------------------------------------------------------------- */
 
@@ -67,18 +34,12 @@ static const ecr_tensor_view *fx(const ecr_st_file *f, const char *name, ecr_dty
     return v && v->dtype == dt ? v : NULL;
 }
 
-static double meta_num(const ecr_st_file *f, const char *key) {
-    const char *v = ecr_st_meta(f, key);
-    CHECK_MSG(v != NULL, "fixture metadata '%s' missing", key);
-    return v ? atof(v) : 0.0;
-}
-
 /* ---- PyTorch reference ----------------------------------------------------------------------- */
 
 static void reference_nce(const ecr_st_file *f, int c) {
     char name[64];
     snprintf(name, sizeof name, "nce_%d_tau", c);
-    float tau = (float)meta_num(f, name);
+    float tau = (float)tl_meta_num(f, name);
     snprintf(name, sizeof name, "nce.%d.h", c);
     const ecr_tensor_view *h = fx(f, name, ECR_F32);
     snprintf(name, sizeof name, "nce.%d.group", c);
@@ -98,7 +59,7 @@ static void reference_nce(const ecr_st_file *f, int c) {
     ecr_infonce_backward(w, 1.0f, mine);
     double ref = ((const float *)L->data)[0];
     CHECK_CLOSE(loss, ref, 1e-6 * fabs(ref));
-    double e = rel_err(mine, dh->data, (size_t)n * d);
+    double e = tl_rel_err(mine, dh->data, (size_t)n * d);
     fprintf(stderr, "    InfoNCE case %d (tau %.2f, %d anchors of %d): loss %.6f (torch %.6f), dh rel err %.1e\n",
             c, (double)tau, na, n, loss, ref, e);
     CHECK(e < 1e-5);
@@ -111,7 +72,7 @@ static void reference_nce(const ecr_st_file *f, int c) {
 static void reference_ecr(const ecr_st_file *f, int c) {
     char name[64];
     snprintf(name, sizeof name, "ecr_%d_tau", c);
-    float tau = (float)meta_num(f, name);
+    float tau = (float)tl_meta_num(f, name);
 #define FX(var, field, dt) snprintf(name, sizeof name, "ecr.%d." field, c); \
     const ecr_tensor_view *var = fx(f, name, dt)
     FX(P, "P", ECR_F32);
@@ -136,7 +97,7 @@ static void reference_ecr(const ecr_st_file *f, int c) {
         ecr_reg_target_row(w, r, row);
         for (int k = 0; k < K; k++) rowf[r * K + k] = (float)row[k];
     }
-    CHECK(rel_err(rowf, Pi->data, (size_t)K * K) < 1e-5);
+    CHECK(tl_rel_err(rowf, Pi->data, (size_t)K * K) < 1e-5);
     for (int soft = 0; soft <= 1; soft++) {
         const char *kind = soft ? "soft" : "hard";
         snprintf(name, sizeof name, "ecr.%d.%s.loss", c, kind);
@@ -153,7 +114,7 @@ static void reference_ecr(const ecr_st_file *f, int c) {
         float *dP = calloc((size_t)D * d, sizeof *dP), *dh = calloc((size_t)n * d, sizeof *dh);
         ecr_reg_backward(w, P->data, h->data, 1.0f, dP, dh);
         double ref = ((const float *)Lr->data)[0];
-        double eP = rel_err(dP, dPr->data, (size_t)D * d), eh = rel_err(dh, dhr->data, (size_t)n * d);
+        double eP = tl_rel_err(dP, dPr->data, (size_t)D * d), eh = tl_rel_err(dh, dhr->data, (size_t)n * d);
         fprintf(stderr, "    ECR case %d %s (tau %.2f, K %d, %d of %d texts): loss %.6f (torch %.6f), "
                         "dP rel err %.1e, dh rel err %.1e\n",
                 c, kind, (double)tau, K, used, n, loss, ref, eP, eh);
@@ -161,7 +122,7 @@ static void reference_ecr(const ecr_st_file *f, int c) {
         CHECK(used == n - 1);
         CHECK(eP < 1e-5 && eh < 1e-5);
         /* the left-out text (row 2) gets no gradient */
-        CHECK(max_abs(dh + 2 * d, (size_t)d) == 0.0);
+        CHECK(tl_max_abs(dh + 2 * d, (size_t)d) == 0.0);
         free(dP);
         free(dh);
     }
@@ -209,36 +170,10 @@ static double loss_ecr(void) {
     return L;
 }
 
-/* Derivative of loss() wrt *x by the parabola through the float neighbours x - h, x, x + h
- * (whatever float values those round to): exact for quadratics. */
-static double fd3(double (*loss)(void), float *x, float h) {
-    float v = *x, xp = v + h, xm = v - h;
-    double a = (double)xp - v, b = (double)v - xm; /* the steps actually taken */
-    double l0 = loss();
-    *x = xp;
-    double lp = loss();
-    *x = xm;
-    double lm = loss();
-    *x = v;
-    return (b * b * (lp - l0) + a * a * (l0 - lm)) / (a * b * (a + b));
-}
-
-/* Checks an analytic gradient g of `loss` wrt every element of x[n]. */
-static double fd_check(const char *what, double (*loss)(void), float *x, const float *g, size_t n) {
-    double scale = max_abs(g, n), worst = 0;
-    if (scale < 1) scale = 1;
-    for (size_t i = 0; i < n; i++) {
-        double fd = fd3(loss, x + i, 1e-4f), err = fabs(fd - g[i]) / scale;
-        worst = nanmax(worst, err);
-        CHECK_MSG(err <= 1e-5, "%s[%zu]: fd %.9g analytic %.9g", what, i, fd, (double)g[i]);
-    }
-    return worst;
-}
-
 static void fd_setup(uint64_t seed) {
-    fill_normal(g_h, FN * FD_, 1.0, seed);
-    fill_normal(g_P, FDD * FD_, 0.5, seed + 1);
-    fill_unit_rows(g_A, FK, FDD, seed + 2);
+    tl_fill_normal(g_h, FN * FD_, 1.0, seed);
+    tl_fill_normal(g_P, FDD * FD_, 0.5, seed + 1);
+    tl_fill_unit_rows(g_A, FK, FDD, seed + 2);
     ecr_rng r;
     ecr_rng_seed(&r, seed + 3);
     for (int i = 0; i < FN; i++) { /* distinct indices, decreasing similarities */
@@ -263,7 +198,7 @@ static void test_fd_losses(void) {
         CHECK_OK(ecr_infonce_forward(w, g_h, g_group, FN, FD_, g_tau, &L, NULL));
         ecr_infonce_backward(w, 1.0f, dh);
         ecr_infonce_free(w);
-        double e1 = fd_check("infonce dh", loss_nce, g_h, dh, FN * FD_);
+        double e1 = tl_fd_check("infonce dh", loss_nce, g_h, dh, FN * FD_);
         /* ECR hard and soft */
         double e2 = 0, e3 = 0;
         for (g_soft = 0; g_soft <= 1; g_soft++) {
@@ -274,8 +209,8 @@ static void test_fd_losses(void) {
             CHECK_OK(ecr_reg_forward(r, g_P, g_h, FN, FD_, g_code, g_soft ? g_sidx : NULL, g_ssim, FM, &L, NULL));
             ecr_reg_backward(r, g_P, g_h, 1.0f, dP, dh2);
             ecr_reg_free(r);
-            e2 = nanmax(e2, fd_check(g_soft ? "ecr soft dP" : "ecr hard dP", loss_ecr, g_P, dP, FDD * FD_));
-            e3 = nanmax(e3, fd_check(g_soft ? "ecr soft dh" : "ecr hard dh", loss_ecr, g_h, dh2, FN * FD_));
+            e2 = tl_nanmax(e2, tl_fd_check(g_soft ? "ecr soft dP" : "ecr hard dP", loss_ecr, g_P, dP, FDD * FD_));
+            e3 = tl_nanmax(e3, tl_fd_check(g_soft ? "ecr soft dh" : "ecr hard dh", loss_ecr, g_h, dh2, FN * FD_));
         }
         g_soft = 0;
         fprintf(stderr, "    FD tau %.2f: worst |fd - an| / max(1, max|an|): InfoNCE dh %.1e, ECR dP %.1e, dh %.1e\n",
@@ -297,7 +232,7 @@ static void test_edges(void) {
     float dh[FN * FD_] = {0};
     CHECK_OK(ecr_infonce_forward(w, g_h, lone, FN, FD_, 0.05f, &L, &na));
     ecr_infonce_backward(w, 1.0f, dh);
-    CHECK(L == 0 && na == 0 && max_abs(dh, FN * FD_) == 0.0);
+    CHECK(L == 0 && na == 0 && tl_max_abs(dh, FN * FD_) == 0.0);
     /* a zero row (a text without tokens) stays finite; so does everything else */
     float hz[FN * FD_];
     memcpy(hz, g_h, sizeof hz);
@@ -313,7 +248,7 @@ static void test_edges(void) {
     ecr_infonce_backward(w, 1.0f, d1);
     ecr_infonce_backward(w, 0.5f, d2);
     ecr_infonce_backward(w, 0.5f, d2);
-    CHECK(rel_err(d2, d1, FN * FD_) < 1e-6);
+    CHECK(tl_rel_err(d2, d1, FN * FD_) < 1e-6);
     /* threads: the same bits with 1 and 2 threads */
     int th = ecr_get_threads();
     double L1 = 0, L2 = 0;
@@ -337,7 +272,7 @@ static void test_edges(void) {
     memset(dh, 0, sizeof dh);
     CHECK_OK(ecr_reg_forward(r, g_P, g_h, FN, FD_, none, NULL, NULL, 0, &L, &used));
     ecr_reg_backward(r, g_P, g_h, 1.0f, dP, dh);
-    CHECK(L == 0 && used == 0 && max_abs(dP, FDD * FD_) == 0.0 && max_abs(dh, FN * FD_) == 0.0);
+    CHECK(L == 0 && used == 0 && tl_max_abs(dP, FDD * FD_) == 0.0 && tl_max_abs(dh, FN * FD_) == 0.0);
     /* soft codes with M = 1 are one-hot targets: KL = -log q_c */
     uint16_t one_idx[FN];
     float one_sim[FN];
@@ -390,9 +325,9 @@ static void test_edges(void) {
 static void test_large_k(void) {
     enum { K = ECR_REG_CACHE_K + 76, D = 4, d = 3, n = 5 };
     float *A = malloc(sizeof(float) * K * D), P[D * d], h[n * d];
-    fill_unit_rows(A, K, D, 7);
-    fill_normal(P, D * d, 0.5, 8);
-    fill_normal(h, n * d, 1.0, 9);
+    tl_fill_unit_rows(A, K, D, 7);
+    tl_fill_normal(P, D * d, 0.5, 8);
+    tl_fill_normal(h, n * d, 1.0, 9);
     int32_t code[n] = {0, 17, K - 1, 500, 3};
     const double tau = (double)0.1f; /* the float the loss receives */
     ecr_reg *r = NULL;
@@ -432,40 +367,9 @@ static void test_large_k(void) {
 
 /* ---- the whole objective through a tiny model ---------------------------------------------------- */
 
-typedef struct tb {
-    ecr_batch b;
-    int32_t tok[64], tgt[64], pos[64], txt[64];
-    int64_t ids[16];
-} tb;
-
-/* Texts packed into B x T (a negative length starts the next row; 0 is a text without
- * tokens); text i is data row i. */
-static void make_batch(tb *x, int B, int T, const int *lens, int n_lens, int V, uint64_t seed) {
-    memset(x, 0, sizeof *x);
-    x->b.B = B, x->b.T = T;
-    x->b.tokens = x->tok, x->b.targets = x->tgt, x->b.pos = x->pos, x->b.text = x->txt, x->b.text_id = x->ids;
-    for (int i = 0; i < B * T; i++) x->tok[i] = 1, x->tgt[i] = -1, x->pos[i] = 0, x->txt[i] = -1;
-    ecr_rng r;
-    ecr_rng_seed(&r, seed);
-    int row = 0, col = 0, n = 0;
-    for (int k = 0; k < n_lens; k++) {
-        if (lens[k] < 0) { row++, col = 0; continue; }
-        int base = row * T + col, prev = 0;
-        for (int j = 0; j <= lens[k]; j++) {
-            int next = j < lens[k] ? 2 + (int)(ecr_rng_u64(&r) % (uint64_t)(V - 2)) : 0;
-            x->tok[base + j] = prev, x->tgt[base + j] = next, x->pos[base + j] = j, x->txt[base + j] = n;
-            prev = next;
-        }
-        x->ids[n] = n;
-        n++;
-        col += lens[k] + 1;
-    }
-    x->b.n_texts = n;
-}
-
 static ecr_model *e2e_m;
 static ecr_objective *e2e_ob;
-static tb e2e_b;
+static tl_batch e2e_b;
 static ecr_data e2e_d;
 
 static double e2e_loss(void) {
@@ -482,16 +386,11 @@ static void test_objective_fd(void) {
     c.ecr_dim = D;
     CHECK_OK(ecr_model_create(&c, 3, &e2e_m));
     if (!e2e_m) return;
+    tl_scramble(e2e_m, 50); /* weights of scale ~0.3 */
     float *p = ecr_model_params(e2e_m);
-    for (size_t i = 0; i < ecr_model_num_tensors(e2e_m); i++) { /* weights of scale ~0.3 */
-        const ecr_param_info *t = ecr_model_tensor(e2e_m, i);
-        fill_normal(p + t->offset, t->numel, t->ndim == 1 ? 0.1 : 0.3, 50 + i);
-        if (t->ndim == 1)
-            for (size_t j = 0; j < t->numel; j++) p[t->offset + j] += 1.0f;
-    }
     /* 6 texts in 2 rows of 12 slots; text 4 has no tokens (no pooled row) */
     int lens[] = {3, 2, 4, -1, 2, 0, 3};
-    make_batch(&e2e_b, 2, 12, lens, 7, V, 21);
+    tl_make_batch(&e2e_b, 2, 12, lens, 7, V, 21);
     CHECK(e2e_b.b.n_texts == 6);
     /* data rows: groups {0, 1, 4} (4 is empty: no anchor, no positive), {2, 5}, {3} none */
     int32_t group[6] = {0, 0, 1, -1, 0, 1};
@@ -501,7 +400,7 @@ static void test_objective_fd(void) {
     /* anchors: K unit rows, hard codes, soft codes with M = 2 */
     float A[K * D], ssim[6 * 2];
     uint16_t codes[6] = {0, 3, 1, 4, 2, 1}, sidx[6 * 2];
-    fill_unit_rows(A, K, D, 77);
+    tl_fill_unit_rows(A, K, D, 77);
     for (int i = 0; i < 6; i++) {
         sidx[2 * i] = codes[i], sidx[2 * i + 1] = (uint16_t)((codes[i] + 2) % K);
         ssim[2 * i] = 0.8f, ssim[2 * i + 1] = 0.6f - 0.05f * i;
@@ -534,7 +433,7 @@ static void test_objective_fd(void) {
         CHECK_OK(ecr_model_backward(e2e_m, &e2e_b.b, 1.0f, NULL, NULL));
         memcpy(glm, ecr_model_grads(e2e_m), np * sizeof *glm);
         double diff = 0;
-        for (size_t i = 0; i < np; i++) diff = nanmax(diff, fabs((double)g[i] - glm[i]));
+        for (size_t i = 0; i < np; i++) diff = tl_nanmax(diff, fabs((double)g[i] - glm[i]));
         CHECK(diff > 1e-3);
         ecr_rng r;
         ecr_rng_seed(&r, 5 + soft);
@@ -556,13 +455,13 @@ static void test_objective_fd(void) {
                 double lm = e2e_loss();
                 p[i] = v;
                 double fd = (lp - lm) / (2.0 * h), an2 = g[i], tol = 3e-4 + 2e-2 * fabs(an2);
-                worst = nanmax(worst, fabs(fd - an2) / tol);
+                worst = tl_nanmax(worst, fabs(fd - an2) / tol);
                 CHECK_MSG(fabs(fd - an2) <= tol, "%s[%zu]: fd %.7g analytic %.7g", t2->name, idx[k], fd, an2);
             }
         }
         /* the projection's gradient comes from the ECR term alone */
         const ecr_param_info *pr = ecr_model_find_tensor(e2e_m, "ecr.proj.weight");
-        CHECK(pr && max_abs(g + pr->offset, pr->numel) > 1e-3 && max_abs(glm + pr->offset, pr->numel) == 0.0);
+        CHECK(pr && tl_max_abs(g + pr->offset, pr->numel) > 1e-3 && tl_max_abs(glm + pr->offset, pr->numel) == 0.0);
         fprintf(stderr, "    objective FD (%s codes): worst err/tolerance %.3f\n", soft ? "soft" : "hard", worst);
         free(g);
         free(glm);

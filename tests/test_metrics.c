@@ -28,18 +28,13 @@
  *  - ecr_eval_lm_embed gives ecr_eval_lm's statistics and ecr_embed's raw h bit for bit
  *    (a tiny model on a 60-text corpus with a truncated text). */
 #include "test.h"
+#include "testlib.h"
 #include "rng.h"
 
 #include <string.h>
 #include <unistd.h>
 
 #define FIXTURE "tests/fixtures/metrics_ref.safetensors"
-
-static void fill_normal(float *p, size_t n, double sd, uint64_t seed) {
-    ecr_rng r;
-    ecr_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(ecr_rng_normal(&r) * sd);
-}
 
 /* Random orthogonal d x d (Gram-Schmidt in double). */
 static void random_orthogonal(double *q, int d, uint64_t seed) {
@@ -177,7 +172,7 @@ static void test_effective_rank(void) {
     free(x);
     /* Gaussian noise 4000 x 16: close to full rank */
     float *g = malloc((size_t)4000 * 16 * sizeof *g);
-    fill_normal(g, 4000 * 16, 1.0, 3);
+    tl_fill_normal(g, 4000 * 16, 1.0, 3);
     CHECK_OK(ecr_metric_effective_rank(g, 4000, 16, &er));
     CHECK_MSG(er > 15.5 && er <= 16.0, "Gaussian effective rank %.4f", er);
     g[17] = NAN;
@@ -193,7 +188,7 @@ static void test_effective_rank(void) {
 static void test_pca(void) {
     enum { N = 64, D = 24 };
     float q[3][D], x[N * D], xy[2 * N];
-    fill_normal(&q[0][0], 3 * D, 1.0, 11);
+    tl_fill_normal(&q[0][0], 3 * D, 1.0, 11);
     for (int k = 0; k < 3; k++) { /* Gram-Schmidt in double */
         for (int j = 0; j < k; j++) {
             double dot = 0;
@@ -240,7 +235,7 @@ static void test_anisotropy(void) {
     double a = -1;
     CHECK_OK(ecr_metric_anisotropy(x, d, d, &a));
     CHECK(fabs(a) < 1e-12);
-    fill_normal(y, 16, 1.0, 5);
+    tl_fill_normal(y, 16, 1.0, 5);
     for (int i = 1; i < 5; i++)
         for (int j = 0; j < d; j++) y[i * d + j] = y[j] * (float)(i + 1); /* same direction */
     CHECK_OK(ecr_metric_anisotropy(y, 5, d, &a));
@@ -257,7 +252,7 @@ static void test_cka(void) {
     int n = 500, d = 12, D = 20;
     float *x = malloc((size_t)n * d * sizeof *x), *xs = malloc((size_t)n * d * sizeof *xs);
     float *xq = malloc((size_t)n * d * sizeof *xq), *y = malloc((size_t)n * D * sizeof *y);
-    fill_normal(x, (size_t)n * d, 1.0, 11);
+    tl_fill_normal(x, (size_t)n * d, 1.0, 11);
     for (int i = 0; i < n; i++) x[i * d] += 3.0f * x[i * d + 1] + 2.0f; /* not isotropic, off-centre */
     double q[12 * 12];
     random_orthogonal(q, d, 12);
@@ -276,7 +271,7 @@ static void test_cka(void) {
     CHECK_OK(ecr_metric_cka(xs, d, x, d, n, &c));
     CHECK_CLOSE(c, 1.0, 1e-9);
     /* independent noise: small; and symmetric */
-    fill_normal(y, (size_t)n * D, 1.0, 13);
+    tl_fill_normal(y, (size_t)n * D, 1.0, 13);
     double c1 = 0, c2 = 0;
     CHECK_OK(ecr_metric_cka(x, d, y, D, n, &c1));
     CHECK_OK(ecr_metric_cka(y, D, x, d, n, &c2));
@@ -291,7 +286,7 @@ static void test_knn_blocks(void) {
     /* 700 rows (11 row blocks) against a brute-force double computation */
     int n = 700, d = 8, k = ECR_KNN_K;
     float *x = malloc((size_t)n * d * sizeof *x);
-    fill_normal(x, (size_t)n * d, 1.0, 21);
+    tl_fill_normal(x, (size_t)n * d, 1.0, 21);
     int32_t *nbr = malloc((size_t)n * k * sizeof *nbr);
     CHECK_OK(ecr_metric_knn(x, n, d, k, nbr));
     double *s = malloc((size_t)n * sizeof *s), *nr = malloc((size_t)n * sizeof *nr);
@@ -325,8 +320,8 @@ static void test_knn_blocks(void) {
 static void make_parallel(float *x, int32_t *lang, int32_t *group, int G, int L, int d, double noise,
                           uint64_t seed) {
     float *gv = malloc((size_t)G * d * sizeof *gv), *nz = malloc((size_t)G * L * d * sizeof *nz);
-    fill_normal(gv, (size_t)G * d, 1.0, seed);
-    fill_normal(nz, (size_t)G * L * d, noise, seed + 1);
+    tl_fill_normal(gv, (size_t)G * d, 1.0, seed);
+    tl_fill_normal(nz, (size_t)G * L * d, noise, seed + 1);
     for (int g = 0; g < G; g++)
         for (int l = 0; l < L; l++) {
             int i = g * L + l;
@@ -353,7 +348,7 @@ static void test_retrieval(void) {
     CHECK_OK(ecr_metric_retrieval_p1(x, n, d, lang, group, L, -1, per, &mean));
     CHECK(isnan(mean));
     /* random vectors: chance is 1/200 */
-    fill_normal(x, (size_t)n * d, 1.0, 33);
+    tl_fill_normal(x, (size_t)n * d, 1.0, 33);
     CHECK_OK(ecr_metric_retrieval_p1(x, n, d, lang, group, L, 0, per, &mean));
     CHECK_MSG(mean < 0.03, "random P@1 %.4f", mean);
     /* a text without a group takes no part; a language whose texts lack translations: NaN */
@@ -374,7 +369,7 @@ static void test_label_transfer(void) {
     float *x = malloc((size_t)n * d * sizeof *x), *nz = malloc((size_t)n * d * sizeof *nz);
     int32_t *lang = malloc(n * sizeof *lang), *group = malloc(n * sizeof *group), *label = malloc(n * sizeof *label);
     make_parallel(x, lang, group, G, L, d, 0.0, 41);
-    fill_normal(nz, (size_t)n * d, 0.05, 42);
+    tl_fill_normal(nz, (size_t)n * d, 0.05, 42);
     for (int i = 0; i < n; i++) {
         label[i] = group[i] % NL;
         for (int j = 0; j < d; j++) x[i * d + j] = nz[i * d + j] + (j == label[i] ? 1.0f : 0.0f) + (j == 8 + lang[i] ? 0.3f : 0.0f);
@@ -402,7 +397,7 @@ static void test_label_transfer(void) {
 static void test_anchor_agreement(void) {
     int K = 8, D = 6, n = 50;
     float *A = malloc((size_t)K * D * sizeof *A), *u = malloc((size_t)n * D * sizeof *u);
-    fill_normal(A, (size_t)K * D, 1.0, 51);
+    tl_fill_normal(A, (size_t)K * D, 1.0, 51);
     for (int k = 0; k < K; k++) {
         double s = 0;
         for (int j = 0; j < D; j++) s += (double)A[k * D + j] * A[k * D + j];

@@ -6,14 +6,12 @@
  * max(|fd|, |analytic|); rtol/atol are stated at each check (fp32 forward, so the FD noise
  * is ~1e-7 * |L| / h). Forward references: ~1e-5 relative. */
 #include "test.h"
+#include "testlib.h"
 #include "matmul.h"
 #include "ops.h"
 #include "rng.h"
 
 #include <string.h>
-
-/* max that keeps a NaN (fmax would drop it and hide a broken result) */
-static double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
 
 static ecr_rng g_rng;
 
@@ -159,7 +157,7 @@ static void test_linear(void) {
     ecr_linear_forward(y1, lx, lw, LN_N, LN_IN, LN_OUT, 1.0f);
     loss_linear();
     double e = 0;
-    for (int i = 0; i < LN_N * LN_OUT; i++) e = nanmax(e, fabs(y1[i] - y0[i] - ly[i]));
+    for (int i = 0; i < LN_N * LN_OUT; i++) e = tl_nanmax(e, fabs(y1[i] - y0[i] - ly[i]));
     CHECK(e < 1e-5);
     ecr_linear_backward(dx, dw, lR, lx, lw, LN_N, LN_IN, LN_OUT, 0.0f);
     fd_check("linear dx", lx, LN_N * LN_IN, 1, 1e-2f, dx, 1e-3, 1e-4, loss_linear);
@@ -168,8 +166,8 @@ static void test_linear(void) {
     float *dw2 = copyf(dw, LN_OUT * LN_IN), *xa = copyf(lx, LN_N * LN_IN);
     ecr_linear_backward(xa, dw2, lR, xa, lw, LN_N, LN_IN, LN_OUT, 0.0f);
     e = 0;
-    for (int i = 0; i < LN_OUT * LN_IN; i++) e = nanmax(e, fabs(dw2[i] - 2 * dw[i]));
-    for (int i = 0; i < LN_N * LN_IN; i++) e = nanmax(e, fabs(xa[i] - dx[i]));
+    for (int i = 0; i < LN_OUT * LN_IN; i++) e = tl_nanmax(e, fabs(dw2[i] - 2 * dw[i]));
+    for (int i = 0; i < LN_N * LN_IN; i++) e = tl_nanmax(e, fabs(xa[i] - dx[i]));
     CHECK(e < 1e-5);
     free(lx); free(lw); free(ly); free(lR); free(dx); free(dw); free(y1); free(y0);
     free(dw2); free(xa);
@@ -306,7 +304,7 @@ static void test_attention(void) {
     double ref[AT_N * AT_D];
     attn_reference(ref, aqkv);
     double e = 0;
-    for (int i = 0; i < AT_N * AT_D; i++) e = nanmax(e, fabs(aout[i] - ref[i]));
+    for (int i = 0; i < AT_N * AT_D; i++) e = tl_nanmax(e, fabs(aout[i] - ref[i]));
     CHECK_MSG(e < 1e-5, "attention forward vs dense reference: %g", e);
 
     /* segment isolation: changing the second text of row 0 (slots 4..6) leaves the first
@@ -332,9 +330,9 @@ static void test_attention(void) {
         ecr_attention_forward_query(o2, l2, aqkv, aspan, AT_B, AT_T, AT_H, AT_HD, ascr);
         ecr_attention_backward_query(d2, aR, aqkv, aout, alse, aspan, AT_B, AT_T, AT_H, AT_HD, ascr);
         double eo = 0, el = 0, ed = 0;
-        for (int i = 0; i < AT_N * AT_D; i++) eo = nanmax(eo, fabs(o2[i] - aout[i]));
-        for (int i = 0; i < AT_N * AT_H; i++) el = nanmax(el, fabs(l2[i] - alse[i]));
-        for (int i = 0; i < AT_N * 3 * AT_D; i++) ed = nanmax(ed, fabs(d2[i] - dqkv[i]));
+        for (int i = 0; i < AT_N * AT_D; i++) eo = tl_nanmax(eo, fabs(o2[i] - aout[i]));
+        for (int i = 0; i < AT_N * AT_H; i++) el = tl_nanmax(el, fabs(l2[i] - alse[i]));
+        for (int i = 0; i < AT_N * 3 * AT_D; i++) ed = tl_nanmax(ed, fabs(d2[i] - dqkv[i]));
         CHECK_MSG(eo < 1e-6 && el < 1e-6 && ed < 1e-5, "per-query vs per-segment: %g %g %g", eo, el, ed);
         free(o2); free(l2); free(d2);
     }
@@ -347,7 +345,7 @@ static void test_attention(void) {
     }
     ecr_attention_step(o, aqkv + (AT_T + 5) * 3 * AT_D, kc, vc, AT_D, 6, AT_H, AT_HD, scr);
     e = 0;
-    for (int c = 0; c < AT_D; c++) e = nanmax(e, fabs(o[c] - aout[(AT_T + 5) * AT_D + c]));
+    for (int c = 0; c < AT_D; c++) e = tl_nanmax(e, fabs(o[c] - aout[(AT_T + 5) * AT_D + c]));
     CHECK(e < 1e-6);
     free(aqkv); free(aout); free(alse); free(aR); free(ascr); free(dqkv);
 }
@@ -372,8 +370,8 @@ static void test_attention_long(void) {
     ecr_attention_backward(d1, R, qkv, o1, l1, span, B, T, H, HD, scr);
     ecr_attention_backward_query(d2, R, qkv, o2, l2, span, B, T, H, HD, scr);
     double eo = 0, ed = 0, so = 0, sd = 0;
-    for (int i = 0; i < N * D; i++) eo = nanmax(eo, fabs(o1[i] - o2[i])), so = nanmax(so, fabs(o2[i]));
-    for (int i = 0; i < N * 3 * D; i++) ed = nanmax(ed, fabs(d1[i] - d2[i])), sd = nanmax(sd, fabs(d2[i]));
+    for (int i = 0; i < N * D; i++) eo = tl_nanmax(eo, fabs(o1[i] - o2[i])), so = tl_nanmax(so, fabs(o2[i]));
+    for (int i = 0; i < N * 3 * D; i++) ed = tl_nanmax(ed, fabs(d1[i] - d2[i])), sd = tl_nanmax(sd, fabs(d2[i]));
     CHECK_MSG(eo <= 1e-5 * so && ed <= 1e-5 * sd, "long segments: out %g, dqkv %g", eo / so, ed / sd);
     free(qkv); free(R); free(scr); free(o1); free(o2); free(l1); free(l2); free(d1); free(d2);
 }
@@ -452,7 +450,7 @@ static void test_softmax_ce(void) {
     loss_ce();
     for (int t = 0; t < CE_N; t++) { /* reference in double */
         double m = -1e300, s = 0;
-        for (int v = 0; v < CE_V; v++) m = nanmax(m, celog[t * CE_V + v]);
+        for (int v = 0; v < CE_V; v++) m = tl_nanmax(m, celog[t * CE_V + v]);
         for (int v = 0; v < CE_V; v++) s += exp(celog[t * CE_V + v] - m);
         double lse = m + log(s);
         CHECK_CLOSE(clse[t], lse, 1e-5 * (1 + fabs(lse)));
@@ -466,7 +464,7 @@ static void test_softmax_ce(void) {
     float *al = copyf(celog, CE_N * CE_V);
     ecr_softmax_ce_backward(al, al, clse, ctgt, cextra, CE_SCALE, CE_N, CE_V);
     double ea = 0;
-    for (int i = 0; i < CE_N * CE_V; i++) ea = nanmax(ea, fabs(al[i] - g[i]));
+    for (int i = 0; i < CE_N * CE_V; i++) ea = tl_nanmax(ea, fabs(al[i] - g[i]));
     CHECK_MSG(ea < 1e-6, "in-place softmax-ce differs by %g", ea);
     /* huge logits: finite loss, exact value */
     float big[4] = {1000.0f, 999.0f, -1000.0f, 0.0f}, bl, bz;

@@ -9,13 +9,11 @@
  *  - resume: restoring m, v and the step count continues bit-identically;
  *  - the schedule's warm-up, cosine and floor values; clipping's norm and scaling. */
 #include "test.h"
+#include "testlib.h"
 
 #include <string.h>
 
 #define FIXTURE "tests/fixtures/model_ref.safetensors"
-
-/* max that keeps a NaN (fmax would drop it and hide a broken result) */
-static double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
 
 static ecr_config small_cfg(void) {
     ecr_config c;
@@ -63,7 +61,7 @@ static void test_adamw_formula(void) {
             double denom = sqrt(vv[i]) / sqrt(1 - pow(b2, t)) + o.eps;
             p[i] -= lr / (1 - pow(b1, t)) * mm[i] / denom;
             double e = fabs(ecr_model_params(m)[i] - p[i]) / (fabs(p[i]) + lr_sum);
-            worst = nanmax(worst, e);
+            worst = tl_nanmax(worst, e);
         }
         CHECK(ecr_adamw_steps(opt) == s + 1);
     }
@@ -229,13 +227,6 @@ static void test_clip(void) {
 
 /* ---- end to end against PyTorch ------------------------------------------------------------------- */
 
-
-static double meta_num(const ecr_st_file *f, const char *key) {
-    const char *v = ecr_st_meta(f, key);
-    CHECK_MSG(v != NULL, "fixture metadata '%s' missing", key);
-    return v ? atof(v) : 0.0;
-}
-
 static const void *fx(const ecr_st_file *f, const char *name, ecr_dtype dt, size_t numel) {
     const ecr_tensor_view *v = ecr_st_find(f, name);
     CHECK_MSG(v && v->dtype == dt && v->numel == numel, "fixture tensor '%s'", name);
@@ -243,18 +234,7 @@ static const void *fx(const ecr_st_file *f, const char *name, ecr_dtype dt, size
 }
 
 static ecr_model *fixture_model(const ecr_st_file *f, int tied) {
-    ecr_config c;
-    ecr_config_preset("tiny", &c);
-    c.vocab_size = (int)meta_num(f, "vocab_size");
-    c.dim = (int)meta_num(f, "dim");
-    c.n_layers = (int)meta_num(f, "n_layers");
-    c.n_heads = (int)meta_num(f, "n_heads");
-    c.hidden_dim = (int)meta_num(f, "hidden_dim");
-    c.max_seq_len = (int)meta_num(f, "max_seq_len");
-    c.rope_theta = (float)meta_num(f, "rope_theta");
-    c.norm_eps = (float)meta_num(f, "norm_eps");
-    c.ecr_dim = (int)meta_num(f, "ecr_dim");
-    c.tied = tied;
+    ecr_config c = tl_fixture_cfg(f, tied);
     ecr_model *m = NULL;
     CHECK_OK(ecr_model_create(&c, 1, &m));
     for (size_t i = 0; m && i < ecr_model_num_tensors(m); i++) {
@@ -275,14 +255,14 @@ static void test_adamw_vs_torch(void) {
     ecr_adamw *opt = NULL;
     ecr_adamw_opts o;
     ecr_adamw_opts_default(&o);
-    o.beta1 = (float)meta_num(f, "adam_beta1");
-    o.beta2 = (float)meta_num(f, "adam_beta2");
-    o.eps = (float)meta_num(f, "adam_eps");
-    o.weight_decay = (float)meta_num(f, "adam_wd");
+    o.beta1 = (float)tl_meta_num(f, "adam_beta1");
+    o.beta2 = (float)tl_meta_num(f, "adam_beta2");
+    o.eps = (float)tl_meta_num(f, "adam_eps");
+    o.weight_decay = (float)tl_meta_num(f, "adam_wd");
     if (m) CHECK_OK(ecr_adamw_create(m, &o, &opt));
     ecr_batch b = {0};
     int64_t ids[64] = {0};
-    b.B = (int)meta_num(f, "B"), b.T = (int)meta_num(f, "T"), b.n_texts = (int)meta_num(f, "n_texts");
+    b.B = (int)tl_meta_num(f, "B"), b.T = (int)tl_meta_num(f, "T"), b.n_texts = (int)tl_meta_num(f, "n_texts");
     size_t N = (size_t)b.B * b.T;
     b.tokens = (int32_t *)fx(f, "batch.tokens", ECR_I32, N);
     b.targets = (int32_t *)fx(f, "batch.targets", ECR_I32, N);
@@ -290,14 +270,14 @@ static void test_adamw_vs_torch(void) {
     b.text = (int32_t *)fx(f, "batch.text", ECR_I32, N);
     b.text_id = ids;
     const float *gn = fx(f, "adam.gnorm", ECR_F32, 3);
-    float lm = (float)meta_num(f, "lm_scale"), clip = (float)meta_num(f, "clip_norm");
+    float lm = (float)tl_meta_num(f, "lm_scale"), clip = (float)tl_meta_num(f, "clip_norm");
     if (!m || !opt || !b.tokens || !b.targets || !b.pos || !b.text || !gn) goto done;
     const float *dpooled = fx(f, "dpooled", ECR_F32, (size_t)b.n_texts * ecr_model_config(m)->dim);
     float lr = 0;
     for (int s = 0; s < 3; s++) {
         char key[32];
         snprintf(key, sizeof key, "adam_lr_%d", s);
-        lr = (float)meta_num(f, key);
+        lr = (float)tl_meta_num(f, key);
         ecr_forward_out out;
         CHECK_OK(ecr_model_forward(m, &b, &out));
         ecr_model_zero_grad(m);
@@ -316,8 +296,8 @@ static void test_adamw_vs_torch(void) {
         if (!want) continue;
         const float *have = ecr_model_params(m) + t->offset;
         double e = 0;
-        for (size_t j = 0; j < t->numel; j++) e = nanmax(e, fabs((double)have[j] - want[j]));
-        worst = nanmax(worst, e);
+        for (size_t j = 0; j < t->numel; j++) e = tl_nanmax(e, fabs((double)have[j] - want[j]));
+        worst = tl_nanmax(worst, e);
         CHECK_MSG(e <= 2e-6 + 2e-3 * lr, "%s after 3 steps: max |diff| %g", t->name, e);
     }
     fprintf(stderr, "    params after 3 AdamW steps vs torch: max |diff| %.2e (lr %g)\n", worst, lr);

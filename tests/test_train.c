@@ -3,6 +3,7 @@
  * NaN stop with the checkpoint
  * intact, falling loss, option checks, LM evaluation and generation with the KV cache. */
 #include "test.h"
+#include "testlib.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -14,45 +15,9 @@ static char g_tok[600];
 
 /* ---- fixture: the first 400 lo10 validation texts, a 320-token BPE, prepared ------------ */
 
-static const char *lo10_valid(void) {
-    static const char *cands[] = {"build/data/lo10/valid.jsonl", "../build/data/lo10/valid.jsonl"};
-    for (size_t i = 0; i < 2; i++)
-        if (access(cands[i], R_OK) == 0) return cands[i];
-    return NULL;
-}
-
 static int make_fixture(void) {
-    const char *valid = lo10_valid();
-    CHECK_MSG(valid != NULL, "build/data/lo10/valid.jsonl missing (make data)");
-    if (!valid) return 0;
     snprintf(g_dir, sizeof g_dir, "%s/ecr_test_train_XXXXXX", P_tmpdir);
-    if (!mkdtemp(g_dir)) return 0;
-    char corpus[600];
-    snprintf(corpus, sizeof corpus, "%s/small.jsonl", g_dir);
-    snprintf(g_tok, sizeof g_tok, "%s/tokenizer.json", g_dir);
-    snprintf(g_data, sizeof g_data, "%s/small.safetensors", g_dir);
-    /* copy the first 400 lines */
-    FILE *in = fopen(valid, "rb"), *out = fopen(corpus, "wb");
-    char line[1 << 15];
-    for (int i = 0; in && out && i < 400 && fgets(line, sizeof line, in); i++) fputs(line, out);
-    if (in) fclose(in);
-    if (out) fclose(out);
-    ecr_corpus *c = NULL;
-    CHECK_OK(ecr_corpus_read(corpus, &c));
-    if (!c) return 0;
-    ecr_tokenizer_train_opts to;
-    ecr_tokenizer_train_opts_default(&to);
-    to.vocab_size = 320;
-    to.quiet = 1;
-    ecr_tokenizer *tok = NULL;
-    CHECK_OK(ecr_tokenizer_train((const char *const *)c->text, c->n, &to, &tok));
-    ecr_corpus_free(c);
-    if (!tok) return 0;
-    CHECK_OK(ecr_tokenizer_save(tok, g_tok));
-    ecr_tokenizer_free(tok);
-    ecr_status st = ecr_prepare(corpus, g_tok, g_data, 1);
-    CHECK_OK(st);
-    return st == ECR_OK;
+    return tl_lo10_small(g_dir, 400, "small.safetensors", g_tok, sizeof g_tok, g_data, sizeof g_data);
 }
 
 /* Options of a very small run into g_dir/name. */
@@ -616,12 +581,6 @@ static void test_sampling(void) {
     CHECK(ecr_sample_logits(ties, 3, &o, &rng) == 0);
 }
 
-static void rm_tree(const char *dir) {
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
-
 int main(void) {
     if (make_fixture()) {
         RUN(test_resume_exact);
@@ -633,6 +592,6 @@ int main(void) {
         RUN(test_generate_greedy);
     }
     RUN(test_sampling);
-    if (g_dir[0]) rm_tree(g_dir);
+    if (g_dir[0]) tl_rm_tree(g_dir);
     return test_finish("test_train");
 }
