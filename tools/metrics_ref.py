@@ -31,17 +31,18 @@ Regenerate from the repository root with Debian's interpreter (numpy + scikit-le
 
     /usr/bin/python3 tools/metrics_ref.py [tests/fixtures/metrics_ref.safetensors]
 
-Deterministic for given numpy / scikit-learn versions. tests/test_metrics.c reads the
+Deterministic for given numpy / scikit-learn versions and BLAS thread count: the committed
+file was made with OpenBLAS's default (2 threads here); at 1 thread the last digit or two of
+eig_sym differ, far inside the test's tolerance. tests/test_metrics.c reads the
 file and needs no Python.
 """
-import json
-import os
-import struct
 import sys
 
 import numpy as np
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import KNeighborsClassifier
+
+from fixture_io import write_safetensors
 
 G, L = 60, 5          # groups, languages (n = 300 texts, group-major like lo10)
 D_X, D_Y = 24, 16     # student and teacher dims
@@ -118,28 +119,6 @@ def stability(loss, gnorm, clipped, window=50, sigmas=3.0):
             spikes += 1
     g = gnorm.astype(np.float64)
     return spikes, float(g.std() / g.mean()), float(np.mean(clipped))
-
-
-def write_safetensors(path, tensors, meta):
-    """tensors: list of (name, numpy array of float32 or int32)."""
-    header, blobs, off = {}, [], 0
-    for name, a in tensors:
-        a = np.ascontiguousarray(a)
-        dt = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}[a.dtype]
-        raw = a.tobytes()
-        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = {k: str(v) for k, v in meta.items()}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def floats(v):

@@ -33,14 +33,13 @@ BLAS to run multi-threaded; it changes nothing here.) The output is deterministi
 given torch version; the C test (tests/test_model.c, tests/test_optim.c) reads it and needs
 no Python.
 """
-import json
 import math
-import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
+
+from fixture_io import leaf, write_safetensors
 
 CFG = dict(vocab_size=80, dim=24, n_layers=2, n_heads=3, hidden_dim=64, max_seq_len=32,
            rope_theta=10000.0, norm_eps=1e-5, ecr_dim=8)
@@ -176,34 +175,7 @@ def objective(p, batch, tied, dpooled, dlogits):
 
 
 def as_leaf64(ps):
-    return {k: v.double().clone().requires_grad_(True) for k, v in ps.items()}
-
-
-def write_safetensors(path, tensors, meta):
-    """tensors: list of (name, torch tensor of float32 or int32)."""
-    header, blobs, off = {}, [], 0
-    for name, t in tensors:
-        t = t.detach().contiguous()
-        if t.dtype == torch.float32:
-            dt = "F32"
-        elif t.dtype == torch.int32:
-            dt = "I32"
-        else:
-            raise ValueError(f"{name}: dtype {t.dtype}")
-        raw = t.numpy().tobytes()
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = {k: str(v) for k, v in meta.items()}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
+    return {k: leaf(v) for k, v in ps.items()}
 
 
 def main():

@@ -27,13 +27,12 @@ Regenerate from the repository root (Debian's python3-torch; no network):
 
 The C test (tests/test_losses.c) reads the fixture and needs no Python.
 """
-import json
-import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
+
+from fixture_io import leaf, write_safetensors
 
 
 def infonce(h, group, tau):
@@ -69,37 +68,6 @@ def ecr_loss(P, h, A, code, tau, soft_idx=None, soft_sim=None):
     kl = (plogp - pi * logq).sum(dim=1)
     used = code >= 0
     return kl[used].mean()
-
-
-def write_safetensors(path, tensors, meta):
-    """tensors: list of (name, torch tensor of float32 or int32)."""
-    header, blobs, off = {}, [], 0
-    for name, t in tensors:
-        t = t.detach().contiguous()
-        if t.dtype == torch.float32:
-            dt = "F32"
-        elif t.dtype == torch.int32:
-            dt = "I32"
-        else:
-            raise ValueError(f"{name}: dtype {t.dtype}")
-        raw = t.numpy().tobytes()
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = {k: str(v) for k, v in meta.items()}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
-def leaf(t):
-    return t.double().clone().requires_grad_(True)
 
 
 def main():
