@@ -6,38 +6,11 @@
  * text fits; the rest of it is padding. The cursor (epoch, position in the order, the
  * waiting texts) is all the state there is, so saving it resumes exactly. */
 #include "ecr.h"
+#include "rng.h"
 #include "train_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- PRNG (splitmix64) ------------------------------------------------------------- */
-
-uint64_t ecr_tr_rng_next(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-uint64_t ecr_tr_rng_below(uint64_t *state, uint64_t n) {
-    uint64_t threshold = (0 - n) % n; /* 2^64 mod n: reject the biased low values */
-    for (;;) {
-        uint64_t r = ecr_tr_rng_next(state);
-        if (r >= threshold) return r % n;
-    }
-}
-
-double ecr_tr_rng_unit(uint64_t *state) {
-    return (double)(ecr_tr_rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-uint64_t ecr_tr_rng_seed(uint64_t seed, uint64_t stream) {
-    uint64_t s = seed ^ 0x6A09E667F3BCC908ULL;
-    uint64_t a = ecr_tr_rng_next(&s);
-    s = a ^ (stream * 0xD1B54A32D192ED03ULL);
-    return ecr_tr_rng_next(&s);
-}
 
 /* ---- samplers ------------------------------------------------------------------------ */
 
@@ -46,9 +19,9 @@ ecr_status ecr_sampler_shuffle(void *ctx, const ecr_data *d, uint64_t seed, int6
     (void)ctx;
     size_t n = d->n_texts;
     for (size_t i = 0; i < n; i++) order[i] = (int64_t)i;
-    uint64_t rng = ecr_tr_rng_seed(seed, (uint64_t)epoch);
+    uint64_t rng = ecr_splitmix64_stream(seed, (uint64_t)epoch);
     for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
-        size_t j = (size_t)ecr_tr_rng_below(&rng, i);
+        size_t j = (size_t)ecr_splitmix64_below(&rng, i);
         int64_t t = order[i - 1];
         order[i - 1] = order[j];
         order[j] = t;
@@ -94,7 +67,7 @@ static ecr_status group_index(const ecr_data *d, int64_t **start_out, int64_t **
  * them to out; returns the count. */
 static size_t pick_from_group(const ecr_data *d, int64_t *m, size_t n, int G, uint64_t *rng, int64_t *out) {
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)ecr_tr_rng_below(rng, i);
+        size_t j = (size_t)ecr_splitmix64_below(rng, i);
         int64_t t = m[i - 1];
         m[i - 1] = m[j];
         m[j] = t;
@@ -127,9 +100,9 @@ ecr_status ecr_sampler_groups(void *ctx, const ecr_data *d, uint64_t seed, int64
     if (!st && n_eligible == 0)
         st = ecr_fail(ECR_E_INVALID, "group sampler: no group holds two texts (the contrastive objective "
                                      "needs the corpus's 'group' field: translations or paraphrases)");
-    uint64_t rng = ecr_tr_rng_seed(seed, (uint64_t)epoch ^ 0x67726F7570ULL);
+    uint64_t rng = ecr_splitmix64_stream(seed, (uint64_t)epoch ^ 0x67726F7570ULL);
     for (size_t i = n_eligible; !st && i > 1; i--) { /* the groups' order */
-        size_t j = (size_t)ecr_tr_rng_below(&rng, i);
+        size_t j = (size_t)ecr_splitmix64_below(&rng, i);
         int64_t t = groups[i - 1];
         groups[i - 1] = groups[j];
         groups[j] = t;
@@ -440,6 +413,16 @@ ecr_status ecr_batcher_create(const ecr_data *d, const ecr_batcher_opts *o, ecr_
     }
     *out = b;
     return ECR_OK;
+}
+
+ecr_status ecr_tr_batcher_sequential(const ecr_data *d, int64_t tokens_per_batch, int T, ecr_batcher **out) {
+    int64_t B = T > 0 ? tokens_per_batch / T : 0;
+    ecr_batcher_opts bo;
+    ecr_batcher_opts_default(&bo);
+    bo.B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
+    bo.T = T;
+    bo.sampler = ecr_sampler_sequential;
+    return ecr_batcher_create(d, &bo, out);
 }
 
 void ecr_batcher_free(ecr_batcher *b) {

@@ -4,6 +4,7 @@
 #include "ecr.h"
 #include "losses.h"
 #include "ops.h"
+#include "train_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,14 +42,8 @@ ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) 
 /* h of every text into out [n_texts, dim], by text_id. */
 static ecr_status embed_pooled(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, int T, float *out) {
     int dim = ecr_model_config(m)->dim;
-    int64_t B = o->tokens_per_batch / T;
-    ecr_batcher_opts bo;
-    ecr_batcher_opts_default(&bo);
-    bo.B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
-    bo.T = T;
-    bo.sampler = ecr_sampler_sequential;
     ecr_batcher *b = NULL;
-    ecr_status st = ecr_batcher_create(d, &bo, &b);
+    ecr_status st = ecr_tr_batcher_sequential(d, o->tokens_per_batch, T, &b);
     if (st) return st;
     double t0 = ecr_now(), last = t0;
     int64_t done = 0;

@@ -1,6 +1,6 @@
 /* generate.c — sampling text with a KV cache (see "Generation" in ecr.h). */
 #include "ecr.h"
-#include "train_internal.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -55,7 +55,7 @@ static int32_t sample_sorted(cand *c, int V, const ecr_gen_opts *o, uint64_t *rn
         sum = 0;
         for (int i = 0; i < n; i++) sum += c[i].logit;
     }
-    double u = ecr_tr_rng_unit(rng) * sum, acc = 0;
+    double u = ecr_splitmix64_unit(rng) * sum, acc = 0;
     for (int i = 0; i < n; i++) {
         acc += c[i].logit;
         if (u < acc) return c[i].id;
@@ -95,7 +95,7 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
     float *logits = malloc((size_t)V * sizeof *logits);
     if (!logits) st = ecr_fail(ECR_E_NOMEM, "generate: out of memory");
     for (size_t i = 0; !st && i < n_prompt; i++) st = ecr_model_step(m, kv, prompt[i], logits);
-    uint64_t rng = ecr_tr_rng_seed(o->seed, 0x67656e);
+    uint64_t rng = ecr_splitmix64_stream(o->seed, 0x67656e);
     size_t fed = n_prompt, gen = 0;
     while (!st && gen < (size_t)(o->max_tokens > 0 ? o->max_tokens : 0)) {
         int32_t id = ecr_sample_logits(logits, V, o, &rng);

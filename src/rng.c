@@ -10,6 +10,25 @@ uint64_t ecr_splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
+uint64_t ecr_splitmix64_below(uint64_t *state, uint64_t n) {
+    uint64_t threshold = (0 - n) % n; /* 2^64 mod n: reject the biased low values */
+    for (;;) {
+        uint64_t r = ecr_splitmix64(state);
+        if (r >= threshold) return r % n;
+    }
+}
+
+double ecr_splitmix64_unit(uint64_t *state) {
+    return (double)(ecr_splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+uint64_t ecr_splitmix64_stream(uint64_t seed, uint64_t stream) {
+    uint64_t s = seed ^ 0x6A09E667F3BCC908ULL;
+    uint64_t a = ecr_splitmix64(&s);
+    s = a ^ (stream * 0xD1B54A32D192ED03ULL);
+    return ecr_splitmix64(&s);
+}
+
 void ecr_rng_seed(ecr_rng *r, uint64_t seed) {
     uint64_t sm = seed;
     for (int i = 0; i < 4; i++) r->s[i] = ecr_splitmix64(&sm);

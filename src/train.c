@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
 #include "losses.h"
+#include "rng.h"
 #include "train_internal.h"
 #include "util.h"
 
@@ -745,7 +746,7 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     if ((st = count_steps(t))) return st;
     t->last_ckpt = -1;
     t->last_eval = -1;
-    t->rng = ecr_tr_rng_seed(t->o.seed, 0x7472616eULL);
+    t->rng = ecr_splitmix64_stream(t->o.seed, 0x7472616eULL);
     if (t->o.resume) {
         if (!file_exists(t->state_path))
             return ecr_fail(ECR_E_INVALID, "%s: no checkpoint to resume from", t->state_path);
@@ -842,14 +843,8 @@ ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len, int64
         return ecr_fail(ECR_E_INVALID, "eval: the data's vocabulary (%d) is larger than the model's (%d)",
                         d->vocab_size, cfg->vocab_size);
     if (h) memset(h, 0, d->n_texts * (size_t)dim * sizeof *h);
-    int64_t B = tokens_per_batch / T;
-    ecr_batcher_opts bo;
-    ecr_batcher_opts_default(&bo);
-    bo.B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
-    bo.T = T;
-    bo.sampler = ecr_sampler_sequential;
     ecr_batcher *b = NULL;
-    ecr_status st = ecr_batcher_create(d, &bo, &b);
+    ecr_status st = ecr_tr_batcher_sequential(d, tokens_per_batch, T, &b);
     if (st) return st;
     out->n_langs = d->n_langs;
     out->per_lang = calloc(d->n_langs > 0 ? (size_t)d->n_langs : 1, sizeof *out->per_lang);

@@ -1,16 +1,13 @@
-/* train_internal.h — helpers shared by the trainer's files (batcher.c, train.c,
- * generate.c). Not part of the public API. */
+/* train_internal.h — helpers shared by the trainer's files (batcher.c, train.c, embed.c).
+ * Not part of the public API. */
 #ifndef ECR_TRAIN_INTERNAL_H
 #define ECR_TRAIN_INTERNAL_H
 #include "ecr.h"
 
-/* A small deterministic PRNG (splitmix64). The state is one uint64_t. */
-uint64_t ecr_tr_rng_next(uint64_t *state);
-/* Uniform integer in [0, n) without modulo bias; n >= 1. */
-uint64_t ecr_tr_rng_below(uint64_t *state, uint64_t n);
-/* Uniform double in [0, 1). */
-double ecr_tr_rng_unit(uint64_t *state);
-/* A well-mixed state from two 64-bit inputs (seed, stream). */
-uint64_t ecr_tr_rng_seed(uint64_t seed, uint64_t stream);
+/* ecr_tr_batcher_sequential: a batcher over d in data order (ecr_sampler_sequential), for
+ * passes that read every text once (evaluation, embedding): rows of T tokens,
+ * tokens_per_batch / T of them (at least 1, at most 65536). On success *out is the caller's
+ * (ecr_batcher_free); on failure *out is NULL and the status says why. */
+ecr_status ecr_tr_batcher_sequential(const ecr_data *d, int64_t tokens_per_batch, int T, ecr_batcher **out);
 
 #endif

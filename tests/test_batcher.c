@@ -2,7 +2,7 @@
  * the group sampler and group units (whole groups per batch) of the contrastive objective. */
 #include "test.h"
 #include "testlib.h"
-#include "train_internal.h"
+#include "rng.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -46,11 +46,11 @@ static void fake_free(fake_data *f) {
 /* Lengths 0..120 from a fixed hash, a few long ones (> 63) for truncation at T=64. */
 static int len_mixed(size_t i) {
     uint64_t s = i * 2654435761u + 17;
-    return (int)(ecr_tr_rng_next(&s) % 121);
+    return (int)(ecr_splitmix64(&s) % 121);
 }
 static int len_short(size_t i) {
     uint64_t s = i + 5;
-    return 3 + (int)(ecr_tr_rng_next(&s) % 40);
+    return 3 + (int)(ecr_splitmix64(&s) % 40);
 }
 
 /* ---- invariant checker ------------------------------------------------------------- */
@@ -276,7 +276,7 @@ static void test_shuffle(void) {
     /* the PRNG's bounded draw is uniform enough: 6 buckets of 60000 draws */
     uint64_t s = 3;
     int hist[6] = {0};
-    for (int i = 0; i < 60000; i++) hist[ecr_tr_rng_below(&s, 6)]++;
+    for (int i = 0; i < 60000; i++) hist[ecr_splitmix64_below(&s, 6)]++;
     for (int i = 0; i < 6; i++) CHECK(hist[i] > 9500 && hist[i] < 10500);
     free(seen); free(o1); free(o2); free(o3);
     fake_free(&f);
@@ -313,7 +313,7 @@ typedef struct grouped {
 static int len_grouped(size_t i) {
     if (i % 37 == 5) return 0;
     uint64_t s = i + 11;
-    return 3 + (int)(ecr_tr_rng_next(&s) % 40);
+    return 3 + (int)(ecr_splitmix64(&s) % 40);
 }
 
 static int group_size_of(int g) { return g % 7 == 0 ? 1 : g % 5 == 0 ? 4 : 10; }
@@ -337,7 +337,7 @@ static void grouped_make(grouped *g, int n_groups) {
     for (; i < n; i++) g->group[i] = -1, g->lang[i] = 0;
     uint64_t s = 77; /* scatter the file order */
     for (size_t k = n; k > 1; k--) {
-        size_t j = (size_t)ecr_tr_rng_below(&s, k);
+        size_t j = (size_t)ecr_splitmix64_below(&s, k);
         int32_t t = g->group[k - 1]; g->group[k - 1] = g->group[j]; g->group[j] = t;
         t = g->lang[k - 1]; g->lang[k - 1] = g->lang[j]; g->lang[j] = t;
     }
