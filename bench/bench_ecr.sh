@@ -6,7 +6,7 @@
 #             from the JSONL logs, interleaved runs (A B A B A B) to share the machine's noise.
 #             Requirement: ECR adds at most 3% to a step.
 #   embed:    `ecr embed` of lo10 valid (10,000 texts) with the projection (u) versus --raw
-#             (h) on the same ECR model, best of 3 each. Requirement: at most 1% extra.
+#             (h) on the same ECR model, timed in turns, best of 5 each. Requirement: at most 1% extra.
 #   generate: tokens/s of the ECR model against the LM-only model (reported).
 # The anchors come from synthetic 384-dim embeddings (timing does not depend on where the
 # anchors came from). Needs a python3 with numpy for the synthetic embeddings.
@@ -51,19 +51,24 @@ print(f"bench_ecr: small step, median: LM only {lm*1000:.0f} ms, LM + ECR {ecr*1
       f"ECR adds {over:+.1f}% (need <= 3%): {'PASS' if over <= 3 else 'FAIL'}")
 open(f"{T}/train_ok", "w").write("1" if over <= 3 else "0")
 PY
-best() {   # best of 3 wall times of `ecr embed` with the given flags
-    local b=
-    for i in 1 2 3; do
-        local t0=$EPOCHREALTIME
-        "$ECR_BIN" embed --model "$T/ecr1" --data "$T/valid.st" --threads 2 --quiet --out "$T/e.npy" "$@"
-        local t1=$EPOCHREALTIME
-        b=$(awk -v a="$t0" -v c="$t1" -v b="$b" 'BEGIN{d=c-a; if (b=="" || d<b) b=d; print b}')
-    done
-    echo "$b"
+# embed: h and u timed in turns (h u h u ...), so that drift in the machine's speed hits
+# both alike; the best of EMBED_ROUNDS each. One run is ~10 s of forward passes, and the
+# projection is one 10,000 x 256 x 384 product (~10 ms), so the true cost is ~0.1%: what
+# this comparison guards against is a projection that is slow or done more than once.
+EMBED_ROUNDS=5
+th= tu=
+t_embed() {   # wall seconds of one `ecr embed` with the given flags
+    local t0=$EPOCHREALTIME
+    "$ECR_BIN" embed --model "$T/ecr1" --data "$T/valid.st" --threads 2 --quiet --out "$T/e.npy" "$@"
+    local t1=$EPOCHREALTIME
+    awk -v a="$t0" -v c="$t1" 'BEGIN{print c - a}'
 }
-th=$(best --raw)
-tu=$(best)
-awk -v h="$th" -v u="$tu" 'BEGIN{o=100*(u-h)/h; printf "bench_ecr: embed 10,000 texts, best of 3: h (--raw) %.3f s, u (projection) %.3f s; projection adds %+.2f%% (need <= 1%%): %s\n", h, u, o, (o<=1)?"PASS":"FAIL"; exit !(o<=1)}' || exit 1
+lower() { awk -v a="$1" -v b="$2" 'BEGIN{print (a == "" || b < a) ? b : a}'; }
+for i in $(seq "$EMBED_ROUNDS"); do
+    th=$(lower "$th" "$(t_embed --raw)")
+    tu=$(lower "$tu" "$(t_embed)")
+done
+awk -v h="$th" -v u="$tu" -v n="$EMBED_ROUNDS" 'BEGIN{o=100*(u-h)/h; printf "bench_ecr: embed 10,000 texts, best of %d in turns: h (--raw) %.3f s, u (projection) %.3f s; projection adds %+.2f%% (need <= 1%%): %s\n", n, h, u, o, (o<=1)?"PASS":"FAIL"; exit !(o<=1)}' || exit 1
 # generation: the ECR model against the LM-only one (same architecture; generate never reads
 # P), 240 tokens from one thread, best of 3 tokens/s each. Reported, no requirement.
 gen_best() {
