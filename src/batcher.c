@@ -14,18 +14,23 @@
 
 /* ---- samplers ------------------------------------------------------------------------ */
 
+/* Fisher-Yates shuffle of a[0..n) in place, drawing from the splitmix64 stream *rng. */
+static void shuffle_i64(int64_t *a, size_t n, uint64_t *rng) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)ecr_splitmix64_below(rng, i);
+        int64_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
 ecr_status ecr_sampler_shuffle(void *ctx, const ecr_data *d, uint64_t seed, int64_t epoch,
                                int64_t *order, size_t *n_out) {
     (void)ctx;
     size_t n = d->n_texts;
     for (size_t i = 0; i < n; i++) order[i] = (int64_t)i;
     uint64_t rng = ecr_splitmix64_stream(seed, (uint64_t)epoch);
-    for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
-        size_t j = (size_t)ecr_splitmix64_below(&rng, i);
-        int64_t t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
-    }
+    shuffle_i64(order, n, &rng);
     *n_out = n;
     return ECR_OK;
 }
@@ -66,12 +71,7 @@ static ecr_status group_index(const ecr_data *d, int64_t **start_out, int64_t **
  * the shuffled order (texts without a language count as distinct), then others. Writes
  * them to out; returns the count. */
 static size_t pick_from_group(const ecr_data *d, int64_t *m, size_t n, int G, uint64_t *rng, int64_t *out) {
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)ecr_splitmix64_below(rng, i);
-        int64_t t = m[i - 1];
-        m[i - 1] = m[j];
-        m[j] = t;
-    }
+    shuffle_i64(m, n, rng);
     size_t k = 0;
     for (size_t i = 0; i < n && k < (size_t)G; i++) { /* distinct languages first */
         int32_t lang = d->lang[m[i]];
@@ -101,12 +101,7 @@ ecr_status ecr_sampler_groups(void *ctx, const ecr_data *d, uint64_t seed, int64
         st = ecr_fail(ECR_E_INVALID, "group sampler: no group holds two texts (the contrastive objective "
                                      "needs the corpus's 'group' field: translations or paraphrases)");
     uint64_t rng = ecr_splitmix64_stream(seed, (uint64_t)epoch ^ 0x67726F7570ULL);
-    for (size_t i = n_eligible; !st && i > 1; i--) { /* the groups' order */
-        size_t j = (size_t)ecr_splitmix64_below(&rng, i);
-        int64_t t = groups[i - 1];
-        groups[i - 1] = groups[j];
-        groups[j] = t;
-    }
+    if (!st) shuffle_i64(groups, n_eligible, &rng); /* the groups' order */
     size_t n = 0;
     for (size_t i = 0; !st && i < n_eligible; i++) {
         int64_t g = groups[i];
