@@ -8,6 +8,7 @@
 #   make experiment   the methods and ablations on lo10 (resumable; ONLY=REGEX for a part)
 #
 # Options: NO_BLAS=1 (portable matrix products), NO_OMP=1 (single-threaded),
+#          NO_DNNL=1 (no oneDNN: no bf16 products, --precision auto means fp32),
 #          SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer; builds into build-san/).
 
 ifeq ($(origin CC),default)
@@ -15,7 +16,7 @@ CC := gcc
 endif
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 # Each configuration builds into its own folder, so objects never mix across options.
-VARIANT := $(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(NO_BLAS)),-noblas)$(if $(filter 1,$(NO_OMP)),-noomp)
+VARIANT := $(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(NO_BLAS)),-noblas)$(if $(filter 1,$(NO_OMP)),-noomp)$(if $(filter 1,$(NO_DNNL)),-nodnnl)
 BUILD   ?= build$(VARIANT)
 ifeq ($(SAN),1)
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -74,6 +75,17 @@ ifneq ($(NO_BLAS),1)
   endif
 endif
 
+# oneDNN (optional): the bf16 matrix products (AMX / AVX512-BF16). Debian's libdnnl-dev has
+# no pkg-config file, so the header and the library are tried directly.
+ifneq ($(NO_DNNL),1)
+  ifeq ($(shell printf '\043include <oneapi/dnnl/dnnl.h>\nint main(void){return dnnl_version() == 0;}\n' | $(CC) -x c - -ldnnl -o /dev/null 2>/dev/null && echo y),y)
+    CFLAGS_BASE += -DECR_HAVE_DNNL=1
+    LDLIBS += -ldnnl
+    FOUND += oneDNN-$(shell printf '\043include <oneapi/dnnl/dnnl_version.h>\nDNNL_VERSION_MAJOR.DNNL_VERSION_MINOR.DNNL_VERSION_PATCH\n' | $(CC) -E -P -x c - 2>/dev/null | tr -d ' ')
+    HAVE_DNNL := 1
+  endif
+endif
+
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(EXTRA_CFLAGS)
 LDFLAGS := $(OPT)
 
@@ -94,7 +106,7 @@ DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 all: found $(ECR) $(LIB)
 
 found:
-	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)"
+	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)$(if $(HAVE_DNNL),, (no oneDNN: fp32 only; apt-get install libdnnl-dev for bf16))"
 
 $(BUILD)/obj/%.o: src/%.c include/ecr.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)

@@ -140,6 +140,28 @@ void cli_args_free(cli_args *a) {
     a->used = NULL;
 }
 
+int cli_precision(cli_args *a, ecr_precision *out) {
+    const char *v = cli_str(a, "--precision", "auto");
+    *out = ECR_PRECISION_AUTO;
+    if (v && ecr_precision_parse(v, out) != ECR_OK) {
+        fprintf(stderr, "%s: --precision: expected auto, bf16 or fp32, got '%s'\n", a->cmd, v);
+        a->error = 1;
+    }
+    return !a->error;
+}
+
+ecr_status cli_set_precision(ecr_model *m, ecr_precision want, const char *what, int quiet) {
+    ecr_status st = ecr_model_set_precision(m, want);
+    if (st) return st;
+    if (!quiet) {
+        ecr_precision p = ecr_model_precision(m);
+        fprintf(stderr, "%s: precision %s%s%s%s\n", what, ecr_precision_name(p),
+                want == ECR_PRECISION_AUTO ? " (auto)" : "", p == ECR_PRECISION_BF16 ? ", " : "",
+                p == ECR_PRECISION_BF16 ? ecr_bf16_engine() : "");
+    }
+    return ECR_OK;
+}
+
 int cli_fail(ecr_status st) {
     fprintf(stderr, "ecr: %s\n", ecr_last_error()[0] ? ecr_last_error() : ecr_status_name(st));
     return ecr_exit_code(st);

@@ -37,6 +37,14 @@ int cli_multi(cli_args *a, const char *flag, const char **out, int cap);
 int cli_finish(cli_args *a);
 void cli_args_free(cli_args *a);
 
+/* `--precision auto|bf16|fp32` (default auto) into *out; a bad value is reported and
+ * sets a->error. Returns 1 when the flag is absent or valid. */
+int cli_precision(cli_args *a, ecr_precision *out);
+/* Sets the model's precision (ecr_model_set_precision: ECR_E_INVALID when bf16 cannot run
+ * here) and, unless quiet, says on stderr which one runs: "<what>: precision bf16 (auto),
+ * oneDNN brg:avx512_core_amx_bf16". */
+ecr_status cli_set_precision(ecr_model *m, ecr_precision want, const char *what, int quiet);
+
 /* Prints "ecr: <message>" from ecr_last_error() on stderr, returns the exit code. */
 int cli_fail(ecr_status st);
 

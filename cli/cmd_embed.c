@@ -8,7 +8,8 @@
 
 static const char *usage =
     "usage: ecr embed --model MODEL_DIR --data DATA.safetensors --out EMB.npy [--raw]\n"
-    "                 [--threads N] [--batch-tokens N] [--seq-len T] [--quiet]\n"
+    "                 [--threads N] [--precision P] [--batch-tokens N] [--seq-len T]\n"
+    "                 [--quiet]\n"
     "\n"
     "Writes one float32 row per text of the prepared data, in file order, to a .npy file\n"
     "(written atomically). By default the row is u = P h / |P h|, the text's embedding\n"
@@ -21,6 +22,12 @@ static const char *usage =
     "  --out FILE             output .npy (<f4, n_texts x D or x dim)\n"
     "  --raw                  the pooled hidden state h instead of the projection u\n"
     "  --threads N            threads (default: all cores)\n"
+    "  --precision P          auto (default), bf16 or fp32: the matrix products of the linear\n"
+    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n"
+    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n"
+    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n"
+    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n"
+    "                         reference engine, for tests)\n"
     "  --batch-tokens N       token slots per forward pass (default 4096)\n"
     "  --seq-len T            row length (default: the model's max_seq_len); longer texts are\n"
     "                         embedded from their first T-1 tokens\n"
@@ -74,6 +81,8 @@ int cmd_embed(int argc, char **argv) {
     const char *out = cli_require(&a, "--out");
     o.raw = cli_flag(&a, "--raw");
     int threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
+    ecr_precision prec;
+    cli_precision(&a, &prec);
     o.tokens_per_batch = cli_int(&a, "--batch-tokens", o.tokens_per_batch, 2, 1LL << 30);
     o.seq_len = (int)cli_int(&a, "--seq-len", 0, 2, 1 << 20);
     o.quiet = cli_flag(&a, "--quiet");
@@ -92,6 +101,7 @@ int cmd_embed(int argc, char **argv) {
     ecr_status st = ecr_data_open(data, &d);
     if (!st) st = ecr_model_load(dir, &m);
     if (!st) st = check_tokenizer(dir, data, d);
+    if (!st) st = cli_set_precision(m, prec, "embed", o.quiet);
     if (!st && !o.quiet && o.raw && ecr_model_find_tensor(m, "ecr.proj.weight"))
         fprintf(stderr, "embed: --raw: writing the pooled hidden state h (dim %d), not the projection\n",
                 ecr_model_config(m)->dim);

@@ -82,6 +82,12 @@ static const char *usage =
     "                         truncated\n"
     "  --tokens-per-batch N   token slots per forward pass (default 4096)\n"
     "  --threads N            threads (default: all cores)\n"
+    "  --precision P          auto (default), bf16 or fp32: the matrix products of the linear\n"
+    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n"
+    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n"
+    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n"
+    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n"
+    "                         reference engine, for tests)\n"
     "  --quiet                no progress on stderr\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input (malformed files,\n"
@@ -519,6 +525,8 @@ int cmd_eval(int argc, char **argv) {
     g.seq_len = (int)cli_int(&a, "--seq-len", 0, 2, 1 << 20);
     g.tpb = cli_int(&a, "--tokens-per-batch", 4096, 2, 1LL << 30);
     int threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
+    ecr_precision prec;
+    cli_precision(&a, &prec);
     g.quiet = cli_flag(&a, "--quiet");
     int ok = cli_finish(&a);
     if (ok && a.npos > 0) {
@@ -547,6 +555,7 @@ int cmd_eval(int argc, char **argv) {
     if (dir) {
         st = ecr_data_open(data, &d);
         if (!st) st = ecr_model_load(dir, &m);
+        if (!st) st = cli_set_precision(m, prec, "eval", g.quiet);
         ecr_data view;
         memset(&view, 0, sizeof view);
         if (!st) view = data_head(d, (size_t)max_texts);

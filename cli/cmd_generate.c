@@ -19,6 +19,12 @@ static const char *usage =
     "  --top-p P              ... and among the most likely whose mass reaches P (default 0.95)\n"
     "  --seed S               sampling seed (default 1)\n"
     "  --threads N            threads (default: all cores)\n"
+    "  --precision P          auto (default), bf16 or fp32: the matrix products of the linear\n"
+    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n"
+    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n"
+    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n"
+    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n"
+    "                         reference engine, for tests)\n"
     "  --ignore-eot           do not stop at the end-of-text token (for timing: always\n"
     "                         --max-tokens tokens, or until the context is full)\n"
     "  --quiet                no statistics on stderr\n";
@@ -61,6 +67,8 @@ int cmd_generate(int argc, char **argv) {
     go.top_p = (float)cli_float(&a, "--top-p", go.top_p, 1e-9, 1.0);
     go.seed = (uint64_t)cli_int(&a, "--seed", 1, 0, 1LL << 62);
     int threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
+    ecr_precision prec;
+    cli_precision(&a, &prec);
     int quiet = cli_flag(&a, "--quiet");
     int ignore_eot = cli_flag(&a, "--ignore-eot");
     if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
@@ -84,6 +92,7 @@ int cmd_generate(int argc, char **argv) {
         st = ecr_tokenizer_load(tok_path, &tok);
     }
     if (!st) st = ecr_model_load(dir, &m);
+    if (!st) st = cli_set_precision(m, prec, "generate", quiet);
     if (!st && ecr_tokenizer_vocab_size(tok) > ecr_model_config(m)->vocab_size)
         st = ecr_fail(ECR_E_INVALID, "%s: vocabulary of %d tokens, the model has %d", tok_path,
                       ecr_tokenizer_vocab_size(tok), ecr_model_config(m)->vocab_size);

@@ -37,6 +37,13 @@ static const char *usage =
     "  --grad-clip X          clip the global gradient norm to X; 0 = off (default 1.0)\n"
     "  --seed S               initialisation and data order (default 1)\n"
     "  --threads N            threads (default: all cores)\n"
+    "  --precision P          auto (default), bf16 or fp32: the matrix products, KD teacher's too of the linear\n"
+    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n"
+    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n"
+    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n"
+    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n"
+    "                         reference engine, for tests)\n"
+    "                         (a resume needs the same precision)\n"
     "  --log-every N          progress line every N steps (default 10)\n"
     "  --eval-every N         validation every N steps (default: only at the end)\n"
     "  --save-every N         checkpoint every N steps (default: only at the end)\n"
@@ -124,6 +131,9 @@ static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, co
     cJSON_AddNumberToObject(j, "tokens_per_step", (double)o->tokens_per_step);
     cJSON_AddNumberToObject(j, "lr", f7(o->lr));
     cJSON_AddStringToObject(j, "objective", ecr_train_objective_name(o->objective));
+    ecr_precision prec = ECR_PRECISION_FP32;
+    if (ecr_precision_resolve(o->precision, &prec) == ECR_OK) /* as ecr_train resolved it */
+        cJSON_AddStringToObject(j, "precision", ecr_precision_name(prec));
     for (int i = 0; i < n_sets && s; i++) cJSON_AddItemToArray(s, cJSON_CreateString(sets[i]));
     cJSON_AddItemToObject(j, "set", s);
     cJSON_AddStringToObject(j, "data", o->data_path);
@@ -189,6 +199,7 @@ int cmd_train(int argc, char **argv) {
     o.grad_clip = (float)cli_float(&a, "--grad-clip", o.grad_clip, 0.0, 1e30);
     o.seed = (uint64_t)cli_int(&a, "--seed", 1, 0, 1LL << 62);
     o.threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
+    cli_precision(&a, &o.precision);
     o.log_every = (int)cli_int(&a, "--log-every", 10, 1, 1 << 30);
     o.eval_every = (int)cli_int(&a, "--eval-every", 0, 0, 1 << 30);
     o.save_every = (int)cli_int(&a, "--save-every", 0, 0, 1 << 30);

@@ -45,7 +45,10 @@ int main(int argc, char **argv) {
     }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--version")) {
-            printf("ecr %s\n", ECR_VERSION);
+            ecr_precision p = ECR_PRECISION_FP32;
+            ecr_precision_resolve(ECR_PRECISION_AUTO, &p);
+            printf("ecr %s\nbf16: %s\n--precision auto: %s\n", ECR_VERSION, ecr_bf16_engine(),
+                   ecr_precision_name(p));
             return 0;
         }
     }

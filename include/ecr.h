@@ -445,6 +445,35 @@ ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *l
 void ecr_set_threads(int n);
 int ecr_get_threads(void);
 
+/* Precision of the model's matrix products. In fp32 every product is fp32. In bf16 the
+ * linear layers and the LM head, forward and backward, take bf16 inputs (weights and
+ * activations rounded to nearest even) and accumulate and write fp32; the master weights,
+ * gradients, optimizer state, norms, attention, softmax and every loss stay fp32. bf16
+ * runs on oneDNN (libdnnl) where the CPU has AMX-BF16 or AVX512-BF16; with the environment
+ * variable ECR_BF16_EMULATE=1 it also runs elsewhere, on a reference engine (fp32 products
+ * of the rounded inputs: the numbers of bf16 at the speed of fp32, for tests). */
+typedef enum ecr_precision {
+    ECR_PRECISION_AUTO = 0,   /* bf16 where the CPU has bf16 matrix units and oneDNN is built in */
+    ECR_PRECISION_FP32 = 1,
+    ECR_PRECISION_BF16 = 2,
+} ecr_precision;
+/* "auto", "fp32", "bf16". Static string. */
+const char *ecr_precision_name(ecr_precision p);
+/* Parses one of those names; ECR_E_INVALID otherwise. */
+ecr_status ecr_precision_parse(const char *s, ecr_precision *out);
+/* What `want` means on this CPU and build: auto -> bf16 or fp32; fp32 -> fp32; bf16 ->
+ * bf16, or ECR_E_INVALID saying why bf16 cannot run here. */
+ecr_status ecr_precision_resolve(ecr_precision want, ecr_precision *got);
+/* One line naming the bf16 engine ("oneDNN brg:avx512_core_amx_bf16") or why there is
+ * none ("none: ..."). Static string. */
+const char *ecr_bf16_engine(void);
+/* Sets the precision of the model's products (fp32 or bf16, resolved: see above; auto is
+ * resolved here). A model starts in fp32. bf16 keeps a bf16 copy of the parameters, made
+ * again at each forward pass from the fp32 parameters, and bf16 copies of the activations
+ * that feed the products. */
+ecr_status ecr_model_set_precision(ecr_model *m, ecr_precision p);
+ecr_precision ecr_model_precision(const ecr_model *m);
+
 /* ------------------------------------------------------------------------------------
  * Optimizer (src/optim.c): AdamW as torch.optim.AdamW (decoupled weight decay, bias
  * correction), applied to tensors with the decay flag only; a warm-up + cosine learning
@@ -685,6 +714,8 @@ typedef struct ecr_train_opts {
     float grad_clip;            /* global-norm clip (default 1.0; 0 = off)                   */
     uint64_t seed;              /* init and data order (default 1)                           */
     int threads;                /* 0 = all cores                                             */
+    ecr_precision precision;    /* of the products, student and KD teacher (default auto: see
+                                   ecr_precision_resolve); a resume needs the same one       */
     int resume;                 /* continue from out_dir's checkpoint                        */
     int log_every;              /* progress line on stderr every N steps (default 10)        */
     int eval_every;             /* validation every N steps (default 0: only at the end)     */

@@ -18,7 +18,7 @@ void ecr_embed_opts_default(ecr_embed_opts *o) {
 ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) {
     const ecr_param_info *t = ecr_model_find_tensor(m, "ecr.proj.weight");
     if (!t) return ecr_fail(ECR_E_INVALID, "project: the model has no ECR projection (ecr_dim 0)");
-    const float *P = ecr_model_params(m) + t->offset; /* [D, d] */
+    const float *P = ecr_tr_model_params(m) + t->offset; /* [D, d] */
     int D = (int)t->shape[0], d = (int)t->shape[1];
     /* z = h P^T in chunks (one sgemm each, the same product as in training), then each row
      * normalised in double precision, in place. */

@@ -17,7 +17,14 @@
  * attention), both norm outputs, qkv (rotated in place), attention output, gate|up,
  * SwiGLU output, rstd of both norms, attention log-sum-exp. The backward consumes them
  * (gate|up and the logits are overwritten by their gradients). Buffers are allocated for
- * the largest batch seen and reused. */
+ * the largest batch seen and reused.
+ *
+ * Precision (ecr_model_set_precision): in bf16 the products of the linear layers and the
+ * head take bf16 inputs. The model then keeps `wb`, the parameter block rounded to bf16
+ * (same offsets as `params`; rounded again at a forward after ecr_model_params was
+ * called), and the rounded inputs of each product (ln1b, attb, ln2b, actb, xfb) for the
+ * backward. The fp32 norm outputs and SwiGLU outputs are then needed only until they are
+ * rounded, so a single layer's buffer serves every layer (ln_stride, act_stride = 0). */
 #include "ecr.h"
 #include "matmul.h"
 #include "ops.h"
@@ -173,6 +180,13 @@ typedef struct acts {
     float *dqkv;     /* [N, 3d] */
     float *att_scratch; /* [N, H] */
     float *rms_scratch; /* [ECR_NCHUNK, d] */
+    size_t ln_stride, act_stride; /* layer strides of ln1/ln2 and act: N*d, N*h; 0 in bf16 */
+    /* bf16 only (NULL in fp32): rounded inputs of the products, and a product's output
+     * gradient rounded for its backward */
+    uint16_t *ln1b, *ln2b, *attb; /* [L, N, d] */
+    uint16_t *actb;               /* [L, N, h] */
+    uint16_t *xfb;                /* [N, d]    */
+    uint16_t *dyb;                /* [N, max(V, 3d, 2h)] */
 } acts;
 
 struct ecr_model {
@@ -180,6 +194,9 @@ struct ecr_model {
     int d, L, H, hd, h, V;
     size_t n_params;
     float *params, *grads;
+    ecr_precision prec;            /* ECR_PRECISION_FP32 or _BF16 */
+    uint16_t *wb;                  /* bf16: params rounded [n_params]; NULL in fp32 */
+    int wb_fresh;                  /* wb matches params (cleared by ecr_model_params) */
     size_t n_tensors;
     ecr_param_info *tensors;
     char (*names)[80];
@@ -199,7 +216,11 @@ struct ecr_model {
 
 const ecr_config *ecr_model_config(const ecr_model *m) { return &m->cfg; }
 size_t ecr_model_num_params(const ecr_model *m) { return m->n_params; }
-float *ecr_model_params(ecr_model *m) { return m->params; }
+float *ecr_model_params(ecr_model *m) {
+    m->wb_fresh = 0; /* the caller may write through it: round again before the next product */
+    return m->params;
+}
+const float *ecr_tr_model_params(const ecr_model *m) { return m->params; }
 float *ecr_model_grads(ecr_model *m) { return m->grads; }
 size_t ecr_model_num_tensors(const ecr_model *m) { return m->n_tensors; }
 const ecr_param_info *ecr_model_tensor(const ecr_model *m, size_t i) {
@@ -227,6 +248,11 @@ static void acts_free(acts *a) {
         free(*fl[i]);
         *fl[i] = NULL;
     }
+    uint16_t **hl[] = {&a->ln1b, &a->ln2b, &a->attb, &a->actb, &a->xfb, &a->dyb};
+    for (size_t i = 0; i < sizeof hl / sizeof hl[0]; i++) {
+        free(*hl[i]);
+        *hl[i] = NULL;
+    }
     free(a->rpos);
     a->rpos = NULL;
     a->cap_n = 0;
@@ -238,14 +264,31 @@ static ecr_status acts_reserve(ecr_model *m, size_t n) {
     if (n <= a->cap_n) return ECR_OK;
     acts_free(a);
     size_t L = (size_t)m->L, d = (size_t)m->d, h = (size_t)m->h, H = (size_t)m->H;
+    int bf16 = m->prec == ECR_PRECISION_BF16;
+    size_t Ln = bf16 ? 1 : L; /* layers of ln1, ln2 and act kept in fp32 */
     a->x = falloc((L + 1) * n * d);
     a->xmid = falloc(L * n * d);
-    a->ln1 = falloc(L * n * d);
-    a->ln2 = falloc(L * n * d);
+    a->ln1 = falloc(Ln * n * d);
+    a->ln2 = falloc(Ln * n * d);
     a->qkv = falloc(L * n * 3 * d);
     a->att = falloc(L * n * d);
     a->gu = falloc(L * n * 2 * h);
-    a->act = falloc(L * n * h);
+    a->act = falloc(Ln * n * h);
+    a->ln_stride = bf16 ? 0 : n * d;
+    a->act_stride = bf16 ? 0 : n * h;
+    int bf_ok = 1;
+    if (bf16) {
+        size_t wide = (size_t)m->V;
+        if (3 * d > wide) wide = 3 * d;
+        if (2 * h > wide) wide = 2 * h;
+        a->ln1b = malloc(L * n * d * sizeof(uint16_t));
+        a->ln2b = malloc(L * n * d * sizeof(uint16_t));
+        a->attb = malloc(L * n * d * sizeof(uint16_t));
+        a->actb = malloc(L * n * h * sizeof(uint16_t));
+        a->xfb = malloc(n * d * sizeof(uint16_t));
+        a->dyb = malloc(n * wide * sizeof(uint16_t));
+        bf_ok = a->ln1b && a->ln2b && a->attb && a->actb && a->xfb && a->dyb;
+    }
     a->rstd1 = falloc(L * n);
     a->rstd2 = falloc(L * n);
     a->lse_att = falloc(L * n * H);
@@ -263,7 +306,7 @@ static ecr_status acts_reserve(ecr_model *m, size_t n) {
     if (!a->x || !a->xmid || !a->ln1 || !a->ln2 || !a->qkv || !a->att || !a->gu || !a->act ||
         !a->rstd1 || !a->rstd2 || !a->lse_att || !a->xf || !a->rstdf || !a->logits ||
         !a->lse_ce || !a->row_loss || !a->dx || !a->datt || !a->dqkv || !a->att_scratch ||
-        !a->rms_scratch || !a->rpos) {
+        !a->rms_scratch || !a->rpos || !bf_ok) {
         acts_free(a);
         return ecr_fail(ECR_E_NOMEM, "model: out of memory for activations of %zu slots", n);
     }
@@ -292,6 +335,7 @@ void ecr_model_free(ecr_model *m) {
     acts_free(&m->a);
     free(m->params);
     free(m->grads);
+    free(m->wb);
     free(m->tensors);
     free(m->names);
     free(m->lw);
@@ -329,6 +373,7 @@ static ecr_status model_alloc(const ecr_config *cfg, ecr_model **out) {
     ecr_model *m = calloc(1, sizeof *m);
     if (!m) return ecr_fail(ECR_E_NOMEM, "model: out of memory");
     m->cfg = *cfg;
+    m->prec = ECR_PRECISION_FP32;
     m->d = cfg->dim, m->L = cfg->n_layers, m->H = cfg->n_heads;
     m->hd = cfg->dim / cfg->n_heads, m->h = cfg->hidden_dim, m->V = cfg->vocab_size;
     size_t max_t = 1 + 9 * (size_t)m->L + 1 + 1 + 1;
@@ -424,6 +469,65 @@ ecr_status ecr_model_create(const ecr_config *cfg, uint64_t seed, ecr_model **ou
     return ECR_OK;
 }
 
+/* ==== precision ============================================================================== */
+
+ecr_precision ecr_model_precision(const ecr_model *m) { return m->prec; }
+
+/* Rounds the parameters to bf16 unless the copy is current (bf16 only). */
+static void refresh_wb(ecr_model *m) {
+    if (m->prec != ECR_PRECISION_BF16 || m->wb_fresh) return;
+    ecr_bf16_from_f32(m->wb, m->params, m->n_params);
+    m->wb_fresh = 1;
+}
+
+ecr_status ecr_model_set_precision(ecr_model *m, ecr_precision p) {
+    ecr_precision r;
+    ecr_status st = ecr_precision_resolve(p, &r);
+    if (st) return st;
+    if (r == m->prec) return ECR_OK;
+    acts_free(&m->a); /* the activation layout differs between precisions */
+    m->fw_ready = 0;
+    free(m->wb);
+    m->wb = NULL;
+    m->wb_fresh = 0;
+    if (r == ECR_PRECISION_BF16 && !(m->wb = malloc(m->n_params * sizeof *m->wb))) {
+        m->prec = ECR_PRECISION_FP32;
+        return ecr_fail(ECR_E_NOMEM, "model: out of memory for a bf16 copy of %zu parameters", m->n_params);
+    }
+    m->prec = r;
+    refresh_wb(m);
+    return ECR_OK;
+}
+
+/* y = x @ w^T + beta y in the model's precision; w points into m->params. In bf16, x is
+ * rounded into xb first (kept for the backward). */
+static ecr_status lin_forward(ecr_model *m, float *y, const float *x, uint16_t *xb, const float *w,
+                              int N, int in, int out, float beta) {
+    if (m->prec != ECR_PRECISION_BF16) {
+        ecr_linear_forward(y, x, w, N, in, out, beta);
+        return ECR_OK;
+    }
+    ecr_bf16_from_f32(xb, x, (size_t)N * in);
+    return ecr_linear_forward_bf16(y, xb, m->wb + (w - m->params), N, in, out, beta);
+}
+
+/* dw += dy^T x; dx = dy w, in the model's precision (x in fp32, xb its rounded copy from
+ * lin_forward; dx may alias x in fp32, see ecr_linear_backward). */
+static ecr_status lin_backward(ecr_model *m, float *dx, float *dw, const float *dy, const float *x,
+                               const uint16_t *xb, const float *w, int N, int in, int out) {
+    if (m->prec != ECR_PRECISION_BF16) {
+        ecr_linear_backward(dx, dw, dy, x, w, N, in, out, 0.0f);
+        return ECR_OK;
+    }
+    ecr_bf16_from_f32(m->a.dyb, dy, (size_t)N * out);
+    return ecr_linear_backward_bf16(dx, dw, m->a.dyb, xb, m->wb + (w - m->params), N, in, out, 0.0f);
+}
+
+/* Layer l's slice of a bf16 buffer of `width` columns (NULL in fp32). */
+static uint16_t *bslice(uint16_t *base, int l, int N, int width) {
+    return base ? base + (size_t)l * N * width : NULL;
+}
+
 /* ==== forward / backward ===================================================================== */
 
 /* Checks a batch against the model; fills rpos (position, 0 for padding), which must
@@ -471,29 +575,34 @@ static ecr_status forward_trunk(ecr_model *m, const ecr_batch *b) {
     acts *a = &m->a;
     int N = b->B * b->T, d = m->d, h = m->h, H = m->H, hd = m->hd;
     size_t Nd = (size_t)N * d;
+    refresh_wb(m);
 
     ecr_embedding_forward(a->x, b->tokens, m->embed, N, d);
-    for (int l = 0; l < m->L; l++) {
+    for (int l = 0; l < m->L && !st; l++) {
         const layer_w *w = &m->lw[l];
         float *x = a->x + l * Nd, *xmid = a->xmid + l * Nd, *xnext = a->x + (l + 1) * Nd;
-        float *ln1 = a->ln1 + l * Nd, *ln2 = a->ln2 + l * Nd, *att = a->att + l * Nd;
-        float *qkv = a->qkv + l * 3 * Nd;
-        float *gu = a->gu + (size_t)l * N * 2 * h, *act = a->act + (size_t)l * N * h;
+        float *ln1 = a->ln1 + l * a->ln_stride, *ln2 = a->ln2 + l * a->ln_stride;
+        float *att = a->att + l * Nd, *qkv = a->qkv + l * 3 * Nd;
+        float *gu = a->gu + (size_t)l * N * 2 * h, *act = a->act + l * a->act_stride;
         /* attention block */
         ecr_rmsnorm_forward(ln1, a->rstd1 + (size_t)l * N, x, w->ln1, N, d, m->cfg.norm_eps);
-        ecr_linear_forward(qkv, ln1, w->wqkv, N, d, 3 * d, 0.0f);           /* [N, 3d] */
+        st = lin_forward(m, qkv, ln1, bslice(a->ln1b, l, N, d), w->wqkv, N, d, 3 * d, 0.0f); /* [N, 3d] */
+        if (st) break;
         ecr_rope_forward(qkv, N, 3 * d, 2 * H, hd, a->rpos, m->rope_cos, m->rope_sin);
         ecr_attention_forward(att, a->lse_att + (size_t)l * N * H, qkv, a->rpos, b->B, b->T, H,
                               hd, a->att_scratch);
         memcpy(xmid, x, Nd * sizeof(float));
-        ecr_linear_forward(xmid, att, w->wo, N, d, d, 1.0f);                /* residual */
+        st = lin_forward(m, xmid, att, bslice(a->attb, l, N, d), w->wo, N, d, d, 1.0f); /* residual */
+        if (st) break;
         /* MLP block */
         ecr_rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, xmid, w->ln2, N, d, m->cfg.norm_eps);
-        ecr_linear_forward(gu, ln2, w->wgu, N, d, 2 * h, 0.0f);             /* [N, 2h] */
+        st = lin_forward(m, gu, ln2, bslice(a->ln2b, l, N, d), w->wgu, N, d, 2 * h, 0.0f); /* [N, 2h] */
+        if (st) break;
         ecr_swiglu_forward(act, gu, N, h);
         memcpy(xnext, xmid, Nd * sizeof(float));
-        ecr_linear_forward(xnext, act, w->wdown, N, h, d, 1.0f);            /* residual */
+        st = lin_forward(m, xnext, act, bslice(a->actb, l, N, h), w->wdown, N, h, d, 1.0f); /* residual */
     }
+    if (st) return st;
     ecr_rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)m->L * Nd, m->norm_f, N, d, m->cfg.norm_eps);
     ecr_pool_forward(m->pooled, m->inv_count, a->xf, b->text, b->pos, N, d, b->n_texts);
     return ECR_OK;
@@ -504,7 +613,8 @@ ecr_status ecr_model_forward(ecr_model *m, const ecr_batch *b, ecr_forward_out *
     if (st != ECR_OK) return st;
     acts *a = &m->a;
     int N = b->B * b->T, V = m->V;
-    ecr_linear_forward(a->logits, a->xf, m->lm_head, N, m->d, V, 0.0f);      /* [N, V] */
+    st = lin_forward(m, a->logits, a->xf, a->xfb, m->lm_head, N, m->d, V, 0.0f); /* [N, V] */
+    if (st) return st;
     ecr_softmax_ce_forward(a->row_loss, a->lse_ce, a->logits, b->targets, N, V);
 
     double sum = 0;
@@ -550,9 +660,11 @@ ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
     /* head: dlogits (in place over the logits), then through lm_head and the final norm */
     float scale = m->fw_targets ? lm_scale / (float)m->fw_targets : 0.0f;
     float *dxf = a->xf; /* xf is read by the lm_head weight gradient first, then overwritten */
+    ecr_status st = ECR_OK;
     if (scale != 0.0f || dlogits) {
         ecr_softmax_ce_backward(a->logits, a->logits, a->lse_ce, b->targets, dlogits, scale, N, V);
-        ecr_linear_backward(dxf, m->g_lm_head, a->logits, a->xf, m->lm_head, N, d, V, 0.0f);
+        st = lin_backward(m, dxf, m->g_lm_head, a->logits, a->xf, a->xfb, m->lm_head, N, d, V);
+        if (st) return st;
     } else { /* no gradient reaches the logits: skip the head */
         memset(dxf, 0, Nd * sizeof(float));
     }
@@ -564,20 +676,24 @@ ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
     for (int l = m->L - 1; l >= 0; l--) {
         const layer_w *w = &m->lw[l], *g = &m->lg[l];
         float *x = a->x + l * Nd, *xmid = a->xmid + l * Nd;
-        float *ln1 = a->ln1 + l * Nd, *ln2 = a->ln2 + l * Nd, *att = a->att + l * Nd;
-        float *qkv = a->qkv + l * 3 * Nd;
-        float *gu = a->gu + (size_t)l * N * 2 * h, *act = a->act + (size_t)l * N * h;
+        float *ln1 = a->ln1 + l * a->ln_stride, *ln2 = a->ln2 + l * a->ln_stride;
+        float *att = a->att + l * Nd, *qkv = a->qkv + l * 3 * Nd;
+        float *gu = a->gu + (size_t)l * N * 2 * h, *act = a->act + l * a->act_stride;
         /* MLP block: dx is the gradient of this layer's output */
-        ecr_linear_backward(act, g->wdown, a->dx, act, w->wdown, N, h, d, 0.0f); /* act <- dact */
-        ecr_swiglu_backward(gu, gu, act, N, h);                                   /* gu <- dgu */
-        ecr_linear_backward(ln2, g->wgu, gu, ln2, w->wgu, N, d, 2 * h, 0.0f);    /* ln2 <- dln2 */
+        st = lin_backward(m, act, g->wdown, a->dx, act, bslice(a->actb, l, N, h), w->wdown, N, h, d);
+        if (st) return st;                                                      /* act <- dact */
+        ecr_swiglu_backward(gu, gu, act, N, h);                                 /* gu <- dgu */
+        st = lin_backward(m, ln2, g->wgu, gu, ln2, bslice(a->ln2b, l, N, d), w->wgu, N, d, 2 * h);
+        if (st) return st;                                                      /* ln2 <- dln2 */
         ecr_rmsnorm_backward(a->dx, g->ln2, ln2, xmid, a->rstd2 + (size_t)l * N, w->ln2, N, d, scr);
         /* attention block: dx is now the gradient of xmid */
-        ecr_linear_backward(a->datt, g->wo, a->dx, att, w->wo, N, d, d, 0.0f);
+        st = lin_backward(m, a->datt, g->wo, a->dx, att, bslice(a->attb, l, N, d), w->wo, N, d, d);
+        if (st) return st;
         ecr_attention_backward(a->dqkv, a->datt, qkv, att, a->lse_att + (size_t)l * N * H,
                                a->rpos, b->B, b->T, H, hd, a->att_scratch);
         ecr_rope_backward(a->dqkv, N, 3 * d, 2 * H, hd, a->rpos, m->rope_cos, m->rope_sin);
-        ecr_linear_backward(ln1, g->wqkv, a->dqkv, ln1, w->wqkv, N, d, 3 * d, 0.0f); /* ln1 <- dln1 */
+        st = lin_backward(m, ln1, g->wqkv, a->dqkv, ln1, bslice(a->ln1b, l, N, d), w->wqkv, N, d, 3 * d);
+        if (st) return st;                                                      /* ln1 <- dln1 */
         ecr_rmsnorm_backward(a->dx, g->ln1, ln1, x, a->rstd1 + (size_t)l * N, w->ln1, N, d, scr);
     }
     ecr_embedding_backward(m->g_embed, a->dx, b->tokens, N, d);
@@ -591,6 +707,7 @@ struct ecr_kv_cache {
     int max_len, n;
     float *k, *v;                        /* [L, max_len, d] */
     float *x, *xb, *qkv, *att, *gu, *act, *scores;
+    uint16_t *in16;                      /* [max(d, h)] a product's input in bf16 */
 };
 
 void ecr_kv_cache_free(ecr_kv_cache *c) {
@@ -604,6 +721,7 @@ void ecr_kv_cache_free(ecr_kv_cache *c) {
     free(c->gu);
     free(c->act);
     free(c->scores);
+    free(c->in16);
     free(c);
 }
 
@@ -626,7 +744,9 @@ ecr_status ecr_kv_cache_create(const ecr_model *m, int max_len, ecr_kv_cache **o
     c->gu = falloc(2 * (size_t)m->h);
     c->act = falloc((size_t)m->h);
     c->scores = falloc((size_t)max_len);
-    if (!c->k || !c->v || !c->x || !c->xb || !c->qkv || !c->att || !c->gu || !c->act || !c->scores) {
+    c->in16 = malloc((size_t)(m->h > m->d ? m->h : m->d) * sizeof *c->in16);
+    if (!c->k || !c->v || !c->x || !c->xb || !c->qkv || !c->att || !c->gu || !c->act || !c->scores ||
+        !c->in16) {
         ecr_kv_cache_free(c);
         return ecr_fail(ECR_E_NOMEM, "kv cache: out of memory");
     }
@@ -650,24 +770,27 @@ ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *l
     int d = m->d, h = m->h, H = m->H, hd = m->hd;
     int32_t p = c->n;
     float rstd;
+    ecr_status st = ECR_OK;
+    refresh_wb(m);
     memcpy(c->x, m->embed + (size_t)token * d, (size_t)d * sizeof(float));
-    for (int l = 0; l < m->L; l++) {
+    for (int l = 0; l < m->L && !st; l++) {
         const layer_w *w = &m->lw[l];
         float *kc = c->k + (size_t)l * c->max_len * d, *vc = c->v + (size_t)l * c->max_len * d;
         ecr_rmsnorm_forward(c->xb, &rstd, c->x, w->ln1, 1, d, m->cfg.norm_eps);
-        ecr_linear_forward(c->qkv, c->xb, w->wqkv, 1, d, 3 * d, 0.0f);
+        if ((st = lin_forward(m, c->qkv, c->xb, c->in16, w->wqkv, 1, d, 3 * d, 0.0f))) break;
         ecr_rope_forward(c->qkv, 1, 3 * d, 2 * H, hd, &p, m->rope_cos, m->rope_sin);
         memcpy(kc + (size_t)p * d, c->qkv + d, (size_t)d * sizeof(float));
         memcpy(vc + (size_t)p * d, c->qkv + 2 * d, (size_t)d * sizeof(float));
         ecr_attention_step(c->att, c->qkv, kc, vc, d, p + 1, H, hd, c->scores);
-        ecr_linear_forward(c->x, c->att, w->wo, 1, d, d, 1.0f);
+        if ((st = lin_forward(m, c->x, c->att, c->in16, w->wo, 1, d, d, 1.0f))) break;
         ecr_rmsnorm_forward(c->xb, &rstd, c->x, w->ln2, 1, d, m->cfg.norm_eps);
-        ecr_linear_forward(c->gu, c->xb, w->wgu, 1, d, 2 * h, 0.0f);
+        if ((st = lin_forward(m, c->gu, c->xb, c->in16, w->wgu, 1, d, 2 * h, 0.0f))) break;
         ecr_swiglu_forward(c->act, c->gu, 1, h);
-        ecr_linear_forward(c->x, c->act, w->wdown, 1, h, d, 1.0f);
+        st = lin_forward(m, c->x, c->act, c->in16, w->wdown, 1, h, d, 1.0f);
     }
+    if (st) return st;
     ecr_rmsnorm_forward(c->xb, &rstd, c->x, m->norm_f, 1, d, m->cfg.norm_eps);
-    ecr_linear_forward(logits, c->xb, m->lm_head, 1, d, m->V, 0.0f);
+    if ((st = lin_forward(m, logits, c->xb, c->in16, m->lm_head, 1, d, m->V, 0.0f))) return st;
     c->n++;
     return ECR_OK;
 }

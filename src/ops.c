@@ -94,6 +94,21 @@ void ecr_linear_backward(float *dx, float *dw, const float *dy, const float *x, 
     if (dx) ecr_sgemm(0, 0, N, in, out, 1.0f, dy, out, w, in, dx_beta, dx, in);
 }
 
+/* y[N,out] = xb[N,in] @ wb[out,in]^T + beta*y, bf16 inputs */
+ecr_status ecr_linear_forward_bf16(float *y, const uint16_t *xb, const uint16_t *wb, int N, int in,
+                                   int out, float beta) {
+    return ecr_gemm_bf16(0, 1, N, out, in, xb, in, wb, in, beta, y, out);
+}
+
+/* dw[out,in] += dyb^T @ xb;  dx[N,in] = dyb @ wb + dx_beta*dx, bf16 inputs */
+ecr_status ecr_linear_backward_bf16(float *dx, float *dw, const uint16_t *dyb, const uint16_t *xb,
+                                    const uint16_t *wb, int N, int in, int out, float dx_beta) {
+    ecr_status st = ECR_OK;
+    if (dw) st = ecr_gemm_bf16(1, 0, out, in, N, dyb, out, xb, in, 1.0f, dw, in);
+    if (!st && dx) st = ecr_gemm_bf16(0, 0, N, in, out, dyb, out, wb, in, dx_beta, dx, in);
+    return st;
+}
+
 /* ---- RMSNorm -------------------------------------------------------------------------------- */
 
 /* y[N,d] = x * rstd * w;  rstd[N] */

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ecr.h"
+
 /* OpenMP pragmas that vanish (without -Wunknown-pragmas noise) when built with NO_OMP=1. */
 #ifdef ECR_HAVE_OMP
 #define ECR_PRAGMA_(x) _Pragma(#x)
@@ -30,6 +32,17 @@ void ecr_linear_forward(float *y, const float *x, const float *w, int N, int in,
                         float beta);
 void ecr_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
                          int N, int in, int out, float dx_beta);
+
+/* ---- linear in bf16 (the same products; inputs already rounded to bf16) -------------------
+ * forward:  y[N,out] = xb[N,in] @ wb[out,in]^T + beta * y
+ * backward: dw[out,in] += dyb^T @ xb   (first; skipped when dw is NULL)
+ *           dx[N,in]    = dyb @ wb + dx_beta * dx   (skipped when dx is NULL)
+ * fp32 accumulation and outputs (see ecr_gemm_bf16 for the engines and the error bound).
+ * ECR_E_NOMEM only from the reference engine. */
+ecr_status ecr_linear_forward_bf16(float *y, const uint16_t *xb, const uint16_t *wb, int N, int in,
+                                   int out, float beta);
+ecr_status ecr_linear_backward_bf16(float *dx, float *dw, const uint16_t *dyb, const uint16_t *xb,
+                                    const uint16_t *wb, int N, int in, int out, float dx_beta);
 
 /* ---- RMSNorm (Hugging Face LlamaRMSNorm) ------------------------------------------------
  * forward:  rstd[N] = 1/sqrt(mean_j x[i,j]^2 + eps);  y[N,d] = x * rstd * w[d]

@@ -159,6 +159,7 @@ typedef struct trainer {
     double t_start;
     int64_t last_ckpt;        /* step of the last checkpoint on disk, -1 if none          */
     int64_t last_eval;
+    int precision_auto;       /* o.precision was resolved from auto                       */
     char *tok_path, *state_path, *log_path, *model_path;
     FILE *log;
 } trainer;
@@ -213,6 +214,8 @@ static char *options_json(const trainer *t) {
     PUT("data_texts", "%zu", t->data->n_texts);
     PUT("data_tokens", "%zu", t->data->n_tokens);
     PUT("steps", "%lld", (long long)t->total);
+    /* like the objective's keys below, only when not the default: fp32 runs keep their keys */
+    if (o->precision == ECR_PRECISION_BF16) PUT("precision", "%s", ecr_precision_name(o->precision));
     /* objective options appear only when their term is on, so runs of the plain LM
      * objective keep the keys they always had */
     if (o->objective != ECR_TRAIN_LM) {
@@ -638,8 +641,8 @@ static ecr_status setup_kd(trainer *t) {
     }
     free(tok_path);
     if (st) return st;
-    ecr_hash_hex(ecr_model_params(t->kd_teacher), ecr_model_num_params(t->kd_teacher) * sizeof(float), t->kd_hash);
-    return ECR_OK;
+    ecr_hash_hex(ecr_tr_model_params(t->kd_teacher), ecr_model_num_params(t->kd_teacher) * sizeof(float), t->kd_hash);
+    return ecr_model_set_precision(t->kd_teacher, o->precision);
 }
 
 static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
@@ -651,7 +654,11 @@ static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
         return ecr_fail(ECR_E_INVALID, "%s: the data's vocabulary has %d tokens, but vocab_size is set to %d",
                         o->data_path, t->data->vocab_size, o->config.vocab_size);
     o->config.vocab_size = t->data->vocab_size;
-    ecr_status st = setup_anchors(t);
+    ecr_precision want = o->precision;
+    ecr_status st = ecr_precision_resolve(want, &o->precision);
+    if (st) return st;
+    t->precision_auto = want == ECR_PRECISION_AUTO;
+    st = setup_anchors(t);
     if (!st) st = setup_vectors(t);
     if (st) return st;
     if ((st = ecr_config_validate(&o->config))) return st;
@@ -759,6 +766,7 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
         if ((st = setup_tokenizer(t))) return st;
         if ((st = ecr_model_create(&t->o.config, t->o.seed, &t->model))) return st;
     }
+    if ((st = ecr_model_set_precision(t->model, t->o.precision))) return st;
     ecr_adamw_opts ao;
     ecr_adamw_opts_default(&ao);
     ao.beta1 = t->o.beta1;
@@ -1015,6 +1023,9 @@ static void print_start(const trainer *t) {
                     "batch %d x %d; %lld steps%s\n",
             t->data->n_texts, t->data->n_tokens, c->n_layers, c->dim, ecr_model_num_params(t->model),
             t->B, t->T, (long long)t->total, resumed);
+    fprintf(stderr, "train: precision %s%s%s%s\n", ecr_precision_name(t->o.precision),
+            t->precision_auto ? " (auto)" : "", t->o.precision == ECR_PRECISION_BF16 ? ", " : "",
+            t->o.precision == ECR_PRECISION_BF16 ? ecr_bf16_engine() : "");
     if (s.n_truncated > 0)
         fprintf(stderr, "train: %lld texts are longer than %d tokens (longest %lld) and are truncated\n",
                 (long long)s.n_truncated, t->T - 1, (long long)s.max_tokens);
@@ -1060,9 +1071,9 @@ static ecr_status run(trainer *t) {
         extra_terms_text(t, &x, extra_text, sizeof extra_text);
         window_tok += nt;
         fprintf(t->log, "{\"step\":%lld,\"loss\":%.7g%s,\"lr\":%.7g,\"grad_norm\":%.7g,\"clipped\":%s,"
-                        "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
+                        "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f,\"precision\":\"%s\"}\n",
                 (long long)t->step, loss, extra, lr, gnorm, clipped ? "true" : "false", (long long)t->tokens,
-                dt > 0 ? (double)nt / dt : 0.0, elapsed(t));
+                dt > 0 ? (double)nt / dt : 0.0, elapsed(t), ecr_precision_name(t->o.precision));
         fflush(t->log);
         if (!t->o.quiet && (t->step % t->o.log_every == 0 || t->step == end)) {
             double now = ecr_now(), rate = window_tok / (now - window_t + 1e-9);

@@ -10,4 +10,8 @@
  * (ecr_batcher_free); on failure *out is NULL and the status says why. */
 ecr_status ecr_tr_batcher_sequential(const ecr_data *d, int64_t tokens_per_batch, int T, ecr_batcher **out);
 
+/* The model's fp32 parameters, read-only (unlike ecr_model_params, this does not mark the
+ * bf16 copy stale: for readers such as the ECR projection). Borrowed. */
+const float *ecr_tr_model_params(const ecr_model *m);
+
 #endif

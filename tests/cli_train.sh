@@ -63,6 +63,37 @@ else
     if [ -s "$T/nan/train_state.safetensors" ] && [ -s "$T/nan/model.safetensors" ]; then ok; else
         bad "the last checkpoint of the diverged run is missing"; fi
 
+    # --precision: bad values, bf16 where it cannot run, and bf16 on the reference engine
+    expect 2 "train --precision fp16" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SET[@]}" \
+        --steps 2 --out "$T/p16" --precision fp16
+    has "$T/err" "expected auto, bf16 or fp32, got 'fp16'" "a bad precision is named"
+    for c in embed eval generate; do
+        expect 2 "$c --precision half" -- "$ECR" $c --model "$T/m" --data "$T/small.safetensors" --out "$T/x.npy" \
+            --prompt x --precision half
+    done
+    "$ECR" --version >"$T/version" 2>&1
+    has "$T/version" "^--precision auto: \(bf16\|fp32\)$" "ecr --version says what auto means here"
+    if grep -q '^bf16: none' "$T/version"; then
+        expect 2 "train --precision bf16 without a bf16 engine" -- env -u ECR_BF16_EMULATE "$ECR" train \
+            --data "$T/small.safetensors" --model tiny "${SET[@]}" --steps 2 --out "$T/pbf" --precision bf16
+        has "$T/err" "^ecr: --precision bf16: .*; use --precision fp32 or auto$" "the refusal says why, in one line"
+        if [ -e "$T/pbf" ]; then bad "the refused bf16 run created its folder"; else ok; fi
+    fi
+    expect 0 "train --precision bf16 (reference engine)" -- env ECR_BF16_EMULATE=1 "$ECR" train \
+        --data "$T/small.safetensors" --model tiny "${SET[@]}" --steps 4 --tokens-per-step 256 --out "$T/bf" \
+        --precision bf16
+    has "$T/err" "^train: precision bf16, " "the run says its precision and engine"
+    has "$T/bf/run.json" '"precision":[[:space:]]*"bf16"' "run.json records the precision"
+    if [ "$(grep -c '"precision":"bf16"' "$T/bf/log.jsonl")" = 4 ]; then ok; else bad "log.jsonl: not 4 bf16 step records"; fi
+    expect 2 "resume a bf16 run in fp32" -- env ECR_BF16_EMULATE=1 "$ECR" train --data "$T/small.safetensors" \
+        --model tiny "${SET[@]}" --steps 6 --tokens-per-step 256 --out "$T/bf" --precision fp32 --resume
+    has "$T/err" "option 'precision' was bf16 in the checkpoint, now off" "the precision mismatch is named"
+    expect 0 "embed --precision bf16 (reference engine)" -- env ECR_BF16_EMULATE=1 "$ECR" embed --model "$T/bf" \
+        --data "$T/small.safetensors" --out "$T/bf.npy" --precision bf16
+    has "$T/err" "^embed: precision bf16, " "embed says its precision"
+    expect 0 "generate --precision fp32" -- "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 5 --precision fp32
+    has "$T/err" "^generate: precision fp32$" "generate says its precision"
+
     expect 0 "generate" -- "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --seed 3
     has "$T/out" "^The " "generate echoes the prompt"
     has "$T/err" "tokens/s" "generate reports tokens/s"

@@ -93,6 +93,7 @@ static int make_inputs(void) {
 
 static void tiny_opts(ecr_train_opts *o, const char *out) {
     ecr_train_opts_default(o);
+    o->precision = ECR_PRECISION_FP32; /* the numbers below are fp32's on every CPU */
     o->data_path = g_data;
     o->out_dir = out;
     CHECK_OK(ecr_config_preset("tiny", &o->config));

@@ -23,6 +23,7 @@ static int make_fixture(void) {
 /* Options of a very small run into g_dir/name. */
 static void small_opts(ecr_train_opts *o, const char *name, char *out, size_t cap) {
     ecr_train_opts_default(o);
+    o->precision = ECR_PRECISION_FP32; /* fp32 on every CPU; test_resume_bf16 sets bf16 */
     snprintf(out, cap, "%s/%s", g_dir, name);
     o->data_path = g_data;
     o->out_dir = out;
@@ -581,9 +582,61 @@ static void test_sampling(void) {
     CHECK(ecr_sample_logits(ties, 3, &o, &rng) == 0);
 }
 
+/* The same in bf16 (the reference engine where the CPU has no bf16 kernels): 20 steps
+ * straight == 10, stop, resume to 20, bit for bit; a NaN stops a bf16 run keeping its last
+ * checkpoint; resuming it in fp32 is refused with a message naming the option; and the
+ * bf16 run is not the fp32 run (the products really ran in bf16). */
+static void test_resume_bf16(void) {
+    ecr_train_opts o;
+    char a[600], b[600], c[600], f[600];
+    small_opts(&o, "bf16_straight", a, sizeof a);
+    o.precision = ECR_PRECISION_BF16;
+    o.threads = 2;
+    CHECK_OK(ecr_train(&o));
+
+    small_opts(&o, "bf16_resumed", b, sizeof b);
+    o.precision = ECR_PRECISION_BF16;
+    o.threads = 2;
+    o.stop_after = 10;
+    CHECK_OK(ecr_train(&o));
+    o.stop_after = 0;
+    o.resume = 1;
+    CHECK_OK(ecr_train(&o));
+    CHECK(state_step(b) == 20);
+    CHECK(same_tensors(a, b, "model.safetensors"));
+    CHECK(same_tensors(a, b, "train_state.safetensors"));
+
+    o.precision = ECR_PRECISION_FP32; /* resume b in another precision */
+    o.steps = 24;
+    CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
+    CHECK_MSG(strstr(ecr_last_error(), "option 'precision' was bf16 in the checkpoint") != NULL,
+              "message: %s", ecr_last_error());
+
+    small_opts(&o, "bf16_nan", c, sizeof c);
+    o.precision = ECR_PRECISION_BF16;
+    o.threads = 2;
+    o.save_every = 5;
+    o.nan_at_step = 7;
+    CHECK_STATUS(ecr_train(&o), ECR_E_RUNTIME);
+    CHECK(state_step(c) == 5);
+
+    small_opts(&o, "bf16_vs_fp32", f, sizeof f);
+    o.threads = 2;
+    CHECK_OK(ecr_train(&o));
+    double la[21] = {0}, lf[21] = {0};
+    int va = 0, vf = 0;
+    CHECK(log_losses(a, la, 20, &va) == 20);
+    CHECK(log_losses(f, lf, 20, &vf) == 20);
+    CHECK(la[1] != lf[1]);
+    CHECK_CLOSE(la[20], lf[20], 0.05 * lf[20]); /* the same training, to bf16's rounding */
+    fprintf(stderr, "    step 20 loss: bf16 %.5f, fp32 %.5f\n", la[20], lf[20]);
+}
+
 int main(void) {
+    setenv("ECR_BF16_EMULATE", "1", 1); /* bf16 runs on every CPU (test_resume_bf16) */
     if (make_fixture()) {
         RUN(test_resume_exact);
+        RUN(test_resume_bf16);
         RUN(test_resume_objectives);
         RUN(test_nan_keeps_checkpoint);
         RUN(test_loss_decreases_and_validation);
