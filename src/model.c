@@ -186,7 +186,9 @@ typedef struct acts {
     uint16_t *ln1b, *ln2b, *attb; /* [L, N, d] */
     uint16_t *actb;               /* [L, N, h] */
     uint16_t *xfb;                /* [N, d]    */
-    uint16_t *dyb;                /* [N, max(V, 3d, 2h)] */
+    uint16_t *dyb;                /* [dyb_len]: N rows of a layer's output gradient (N x 3d,
+                                     N x 2h), or a block of rows of the head's (N x V) */
+    size_t dyb_len;
 } acts;
 
 struct ecr_model {
@@ -278,15 +280,14 @@ static ecr_status acts_reserve(ecr_model *m, size_t n) {
     a->act_stride = bf16 ? 0 : n * h;
     int bf_ok = 1;
     if (bf16) {
-        size_t wide = (size_t)m->V;
-        if (3 * d > wide) wide = 3 * d;
-        if (2 * h > wide) wide = 2 * h;
+        size_t wide = 3 * d > 2 * h ? 3 * d : 2 * h;
+        a->dyb_len = n * wide;
         a->ln1b = malloc(L * n * d * sizeof(uint16_t));
         a->ln2b = malloc(L * n * d * sizeof(uint16_t));
         a->attb = malloc(L * n * d * sizeof(uint16_t));
         a->actb = malloc(L * n * h * sizeof(uint16_t));
         a->xfb = malloc(n * d * sizeof(uint16_t));
-        a->dyb = malloc(n * wide * sizeof(uint16_t));
+        a->dyb = malloc(a->dyb_len * sizeof(uint16_t));
         bf_ok = a->ln1b && a->ln2b && a->attb && a->actb && a->xfb && a->dyb;
     }
     a->rstd1 = falloc(L * n);
@@ -512,15 +513,26 @@ static ecr_status lin_forward(ecr_model *m, float *y, const float *x, uint16_t *
 }
 
 /* dw += dy^T x; dx = dy w, in the model's precision (x in fp32, xb its rounded copy from
- * lin_forward; dx may alias x in fp32, see ecr_linear_backward). */
+ * lin_forward; dx may alias x, see ecr_linear_backward). In bf16, dy is rounded in blocks of
+ * the rows that dyb holds: all N for the layers, about N max(3d, 2h) / V rows at a time for
+ * the head, whose N x V gradient would otherwise need its own rounded copy. */
 static ecr_status lin_backward(ecr_model *m, float *dx, float *dw, const float *dy, const float *x,
                                const uint16_t *xb, const float *w, int N, int in, int out) {
     if (m->prec != ECR_PRECISION_BF16) {
         ecr_linear_backward(dx, dw, dy, x, w, N, in, out, 0.0f);
         return ECR_OK;
     }
-    ecr_bf16_from_f32(m->a.dyb, dy, (size_t)N * out);
-    return ecr_linear_backward_bf16(dx, dw, m->a.dyb, xb, m->wb + (w - m->params), N, in, out, 0.0f);
+    size_t fit = m->a.dyb_len / (size_t)out;
+    int rows = fit < 1 ? 1 : fit > (size_t)N ? N : (int)fit;
+    const uint16_t *wb = m->wb + (w - m->params);
+    ecr_status st = ECR_OK;
+    for (int r0 = 0; r0 < N && !st; r0 += rows) {
+        int n = N - r0 < rows ? N - r0 : rows;
+        ecr_bf16_from_f32(m->a.dyb, dy + (size_t)r0 * out, (size_t)n * out);
+        st = ecr_linear_backward_bf16(dx ? dx + (size_t)r0 * in : NULL, dw, m->a.dyb, xb + (size_t)r0 * in,
+                                      wb, n, in, out, 0.0f);
+    }
+    return st;
 }
 
 /* Layer l's slice of a bf16 buffer of `width` columns (NULL in fp32). */
