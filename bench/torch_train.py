@@ -3,12 +3,14 @@
 (RMSNorm, rotary attention with rotate_half, SwiGLU, tied LM head, fp32) on the same
 prepared data with the same batch shape, AdamW, warmup-free constant lr and gradient
 clipping, and prints one JSON line: steps, seconds of the timed steps, token slots/s.
+PRECISION bf16 runs the forward under torch.autocast("cpu", dtype=torch.bfloat16), the
+mixed precision PyTorch offers on CPUs (products in bf16, fp32 master weights).
 
 Packed batches as in ecr: each text is [EOT, t1..tn] -> [t1..tn, EOT], several texts per
 row, attention block-diagonal and causal inside each text (a boolean mask, the idiomatic
 way in torch 1.13, which has no fused attention), positions restarting per text.
 
-usage: torch_train.py DATA.safetensors PRESET STEPS THREADS [TOKENS_PER_STEP] [WARMUP]
+usage: torch_train.py DATA.safetensors PRESET STEPS THREADS [TOKENS_PER_STEP] [WARMUP] [fp32|bf16]
 Run with LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp (else torch's BLAS
 threads fight OpenMP)."""
 import json
@@ -140,6 +142,9 @@ def main():
     path, preset, steps, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     tps = int(sys.argv[5]) if len(sys.argv) > 5 else 4096
     warm = int(sys.argv[6]) if len(sys.argv) > 6 else 2
+    prec = sys.argv[7] if len(sys.argv) > 7 else "fp32"
+    if prec not in ("fp32", "bf16"):
+        sys.exit(f"torch_train.py: precision {prec!r}: expected fp32 or bf16")
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     tokens, offsets, V = read_prepared(path)
@@ -156,13 +161,14 @@ def main():
     for i, b in enumerate(batches):
         if i == warm:
             t0 = time.perf_counter()
-        loss = model(*b)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=prec == "bf16"):
+            loss = model(*b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     dt = time.perf_counter() - t0
-    print(json.dumps({"steps": steps, "seconds": dt, "slots_per_s": steps * B * T / dt,
+    print(json.dumps({"precision": prec, "steps": steps, "seconds": dt, "slots_per_s": steps * B * T / dt,
                       "loss": float(loss), "params": sum(p.numel() for p in model.parameters())}))
 
 

@@ -4,6 +4,7 @@
  * JSON written by --json (numbers are null when a metric is not computed or not defined on
  * the data; the "notes" say why):
  *   {"model": DIR, "data": FILE, "texts": N (texts evaluated, after --max-texts),
+ *    "precision": "fp32" or "bf16" (of the model's products, as --precision resolved),
  *    "lm": {"overall": STATS, "per_lang": {"en": STATS, ...}, "truncated_texts": N, "seq_len": T},
  *    "geometry": {
  *      "texts": N, "english": "en" (the language P@1 and transfer pair with) or null,
@@ -570,6 +571,7 @@ int cmd_eval(int argc, char **argv) {
             cJSON_AddStringToObject(root, "model", dir);
             cJSON_AddStringToObject(root, "data", data);
             cJSON_AddNumberToObject(root, "texts", (double)view.n_texts);
+            cJSON_AddStringToObject(root, "precision", ecr_precision_name(ecr_model_precision(m)));
             cJSON_AddItemToObject(root, "lm", lm);
             cJSON_AddItemToObject(root, "geometry", geo);
             if (pca) cJSON_AddItemToObject(root, "pca", pca);

@@ -93,7 +93,8 @@ has "$T/out" "^all " "the LM table is kept"
 has "$T/out" "training stability" "--log with a model adds stability"
 has "$T/err" "geometry of u" "progress names the geometry passes"
 pycheck "geometry JSON (teacher = u)" "$T/all.json" <<'EOF'
-assert set(m) == {"model", "data", "texts", "lm", "geometry", "pca", "stability"}, list(m)
+assert set(m) == {"model", "data", "texts", "precision", "lm", "geometry", "pca", "stability"}, list(m)
+assert m["precision"] in ("fp32", "bf16"), m["precision"]
 p = m["pca"]
 assert p["space"] == "u" and p["texts"] == 300, (p["space"], p["texts"])
 assert all(len(p[k]) == 300 for k in ("x", "y", "lang", "label")), p.keys()
