@@ -37,6 +37,15 @@ int cli_multi(cli_args *a, const char *flag, const char **out, int cap);
 int cli_finish(cli_args *a);
 void cli_args_free(cli_args *a);
 
+/* The --help lines of --precision, shared by train, embed, eval and generate. */
+#define CLI_PRECISION_HELP \
+    "  --precision P          auto (default), bf16 or fp32: the matrix products of the linear\n" \
+    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n" \
+    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n" \
+    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n" \
+    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n" \
+    "                         reference engine, for tests)\n"
+
 /* `--precision auto|bf16|fp32` (default auto) into *out; a bad value is reported and
  * sets a->error. Returns 1 when the flag is absent or valid. */
 int cli_precision(cli_args *a, ecr_precision *out);

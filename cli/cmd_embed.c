@@ -22,12 +22,7 @@ static const char *usage =
     "  --out FILE             output .npy (<f4, n_texts x D or x dim)\n"
     "  --raw                  the pooled hidden state h instead of the projection u\n"
     "  --threads N            threads (default: all cores)\n"
-    "  --precision P          auto (default), bf16 or fp32: the matrix products of the linear\n"
-    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n"
-    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n"
-    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n"
-    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n"
-    "                         reference engine, for tests)\n"
+    CLI_PRECISION_HELP
     "  --batch-tokens N       token slots per forward pass (default 4096)\n"
     "  --seq-len T            row length (default: the model's max_seq_len); longer texts are\n"
     "                         embedded from their first T-1 tokens\n"

@@ -83,12 +83,7 @@ static const char *usage =
     "                         truncated\n"
     "  --tokens-per-batch N   token slots per forward pass (default 4096)\n"
     "  --threads N            threads (default: all cores)\n"
-    "  --precision P          auto (default), bf16 or fp32: the matrix products of the linear\n"
-    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n"
-    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n"
-    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n"
-    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n"
-    "                         reference engine, for tests)\n"
+    CLI_PRECISION_HELP
     "  --quiet                no progress on stderr\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input (malformed files,\n"

@@ -19,12 +19,7 @@ static const char *usage =
     "  --top-p P              ... and among the most likely whose mass reaches P (default 0.95)\n"
     "  --seed S               sampling seed (default 1)\n"
     "  --threads N            threads (default: all cores)\n"
-    "  --precision P          auto (default), bf16 or fp32: the matrix products of the linear\n"
-    "                         layers and the head (bf16 inputs, fp32 sums; everything else\n"
-    "                         stays fp32). auto picks bf16 where the CPU has AMX-BF16 or\n"
-    "                         AVX512-BF16 and ecr was built with oneDNN, else fp32; bf16\n"
-    "                         elsewhere is an error (ECR_BF16_EMULATE=1 runs it on a slow\n"
-    "                         reference engine, for tests)\n"
+    CLI_PRECISION_HELP
     "  --ignore-eot           do not stop at the end-of-text token (for timing: always\n"
     "                         --max-tokens tokens, or until the context is full)\n"
     "  --quiet                no statistics on stderr\n";

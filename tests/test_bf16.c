@@ -333,36 +333,14 @@ static void test_overfit(void) {
     ecr_config c = small_cfg(1, 0);
     c.vocab_size = 64;
     ecr_model *m = NULL;
-    ecr_adamw *opt = NULL;
     CHECK_OK(ecr_model_create(&c, 1, &m));
     if (!m) return;
     CHECK_OK(ecr_model_set_precision(m, ECR_PRECISION_BF16));
-    ecr_adamw_opts ao;
-    ecr_adamw_opts_default(&ao);
-    ao.weight_decay = 0.0f;
-    CHECK_OK(ecr_adamw_create(m, &ao, &opt));
-    tl_batch tb;
-    int lens[] = {6, 5, -1, 10, -1, 4, 7};
-    tl_make_batch(&tb, 3, 12, lens, 7, c.vocab_size, 123);
-    for (int i = 0; i < 36; i++)
-        if (tb.pos[i] == 0) tb.tgt[i] = -1; /* the first token of a text is not learnable */
     float first = 0, last = 0;
-    int steps = 100;
-    for (int s = 0; opt && s < steps; s++) {
-        ecr_forward_out o;
-        CHECK_OK(ecr_model_forward(m, &tb.b, &o));
-        if (s == 0) first = o.loss;
-        last = o.loss;
-        ecr_model_zero_grad(m);
-        CHECK_OK(ecr_model_backward(m, &tb.b, 1.0f, NULL, NULL));
-        float norm;
-        CHECK_OK(ecr_clip_grad_norm(m, 1.0f, &norm));
-        CHECK_OK(ecr_adamw_step(opt, m, ecr_lr_schedule(s, 10, steps, 3e-2f, 1e-3f)));
-    }
-    fprintf(stderr, "    overfit in bf16: loss %.3f -> %.4f in %d steps\n", first, last, steps);
+    CHECK_MSG(tl_overfit(m, 100, &first, &last), "%s", ecr_last_error());
+    fprintf(stderr, "    overfit in bf16: loss %.3f -> %.4f in 100 steps\n", first, last);
     CHECK(first > 3.5f); /* ~ln 64 at init */
     CHECK(last < 0.05f);
-    ecr_adamw_free(opt);
     ecr_model_free(m);
 }
 

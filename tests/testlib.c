@@ -93,6 +93,33 @@ void tl_make_batch(tl_batch *x, int B, int T, const int *lens, int n_lens, int V
     x->b.n_texts = n;
 }
 
+int tl_overfit(ecr_model *m, int steps, float *first, float *last) {
+    ecr_adamw *opt = NULL;
+    ecr_adamw_opts ao;
+    ecr_adamw_opts_default(&ao);
+    ao.weight_decay = 0.0f;
+    if (ecr_adamw_create(m, &ao, &opt) != ECR_OK) return 0;
+    tl_batch tb;
+    int lens[] = {6, 5, -1, 10, -1, 4, 7};
+    tl_make_batch(&tb, 3, 12, lens, 7, ecr_model_config(m)->vocab_size, 123);
+    for (int i = 0; i < 36; i++)
+        if (tb.pos[i] == 0) tb.tgt[i] = -1; /* every text opens with EOT: its first token is a guess */
+    int ok = 1;
+    for (int s = 0; ok && s < steps; s++) {
+        ecr_forward_out o;
+        float norm;
+        ok = ecr_model_forward(m, &tb.b, &o) == ECR_OK;
+        if (!ok) break;
+        if (s == 0) *first = o.loss;
+        *last = o.loss;
+        ecr_model_zero_grad(m);
+        ok = ecr_model_backward(m, &tb.b, 1.0f, NULL, NULL) == ECR_OK && ecr_clip_grad_norm(m, 1.0f, &norm) == ECR_OK &&
+             ecr_adamw_step(opt, m, ecr_lr_schedule(s, 10, steps, 3e-2f, 1e-3f)) == ECR_OK;
+    }
+    ecr_adamw_free(opt);
+    return ok;
+}
+
 /* ---- files ------------------------------------------------------------------------------- */
 
 const char *tl_lo10_valid(void) {

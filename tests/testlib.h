@@ -43,6 +43,13 @@ typedef struct tl_batch {
  * A B x T over 256 slots gives an empty batch (B = 0). */
 void tl_make_batch(tl_batch *x, int B, int T, const int *lens, int n_lens, int V, uint64_t seed);
 
+/* tl_overfit: trains m (AdamW without decay, clipping at 1, lr 3e-2 warm-up 10 then cosine to
+ * 1e-3) for `steps` steps on one fixed batch of texts of 6, 5, 10, 4 and 7 tokens (3 x 12
+ * slots, tokens in [2, vocab_size)); the first token of each text, not learnable, is left out
+ * of the loss. *first and *last get the loss of the first and last forward. 0 if a call
+ * failed (the message is in ecr_last_error()), else 1. */
+int tl_overfit(ecr_model *m, int steps, float *first, float *last);
+
 /* ---- files ------------------------------------------------------------------------------- */
 
 /* tl_lo10_valid: build/data/lo10/valid.jsonl (from the repository root or tests/), NULL if missing. */
