@@ -16,13 +16,6 @@ static const char *usage =
     "  --dtype NAME    bf16, f16 or f32\n"
     "  --out DIR       model folder to write (files written atomically)\n";
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 int cmd_convert(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, "ecr convert", argc, argv, usage);
@@ -43,7 +36,7 @@ int cmd_convert(int argc, char **argv) {
     }
     ecr_model *m = NULL;
     ecr_status st = ecr_model_load(model, &m);
-    char *tok = join(model, "tokenizer.json");
+    char *tok = ecr_path_join(model, "tokenizer.json");
     if (!st && !tok) st = ecr_fail(ECR_E_NOMEM, "out of memory");
     if (!st) st = ecr_model_save_as(m, out, tok, NULL, dtype);
     if (!st)

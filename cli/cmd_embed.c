@@ -34,33 +34,18 @@ static const char *usage =
 /* The data must come from the model folder's tokenizer (when both say which). */
 static ecr_status check_tokenizer(const char *dir, const char *data_path, const ecr_data *d) {
     const char *want = ecr_st_meta(d->file, "tokenizer_hash");
-    size_t n = strlen(dir) + 32;
-    char *path = malloc(n);
+    char *path = ecr_path_join(dir, "tokenizer.json"), *text = NULL;
+    size_t len = 0;
     if (!path) return ecr_fail(ECR_E_NOMEM, "embed: out of memory");
-    snprintf(path, n, "%s/tokenizer.json", dir);
-    FILE *fp = want ? fopen(path, "rb") : NULL;
     ecr_status st = ECR_OK;
-    if (fp) {
-        char *buf = NULL;
-        size_t len = 0, cap = 0;
-        for (;;) {
-            if (cap - len < 65536) {
-                char *nb = realloc(buf, cap = cap * 2 + 65536);
-                if (!nb) break;
-                buf = nb;
-            }
-            size_t got = fread(buf + len, 1, cap - len, fp);
-            len += got;
-            if (!got) break;
-        }
-        fclose(fp);
+    if (want && ecr_file_exists(path) && !(st = ecr_read_file(path, &text, &len))) {
         char hash[17];
-        ecr_hash_hex(buf ? buf : "", buf ? len : 0, hash);
+        ecr_hash_hex(text, len, hash);
         if (strcmp(hash, want) != 0)
             st = ecr_fail(ECR_E_INVALID, "%s: prepared with another tokenizer (hash %s) than %s (hash %s)",
                           data_path, want, path, hash);
-        free(buf);
     }
+    free(text);
     free(path);
     return st;
 }

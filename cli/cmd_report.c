@@ -252,42 +252,6 @@ static void run_free(run *u) {
 
 /* ---- JSON input ----------------------------------------------------------------------- */
 
-/* path = dir + "/" + name in buf. */
-static const char *join(char *buf, size_t cap, const char *dir, const char *name) {
-    size_t n = strlen(dir);
-    snprintf(buf, cap, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
-    return buf;
-}
-
-/* Reads a whole file. *missing = 1 (and ECR_OK, *text NULL) when it does not exist. */
-static ecr_status read_text(const char *path, char **text, size_t *len, int *missing) {
-    *text = NULL;
-    *missing = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        if (errno == ENOENT) { *missing = 1; return ECR_OK; }
-        return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    size_t cap = 1 << 16, n = 0, got;
-    char *b = malloc(cap);
-    while (b && (got = fread(b + n, 1, cap - n - 1, fp)) > 0) {
-        n += got;
-        if (n + 1 == cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) { free(b); b = NULL; }
-            else b = nb;
-        }
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-    if (err) { free(b); return ecr_fail(ECR_E_IO, "%s: read error", path); }
-    b[n] = 0;
-    *text = b;
-    *len = n;
-    return ECR_OK;
-}
-
 /* Line and column (1-based) of byte offset `at` of text. */
 static void line_col(const char *text, size_t at, int *line, int *col) {
     *line = 1, *col = 1;
@@ -300,12 +264,12 @@ static void line_col(const char *text, size_t at, int *line, int *col) {
 /* Parses the JSON file at path (*root NULL and ECR_OK when the file does not exist).
  * Malformed: ECR_E_INVALID "path:LINE:COL: not valid JSON (byte N)". */
 static ecr_status read_json(const char *path, cJSON **root) {
-    char *text;
-    size_t len;
-    int missing;
+    char *text = NULL;
+    size_t len = 0;
     *root = NULL;
-    ecr_status st = read_text(path, &text, &len, &missing);
-    if (st || missing) return st;
+    if (!ecr_file_exists(path)) return ECR_OK;
+    ecr_status st = ecr_read_file(path, &text, &len);
+    if (st) return st;
     const char *end = NULL;
     *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     size_t at = len;
@@ -396,78 +360,41 @@ static ecr_status load_config(run *u, const char *path, const cJSON *j) {
 
 /* ---- log.jsonl --------------------------------------------------------------------------- */
 
-static ecr_status log_record(run *u, const char *path, const char *place, const cJSON *o) {
-    double step, loss, vloss, g, b[3];
-    ecr_status st = get_num(path, place, "", o, "step", &step);
-    if (!st) st = get_num(path, place, "", o, "loss", &loss);
-    if (!st) st = get_num(path, place, "", o, "val_loss", &vloss);
-    if (st || !isfinite(step)) return st;
-    if (isfinite(loss)) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "clipped");
-        double el;
-        st = get_num(path, place, "", o, "elapsed_s", &el);
-        if (!st && isfinite(el)) u->el_step = step, u->el_s = el;
-        if (!st) st = get_num(path, place, "", o, "grad_norm", &g);
-        if (!st && !isfinite(g)) u->gnorm_ok = 0;
-        if (!st) st = dvec_push(&u->step, step);
-        if (!st) st = dvec_push(&u->loss, loss);
-        if (!st) st = dvec_push(&u->gnorm, g);
-        if (!st) st = dvec_push(&u->clip, cJSON_IsTrue(c) ? 1 : 0);
-        return st;
-    }
-    if (!isfinite(vloss)) return ECR_OK;   /* neither kind: ignored */
-    st = get_num(path, place, "", o, "val_bpb", &b[0]);
-    if (!st) st = get_num(path, place, "", o, "val_eff_rank", &b[1]);
-    if (!st) st = get_num(path, place, "", o, "val_eff_rank_u", &b[2]);
-    if (!st) st = dvec_push(&u->vstep, step);
-    if (!st) st = dvec_push(&u->vloss, vloss);
-    if (!st) st = dvec_push(&u->vbpb, b[0]);
-    if (!st) st = dvec_push(&u->ver, b[1]);
-    if (!st) st = dvec_push(&u->veru, b[2]);
-    return st;
-}
-
-/* 1 if text[from..] holds only whitespace. */
-static int only_space(const char *s) {
-    for (; *s; s++)
-        if (!strchr(" \t\r\n", *s)) return 0;
-    return 1;
-}
-
-/* One line of the log (NUL-terminated in place). A malformed line is an error unless it is
- * the last one (a run killed mid-write): then it is skipped with a warning. */
-static ecr_status log_line(run *u, const char *path, int line, char *s, int last) {
-    char place[32];
-    snprintf(place, sizeof place, ":%d", line);
-    if (only_space(s)) return ECR_OK;
-    cJSON *o = cJSON_Parse(s);
+/* One record of the log: step records feed the loss, gradient-norm and clipping curves and
+ * the seconds per step; validation records the validation curves. Others are ignored. */
+static ecr_status log_record(run *u, const ecr_log_record *r) {
     ecr_status st = ECR_OK;
-    if (!cJSON_IsObject(o)) {
-        if (last) warn("%s:%d: truncated last line skipped", path, line);
-        else st = ecr_fail(ECR_E_INVALID, "%s:%d: not a JSON object", path, line);
-    } else {
-        st = log_record(u, path, place, o);
+    if (!isfinite(r->step)) return ECR_OK;
+    if (r->is_step) {
+        if (isfinite(r->elapsed_s)) u->el_step = r->step, u->el_s = r->elapsed_s;
+        if (!isfinite(r->grad_norm)) u->gnorm_ok = 0;
+        if (!st) st = dvec_push(&u->step, r->step);
+        if (!st) st = dvec_push(&u->loss, r->loss);
+        if (!st) st = dvec_push(&u->gnorm, r->grad_norm);
+        if (!st) st = dvec_push(&u->clip, r->clipped == 1 ? 1 : 0);
+    } else if (r->is_valid) {
+        if (!st) st = dvec_push(&u->vstep, r->step);
+        if (!st) st = dvec_push(&u->vloss, r->val_loss);
+        if (!st) st = dvec_push(&u->vbpb, r->val_bpb);
+        if (!st) st = dvec_push(&u->ver, r->val_eff_rank);
+        if (!st) st = dvec_push(&u->veru, r->val_eff_rank_u);
     }
-    cJSON_Delete(o);
     return st;
 }
 
+/* Reads the run's log.jsonl (none is fine) by the rule of ecr.h's ecr_log_next. */
 static ecr_status load_log(run *u, const char *path) {
-    char *text;
-    size_t len;
-    int missing;
-    ecr_status st = read_text(path, &text, &len, &missing);
-    if (st || missing) return st;
+    if (!ecr_file_exists(path)) return ECR_OK;
+    ecr_log_reader *r = NULL;
+    ecr_status st = ecr_log_open(path, &r);
+    if (st) return st;
     u->has_log = 1;
     u->gnorm_ok = 1;
-    char *s = text;
-    for (int line = 1; !st && *s; line++) {
-        char *nl = strchr(s, '\n');
-        if (nl) *nl = 0;
-        st = log_line(u, path, line, s, !nl || only_space(nl + 1));
-        s = nl ? nl + 1 : s + strlen(s);
-    }
-    free(text);
+    ecr_log_record rec;
+    int more = 1;
+    while (!st && more && !(st = ecr_log_next(r, &rec, &more)) && more) st = log_record(u, &rec);
+    if (!st && ecr_log_torn(r)) warn("%s:%ld: truncated last line skipped", path, ecr_log_torn(r));
+    ecr_log_close(r);
     return st;
 }
 
@@ -663,18 +590,18 @@ static void fill_from_log(run *u) {
 /* Reads and parses `name` in the run folder, hands it to fn. *found: the file exists. */
 static ecr_status load_json_file(run *u, const char *name, int *found,
                                  ecr_status (*fn)(run *, const char *, const cJSON *)) {
-    char path[4096];
-    cJSON *j;
-    join(path, sizeof path, u->dir, name);
+    cJSON *j = NULL;
+    char *path = ecr_path_join(u->dir, name);
+    if (!path) return ecr_fail(ECR_E_NOMEM, "out of memory");
     ecr_status st = read_json(path, &j);
     *found = j != NULL;
     if (!st && j) st = fn(u, path, j);
     cJSON_Delete(j);
+    free(path);
     return st;
 }
 
 static ecr_status load_run(run *u, const char *dir) {
-    char path[4096];
     struct stat sb;
     memset(u, 0, sizeof *u);
     u->dir = dir;
@@ -687,7 +614,11 @@ static ecr_status load_run(run *u, const char *dir) {
     ecr_status st = load_json_file(u, "run.json", &u->has_run_json, load_run_json);
     if (!st && !u->preset) st = load_json_file(u, "config.json", &u->has_config, load_config);
     if (!st) st = load_json_file(u, "eval.json", &u->has_eval, load_eval);
-    if (!st) st = load_log(u, join(path, sizeof path, dir, "log.jsonl"));
+    if (!st) {
+        char *path = ecr_path_join(dir, "log.jsonl");
+        st = path ? load_log(u, path) : ecr_fail(ECR_E_NOMEM, "out of memory");
+        free(path);
+    }
     if (st) return st;
     if (!u->has_run_json && !u->has_eval)
         return ecr_fail(ECR_E_INVALID, "%s: neither run.json nor eval.json (not a finished "
@@ -878,37 +809,24 @@ static void fmt_cell(char *buf, size_t cap, int k, int n, double mean, double sd
 
 /* ---- output files -------------------------------------------------------------------------- */
 
-static ecr_status make_dirs(const char *path) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) return ecr_fail(ECR_E_INVALID, "%s: bad --out path", path);
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        struct stat sb;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return ecr_fail(ECR_E_IO, "%s: cannot create: %s", buf, strerror(errno));
-        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            return ecr_fail(ECR_E_IO, "%s: cannot create: not a directory", buf);
-        buf[i] = c;
-    }
-    return ECR_OK;
-}
-
 static ecr_status out_open(const report *r, const char *name, ecr_atomic_file *af) {
-    char path[4096];
-    return ecr_atomic_open(af, join(path, sizeof path, r->out_dir, name));
+    char *path = ecr_path_join(r->out_dir, name);
+    ecr_status st = path ? ecr_atomic_open(af, path) : ecr_fail(ECR_E_NOMEM, "out of memory");
+    free(path);
+    return st;
 }
 
 /* Commits, prints the path on stdout, remembers the plot for report.md. */
 static ecr_status out_commit(report *r, const char *name, ecr_atomic_file *af) {
-    char path[4096];
-    join(path, sizeof path, r->out_dir, name);
+    char *path = ecr_path_join(r->out_dir, name);
+    if (!path) {
+        ecr_atomic_abort(af);
+        return ecr_fail(ECR_E_NOMEM, "out of memory");
+    }
     ecr_status st = ecr_atomic_commit(af);
+    if (!st) printf("%s\n", path);
+    free(path);
     if (st) return st;
-    printf("%s\n", path);
     fflush(stdout);
     if (strcmp(name, "report.md") && r->n_written < 16) r->written[r->n_written++] = name;
     return ECR_OK;
@@ -1878,7 +1796,7 @@ static ecr_status load_runs(report *r, const char *const *dirs, int n) {
 }
 
 static ecr_status write_report(report *r) {
-    ecr_status st = make_dirs(r->out_dir);
+    ecr_status st = ecr_make_dirs(r->out_dir);
     for (int k = 0; k < S_N && !st; k++) st = plot_steps(r, k);
     for (int sp = 0; sp < SP_N && !st; sp++) st = plot_p1_bars(r, sp);
     for (int sp = 0; sp < SP_N && !st; sp++) st = plot_tradeoff(r, sp);

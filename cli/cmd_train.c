@@ -113,7 +113,7 @@ static double f7(float x) {
 /* MODEL_DIR/run.json: what ecr report needs to group and label a finished run. Atomic. */
 static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, const char *tag,
                                  const char **sets, int n_sets) {
-    char method[64], path[4096];
+    char method[64];
     method_name(o, method, sizeof method);
     cJSON *j = cJSON_CreateObject(), *s = cJSON_CreateArray();
     cJSON_AddStringToObject(j, "preset", preset);
@@ -154,18 +154,17 @@ static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, co
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text) return ecr_fail(ECR_E_NOMEM, "run.json: out of memory");
-    snprintf(path, sizeof path, "%s/run.json", o->out_dir);
-    ecr_atomic_file af;
-    ecr_status st = ecr_atomic_open(&af, path);
-    if (!st) {
-        if (fputs(text, af.fp) < 0 || fputc('\n', af.fp) < 0) {
-            ecr_atomic_abort(&af);
-            st = ecr_fail(ECR_E_IO, "%s: write failed", path);
-        } else {
-            st = ecr_atomic_commit(&af);
-        }
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2), *path = ecr_path_join(o->out_dir, "run.json");
+    ecr_status st = ECR_OK;
+    if (!line || !path) {
+        st = ecr_fail(ECR_E_NOMEM, "run.json: out of memory");
+    } else {
+        line[n] = '\n';
+        st = ecr_write_file(path, line, n + 1);
     }
-    free(text);
+    free(line ? line : text);
+    free(path);
     return st;
 }
 

@@ -186,6 +186,22 @@ ecr_status ecr_atomic_open(ecr_atomic_file *af, const char *path);
 ecr_status ecr_atomic_commit(ecr_atomic_file *af);
 /* Closes and removes the temp file (safe after a failed commit, and on a zeroed struct). */
 void ecr_atomic_abort(ecr_atomic_file *af);
+/* Writes n bytes of buf to `path` atomically (ecr_atomic_open, fwrite, ecr_atomic_commit). */
+ecr_status ecr_write_file(const char *path, const void *buf, size_t n);
+
+/* Paths and whole files, the one copy every module uses. */
+/* dir + "/" + name (no second slash when dir ends with one); malloc'd, caller frees; NULL
+ * when out of memory. */
+char *ecr_path_join(const char *dir, const char *name);
+/* 1 when something (file, folder, ...) exists at `path`. */
+int ecr_file_exists(const char *path);
+/* mkdir -p: creates `dir` and its missing parents (mode 0777 less the umask). ECR_E_IO
+ * naming the folder that could not be made, or when `dir` exists but is not a folder. */
+ecr_status ecr_make_dirs(const char *dir);
+/* Reads the whole file at `path` into a malloc'd, NUL-terminated buffer (*buf, caller
+ * frees; *len, if non-NULL, is the byte count without the NUL). Fails with ECR_E_IO
+ * ("path: cannot open: reason" / "path: read error") or ECR_E_NOMEM; *buf is NULL then. */
+ecr_status ecr_read_file(const char *path, char **buf, size_t *len);
 
 /* ------------------------------------------------------------------------------------
  * Byte-level BPE tokenizer (GPT-2 byte-to-unicode mapping), stored as tokenizer.json in
@@ -1133,6 +1149,40 @@ ecr_status ecr_stability_compute(const double *loss, const double *grad_norm,
 /* Reads a training log; ECR_E_INVALID "file:line: reason" for a malformed line, a missing
  * field, a non-increasing step or a log without step records; ECR_E_IO if unreadable. */
 ecr_status ecr_stability_read_log(const char *path, ecr_stability *out);
+
+/* ------------------------------------------------------------------------------------
+ * The training log, MODEL_DIR/log.jsonl (src/runlog.c): one JSON object per line, a step
+ * record per optimizer step {"step", "loss", the objective's terms, "lr", "grad_norm",
+ * "clipped", "tokens", "tokens_per_s", "elapsed_s", "precision"} and a validation record
+ * per validation pass {"step", "val_loss", "val_bpb", "val_tokens", "val_eff_rank"[,
+ * "val_eff_rank_u"]}. Every reader (resume, ecr eval --log, ecr report) reads it through
+ * ecr_log_next, with one rule: blank lines are skipped; a last line without its newline
+ * is a write cut short by a kill and is skipped, even if it parses (ecr_log_torn says
+ * where); any other line that is not a JSON object is ECR_E_INVALID "path:LINE: not a
+ * JSON object". Lines are read one at a time (memory: the longest line).
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct ecr_log_record {
+    long line;                /* 1-based line number in the file                             */
+    const char *text;         /* the line without its newline, NUL-terminated; borrowed until
+                                 the next ecr_log_next                                       */
+    size_t len;
+    int is_step;              /* has a number "loss" (a step record)                         */
+    int is_valid;             /* has a number "val_loss" (a validation record)               */
+    double step, loss, grad_norm, elapsed_s; /* NaN when absent or not a number; likewise:  */
+    double val_loss, val_bpb, val_eff_rank, val_eff_rank_u;
+    int clipped;              /* 1 true, 0 false, -1 absent or not a boolean                 */
+} ecr_log_record;
+
+typedef struct ecr_log_reader ecr_log_reader;
+/* Opens `path` (ECR_E_IO naming it when it cannot be opened). */
+ecr_status ecr_log_open(const char *path, ecr_log_reader **out);
+/* The next record into *rec with *more = 1, or *more = 0 at the end. */
+ecr_status ecr_log_next(ecr_log_reader *r, ecr_log_record *rec, int *more);
+/* The line number of a last line cut short (skipped), 0 when the file ended cleanly; known
+ * once ecr_log_next has said *more = 0. */
+long ecr_log_torn(const ecr_log_reader *r);
+void ecr_log_close(ecr_log_reader *r);
 
 /* ------------------------------------------------------------------------------------
  * Utilities

@@ -1155,65 +1155,43 @@ static int log_push(log_arrays *a, double loss, double gnorm, int clip) {
     return 1;
 }
 
-static const cJSON *number_field(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v : NULL;
-}
-
-/* One line of the log into the arrays (step records) or the last validation loss. */
-static ecr_status log_line(const char *path, long line, const char *text, size_t len, log_arrays *a,
-                           int64_t *first, int64_t *last, double *val) {
-    cJSON *o = cJSON_ParseWithLength(text, len);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return ecr_fail(ECR_E_INVALID, "%s:%ld: not a JSON object", path, line);
+/* One record of the log into the arrays (step records, checked strictly: the stability
+ * figures need every step's loss, gradient norm and clip flag) or the last validation loss. */
+static ecr_status log_record(const char *path, const ecr_log_record *r, log_arrays *a, int64_t *first,
+                             int64_t *last, double *val) {
+    if (r->is_step) {
+        if (!isfinite(r->step))
+            return ecr_fail(ECR_E_INVALID, "%s:%ld: field 'step' missing or not a number", path, r->line);
+        if (isnan(r->grad_norm))
+            return ecr_fail(ECR_E_INVALID, "%s:%ld: field 'grad_norm' missing or not a number", path, r->line);
+        if (r->clipped < 0)
+            return ecr_fail(ECR_E_INVALID, "%s:%ld: field 'clipped' missing or not a boolean", path, r->line);
+        if (a->n > 0 && r->step <= (double)*last)
+            return ecr_fail(ECR_E_INVALID, "%s:%ld: step %.0f does not follow step %lld", path, r->line, r->step,
+                            (long long)*last);
+        if (!log_push(a, r->loss, r->grad_norm, r->clipped))
+            return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+        if (a->n == 1) *first = (int64_t)r->step;
+        *last = (int64_t)r->step;
+    } else if (r->is_valid) {
+        *val = r->val_loss;
     }
-    ecr_status st = ECR_OK;
-    const cJSON *loss = number_field(o, "loss"), *vl = number_field(o, "val_loss");
-    if (loss) {
-        const cJSON *step = number_field(o, "step"), *g = number_field(o, "grad_norm");
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "clipped");
-        if (!step) st = ecr_fail(ECR_E_INVALID, "%s:%ld: field 'step' missing or not a number", path, line);
-        else if (!g) st = ecr_fail(ECR_E_INVALID, "%s:%ld: field 'grad_norm' missing or not a number", path, line);
-        else if (!cJSON_IsBool(c)) st = ecr_fail(ECR_E_INVALID, "%s:%ld: field 'clipped' missing or not a boolean", path, line);
-        else if (a->n > 0 && step->valuedouble <= (double)*last)
-            st = ecr_fail(ECR_E_INVALID, "%s:%ld: step %.0f does not follow step %lld", path, line,
-                          step->valuedouble, (long long)*last);
-        else if (!log_push(a, loss->valuedouble, g->valuedouble, cJSON_IsTrue(c)))
-            st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-        if (!st) {
-            if (a->n == 1) *first = (int64_t)step->valuedouble;
-            *last = (int64_t)step->valuedouble;
-        }
-    } else if (vl) {
-        *val = vl->valuedouble;
-    }
-    cJSON_Delete(o);
-    return st;
+    return ECR_OK;
 }
 
 ecr_status ecr_stability_read_log(const char *path, ecr_stability *out) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    ecr_log_reader *rd = NULL;
+    ecr_status st = ecr_log_open(path, &rd);
+    if (st) return st;
     log_arrays a = {0};
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long line = 0;
     int64_t first = 0, last = 0;
     double val = NAN;
-    ecr_status st = ECR_OK;
-    while (!st && (len = getline(&buf, &cap, fp)) >= 0) {
-        line++;
-        size_t l = (size_t)len;
-        while (l > 0 && (buf[l - 1] == '\n' || buf[l - 1] == '\r' || buf[l - 1] == ' ')) l--;
-        if (l == 0) continue;
-        st = log_line(path, line, buf, l, &a, &first, &last, &val);
-    }
-    if (!st && ferror(fp)) st = ecr_fail(ECR_E_IO, "%s: read error", path);
-    fclose(fp);
-    free(buf);
+    ecr_log_record rec;
+    int more = 1;
+    while (!st && more && !(st = ecr_log_next(rd, &rec, &more)) && more)
+        st = log_record(path, &rec, &a, &first, &last, &val);
+    ecr_log_close(rd);
     if (!st && a.n == 0) st = ecr_fail(ECR_E_INVALID, "%s: no step records (objects with \"loss\")", path);
     if (!st) st = ecr_stability_compute(a.loss, a.gnorm, a.clip, a.n, out);
     if (!st) {

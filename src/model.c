@@ -809,13 +809,6 @@ ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *l
 
 /* ==== model folder: config.json + model.safetensors + tokenizer.json ========================= */
 
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* Shortest decimal that reads back as the same float (e.g. 1e-05, not 9.99999975e-06). */
 static cJSON *json_float(float v) {
     char buf[48];
@@ -859,37 +852,6 @@ static char *config_json(const ecr_config *c) {
     return s;
 }
 
-static ecr_status write_bytes_atomic(const char *path, const void *buf, size_t n) {
-    ecr_atomic_file af;
-    ecr_status st = ecr_atomic_open(&af, path);
-    if (st != ECR_OK) return st;
-    if (n && fwrite(buf, 1, n, af.fp) != n) {
-        ecr_atomic_abort(&af);
-        return ecr_fail(ECR_E_IO, "%s: write failed", path);
-    }
-    return ecr_atomic_commit(&af);
-}
-
-/* mkdir -p */
-static ecr_status make_dirs(const char *dir) {
-    char *p = strdup(dir);
-    if (!p) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != 0) continue;
-        char c = *s;
-        *s = 0;
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(p);
-            return ecr_fail(ECR_E_IO, "%s: cannot create directory: %s", dir, strerror(e));
-        }
-        *s = c;
-        if (!c) break;
-    }
-    free(p);
-    return ECR_OK;
-}
-
 ecr_status ecr_model_save(const ecr_model *m, const char *dir, const char *tokenizer_path,
                           const char *const *meta) {
     return ecr_model_save_as(m, dir, tokenizer_path, meta, ECR_F32);
@@ -912,13 +874,13 @@ ecr_status ecr_model_save_as(const ecr_model *m, const char *dir, const char *to
     uint16_t *half = NULL;
     if (dtype != ECR_F32 && !(half = params_to_16(m, dtype)))
         return ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
-    ecr_status dst = make_dirs(dir);
+    ecr_status dst = ecr_make_dirs(dir);
     if (dst != ECR_OK) {
         free(half);
         return dst;
     }
-    char *cfg_path = path_join(dir, "config.json"), *st_path = path_join(dir, "model.safetensors");
-    char *tok_path = path_join(dir, "tokenizer.json");
+    char *cfg_path = ecr_path_join(dir, "config.json"), *st_path = ecr_path_join(dir, "model.safetensors");
+    char *tok_path = ecr_path_join(dir, "tokenizer.json");
     char *json = config_json(&m->cfg);
     ecr_st_writer *w = NULL;
     ecr_status st = ECR_OK;
@@ -939,7 +901,7 @@ ecr_status ecr_model_save_as(const ecr_model *m, const char *dir, const char *to
     if (st == ECR_OK) {
         size_t n = strlen(json);
         json[n] = '\n'; /* cJSON_Print leaves no final newline; reuse the NUL's byte */
-        st = write_bytes_atomic(cfg_path, json, n + 1);
+        st = ecr_write_file(cfg_path, json, n + 1);
         json[n] = 0;
     }
     if (st == ECR_OK && tokenizer_path) {
@@ -947,7 +909,7 @@ ecr_status ecr_model_save_as(const ecr_model *m, const char *dir, const char *to
         size_t tl;
         st = ecr_read_file(tokenizer_path, &tok, &tl);
         if (st == ECR_OK) {
-            st = write_bytes_atomic(tok_path, tok, tl);
+            st = ecr_write_file(tok_path, tok, tl);
             free(tok);
         }
     }
@@ -1071,7 +1033,7 @@ static int ignorable(const ecr_model *m, const char *name) {
 
 ecr_status ecr_model_load(const char *dir, ecr_model **out) {
     *out = NULL;
-    char *cfg_path = path_join(dir, "config.json"), *st_path = path_join(dir, "model.safetensors");
+    char *cfg_path = ecr_path_join(dir, "config.json"), *st_path = ecr_path_join(dir, "model.safetensors");
     char *text = NULL;
     ecr_st_file *f = NULL;
     ecr_model *m = NULL;

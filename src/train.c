@@ -61,79 +61,6 @@ const char *ecr_train_objective_name(ecr_train_objective obj) {
     return obj == ECR_TRAIN_LM_CONTRASTIVE ? "lm+contrastive" : "lm";
 }
 
-/* ---- small file helpers ------------------------------------------------------------ */
-
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-/* mkdir -p */
-static ecr_status make_dirs(const char *dir) {
-    size_t n = strlen(dir);
-    char *p = malloc(n + 1);
-    if (!p) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0') continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(p);
-            return ecr_fail(ECR_E_IO, "%s: cannot create directory: %s", dir, strerror(e));
-        }
-        p[i] = c;
-    }
-    free(p);
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return ecr_fail(ECR_E_IO, "%s: not a directory", dir);
-    return ECR_OK;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap * 2 + 65536;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb) { free(buf); fclose(fp); return NULL; }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0) break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (err) { free(buf); return NULL; }
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
-}
-
-static ecr_status write_file_atomic(const char *path, const char *text, size_t len) {
-    ecr_atomic_file af;
-    ecr_status st = ecr_atomic_open(&af, path);
-    if (st) return st;
-    if (fwrite(text, 1, len, af.fp) != len) {
-        ecr_atomic_abort(&af);
-        return ecr_fail(ECR_E_IO, "%s: write failed", path);
-    }
-    return ecr_atomic_commit(&af);
-}
-
 /* ---- trainer state -------------------------------------------------------------------- */
 
 typedef struct trainer {
@@ -251,33 +178,29 @@ static char *options_json(const trainer *t) {
 
 /* ---- the JSONL log -------------------------------------------------------------------- */
 
-/* Keeps the records of steps <= `step` (and drops a torn last line), atomically. */
+/* Keeps the records of steps <= `step`, in order, atomically (a torn last line goes too),
+ * reading one line at a time. No log yet is fine; a log that cannot be read is an error:
+ * appending after records that were not dropped would leave stale steps in it. */
 static ecr_status log_truncate(const char *path, int64_t step) {
-    size_t len = 0;
-    char *text = read_file(path, &len);
-    if (!text) return ECR_OK; /* no log yet */
-    char *out = malloc(len + 1);
-    if (!out) { free(text); return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path); }
-    size_t n_out = 0;
-    for (char *line = text; *line;) {
-        char *nl = strchr(line, '\n');
-        if (!nl) break; /* torn last line */
-        *nl = '\0';
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *s = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
-        if (cJSON_IsNumber(s) && s->valuedouble <= (double)step) {
-            size_t l = (size_t)(nl - line);
-            memcpy(out + n_out, line, l);
-            out[n_out + l] = '\n';
-            n_out += l + 1;
-        }
-        cJSON_Delete(j);
-        line = nl + 1;
+    if (!ecr_file_exists(path)) return ECR_OK;
+    ecr_log_reader *r = NULL;
+    ecr_atomic_file af;
+    memset(&af, 0, sizeof af);
+    ecr_status st = ecr_log_open(path, &r);
+    if (!st) st = ecr_atomic_open(&af, path);
+    ecr_log_record rec;
+    int more = 1;
+    while (!st && more && !(st = ecr_log_next(r, &rec, &more)) && more) {
+        if (!(rec.step <= (double)step)) continue; /* later steps, and records without a step */
+        if (fwrite(rec.text, 1, rec.len, af.fp) != rec.len || fputc('\n', af.fp) == EOF)
+            st = ecr_fail(ECR_E_IO, "%s: write failed", path);
     }
-    ecr_status st = write_file_atomic(path, out, n_out);
-    free(out);
-    free(text);
-    return st;
+    ecr_log_close(r);
+    if (st) {
+        ecr_atomic_abort(&af);
+        return st;
+    }
+    return ecr_atomic_commit(&af);
 }
 
 static double elapsed(const trainer *t) { return t->elapsed0 + (ecr_now() - t->t_start); }
@@ -482,8 +405,8 @@ static ecr_status setup_tokenizer(trainer *t) {
     char *text = NULL;
     size_t len = 0;
     if (t->o.tokenizer_path) {
-        text = read_file(t->o.tokenizer_path, &len);
-        if (!text) return ecr_fail(ECR_E_IO, "%s: cannot read: %s", t->o.tokenizer_path, strerror(errno));
+        ecr_status rst = ecr_read_file(t->o.tokenizer_path, &text, &len);
+        if (rst) return rst;
         char hash[17];
         ecr_hash_hex(text, len, hash);
         if (meta_hash && strcmp(hash, meta_hash) != 0) {
@@ -500,7 +423,7 @@ static ecr_status setup_tokenizer(trainer *t) {
         return ecr_fail(ECR_E_INVALID, "%s: metadata 'tokenizer.json' missing; pass --tokenizer",
                         t->o.data_path);
     }
-    ecr_status st = write_file_atomic(t->tok_path, text, len);
+    ecr_status st = ecr_write_file(t->tok_path, text, len);
     free(text);
     if (st) return st;
     /* the ids the batcher needs come from the tokenizer itself */
@@ -625,9 +548,9 @@ static ecr_status setup_kd(trainer *t) {
                         "(lower --seq-len)", o->kd_teacher, c->max_seq_len, t->T);
     /* the same tokenizer, when both say which */
     const char *want = ecr_st_meta(t->data->file, "tokenizer_hash");
-    char *tok_path = path_join(o->kd_teacher, "tokenizer.json");
+    char *tok_path = ecr_path_join(o->kd_teacher, "tokenizer.json");
     if (!tok_path) return ecr_fail(ECR_E_NOMEM, "out of memory");
-    if (want && file_exists(tok_path)) {
+    if (want && ecr_file_exists(tok_path)) {
         char *text = NULL, hash[17];
         size_t len = 0;
         st = ecr_read_file(tok_path, &text, &len);
@@ -728,11 +651,11 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
             return ecr_fail(ECR_E_INVALID, "%s: vocabulary of %d tokens, the training data has %d",
                             t->o.valid_path, t->valid->vocab_size, t->o.config.vocab_size);
     }
-    if ((st = make_dirs(t->o.out_dir))) return st;
-    t->tok_path = path_join(t->o.out_dir, "tokenizer.json");
-    t->state_path = path_join(t->o.out_dir, "train_state.safetensors");
-    t->log_path = path_join(t->o.out_dir, "log.jsonl");
-    t->model_path = path_join(t->o.out_dir, "model.safetensors");
+    if ((st = ecr_make_dirs(t->o.out_dir))) return st;
+    t->tok_path = ecr_path_join(t->o.out_dir, "tokenizer.json");
+    t->state_path = ecr_path_join(t->o.out_dir, "train_state.safetensors");
+    t->log_path = ecr_path_join(t->o.out_dir, "log.jsonl");
+    t->model_path = ecr_path_join(t->o.out_dir, "model.safetensors");
     if (!t->tok_path || !t->state_path || !t->log_path || !t->model_path)
         return ecr_fail(ECR_E_NOMEM, "out of memory");
     ecr_batcher_opts bo;
@@ -755,11 +678,11 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     t->last_eval = -1;
     t->rng = ecr_splitmix64_stream(t->o.seed, 0x7472616eULL);
     if (t->o.resume) {
-        if (!file_exists(t->state_path))
+        if (!ecr_file_exists(t->state_path))
             return ecr_fail(ECR_E_INVALID, "%s: no checkpoint to resume from", t->state_path);
         if ((st = ecr_model_load(t->o.out_dir, &t->model))) return st;
     } else {
-        if (file_exists(t->state_path))
+        if (ecr_file_exists(t->state_path))
             return ecr_fail(ECR_E_INVALID,
                             "%s: the folder already holds a training run; pass --resume or another --out",
                             t->state_path);
@@ -941,11 +864,7 @@ static ecr_status validate(trainer *t) {
         return st;
     }
     double loss = ecr_lm_loss(&ev.overall), bpb = ecr_lm_bpb(&ev.overall);
-    fprintf(t->log, "{\"step\":%lld,\"val_loss\":%.7g,\"val_bpb\":%.7g,\"val_tokens\":%lld",
-            (long long)t->step, loss, bpb, (long long)ev.overall.tokens);
-    if (isfinite(er_h)) fprintf(t->log, ",\"val_eff_rank\":%.7g", er_h);
-    if (isfinite(er_u)) fprintf(t->log, ",\"val_eff_rank_u\":%.7g", er_u);
-    fputs("}\n", t->log);
+    ecr_log_write_valid(t->log, t->step, loss, bpb, ev.overall.tokens, er_h, er_u);
     fflush(t->log);
     if (!t->o.quiet)
         fprintf(stderr, "train: step %lld validation loss %.4f, %.4f bits/byte (%lld tokens), eff. rank %.1f\n",
@@ -1070,10 +989,9 @@ static ecr_status run(trainer *t) {
         extra_terms_json(t, &x, extra, sizeof extra);
         extra_terms_text(t, &x, extra_text, sizeof extra_text);
         window_tok += nt;
-        fprintf(t->log, "{\"step\":%lld,\"loss\":%.7g%s,\"lr\":%.7g,\"grad_norm\":%.7g,\"clipped\":%s,"
-                        "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f,\"precision\":\"%s\"}\n",
-                (long long)t->step, loss, extra, lr, gnorm, clipped ? "true" : "false", (long long)t->tokens,
-                dt > 0 ? (double)nt / dt : 0.0, elapsed(t), ecr_precision_name(t->o.precision));
+        ecr_log_step rec = {t->step, t->tokens, loss, lr, gnorm, dt > 0 ? (double)nt / dt : 0.0, elapsed(t),
+                            clipped, extra, ecr_precision_name(t->o.precision)};
+        ecr_log_write_step(t->log, &rec);
         fflush(t->log);
         if (!t->o.quiet && (t->step % t->o.log_every == 0 || t->step == end)) {
             double now = ecr_now(), rate = window_tok / (now - window_t + 1e-9);

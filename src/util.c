@@ -1,4 +1,5 @@
-/* util.c — status codes, the thread-local error message, atomic file output, hashing. */
+/* util.c — status codes, the thread-local error message, files (atomic output, paths,
+ * mkdir -p, whole-file input), hashing, time. */
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
 #include "util.h"
@@ -7,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef ECR_HAVE_OMP
@@ -91,6 +93,55 @@ void ecr_atomic_abort(ecr_atomic_file *af) {
     free(af->final_path);
     free(af->tmp_path);
     memset(af, 0, sizeof *af);
+}
+
+ecr_status ecr_write_file(const char *path, const void *buf, size_t n) {
+    ecr_atomic_file af;
+    ecr_status st = ecr_atomic_open(&af, path);
+    if (st) return st;
+    if (n && fwrite(buf, 1, n, af.fp) != n) {
+        ecr_atomic_abort(&af);
+        return ecr_fail(ECR_E_IO, "%s: write failed", path);
+    }
+    return ecr_atomic_commit(&af);
+}
+
+/* ---- paths and folders -------------------------------------------------------------- */
+
+char *ecr_path_join(const char *dir, const char *name) {
+    size_t nd = strlen(dir), n = nd + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s%s%s", dir, nd && dir[nd - 1] == '/' ? "" : "/", name);
+    return p;
+}
+
+int ecr_file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+ecr_status ecr_make_dirs(const char *dir) {
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (!p) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", dir);
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            ecr_status st = ecr_fail(ECR_E_IO, "%s: cannot create directory %s: %s", dir, p, strerror(e));
+            free(p);
+            return st;
+        }
+        p[i] = c;
+    }
+    free(p);
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return ecr_fail(ECR_E_IO, "%s: not a directory", dir);
+    return ECR_OK;
 }
 
 /* ---- whole-file input --------------------------------------------------------------- */
