@@ -337,14 +337,6 @@ static ecr_status geometry_inputs(ecr_model *m, const ecr_data *full, const ecr_
     return st;
 }
 
-/* splitmix64's finaliser: a well-mixed hash of i. */
-static uint64_t mix64(uint64_t i) {
-    uint64_t z = i + 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* The "pca" object: 2-D PCA of x [n, dim] (u, or h without a projection) fitted on all n
  * texts, with the coordinates, language and label of about 2,000 of them (all when
  * n <= 2000; else the texts whose hashed index falls below 2000 / n, so that no pattern
@@ -366,7 +358,7 @@ static cJSON *pca_json(const ecr_data *d, const float *x, int dim, const char *s
     cJSON *pl = cJSON_AddArrayToObject(o, "lang"), *pb = cJSON_AddArrayToObject(o, "label");
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (n > 2000 && mix64(i) % n >= 2000) continue;
+        if (n > 2000 && ecr_hash_u64(i) % n >= 2000) continue;
         k++;
         cJSON_AddItemToArray(px, cJSON_CreateNumber(round(xy[2 * i] * 1e4) / 1e4));
         cJSON_AddItemToArray(py, cJSON_CreateNumber(round(xy[2 * i + 1] * 1e4) / 1e4));

@@ -1188,6 +1188,9 @@ void ecr_log_close(ecr_log_reader *r);
  * Utilities
  * ---------------------------------------------------------------------------------- */
 
+/* splitmix64's output for state x: a well-mixed 64-bit hash of x (the generator of the
+ * library's random streams, src/rng.h, draws these). */
+uint64_t ecr_hash_u64(uint64_t x);
 /* FNV-1a 64-bit hash of a buffer, as 16 hex digits in `out` (17 bytes). */
 void ecr_hash_hex(const void *buf, size_t len, char out[17]);
 /* Monotonic seconds. */

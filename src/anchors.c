@@ -430,7 +430,7 @@ ECR_OMP(parallel for schedule(dynamic, 1) reduction(+ : changed, comp))
 /* One restart: seeding then up to `iters` iterations (stops once no row moves). */
 static void km_run(const km_data *D, km_state *S, const ecr_anchors_opts *o, int r) {
     ecr_rng rng;
-    uint64_t st = o->seed + 0x632BE59BD9B4E019ULL * (uint64_t)r;
+    uint64_t st = o->seed + ECR_SEED_KMEANS * (uint64_t)r;
     ecr_rng_seed(&rng, ecr_splitmix64(&st));
     double t0 = ecr_now();
     if (o->init) km_init(D, S, o->init);

@@ -100,7 +100,7 @@ ecr_status ecr_sampler_groups(void *ctx, const ecr_data *d, uint64_t seed, int64
     if (!st && n_eligible == 0)
         st = ecr_fail(ECR_E_INVALID, "group sampler: no group holds two texts (the contrastive objective "
                                      "needs the corpus's 'group' field: translations or paraphrases)");
-    uint64_t rng = ecr_splitmix64_stream(seed, (uint64_t)epoch ^ 0x67726F7570ULL);
+    uint64_t rng = ecr_splitmix64_stream(seed, (uint64_t)epoch ^ ECR_STREAM_GROUPS);
     if (!st) shuffle_i64(groups, n_eligible, &rng); /* the groups' order */
     size_t n = 0;
     for (size_t i = 0; !st && i < n_eligible; i++) {

@@ -95,7 +95,7 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
     float *logits = malloc((size_t)V * sizeof *logits);
     if (!logits) st = ecr_fail(ECR_E_NOMEM, "generate: out of memory");
     for (size_t i = 0; !st && i < n_prompt; i++) st = ecr_model_step(m, kv, prompt[i], logits);
-    uint64_t rng = ecr_splitmix64_stream(o->seed, 0x67656e);
+    uint64_t rng = ecr_splitmix64_stream(o->seed, ECR_STREAM_GENERATE);
     size_t fed = n_prompt, gen = 0;
     while (!st && gen < (size_t)(o->max_tokens > 0 ? o->max_tokens : 0)) {
         int32_t id = ecr_sample_logits(logits, V, o, &rng);

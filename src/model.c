@@ -461,7 +461,7 @@ ecr_status ecr_model_create(const ecr_config *cfg, uint64_t seed, ecr_model **ou
         double sd = 0.02;
         if (strstr(t->name, "o_proj") || strstr(t->name, "down_proj")) sd = out_scale;
         if (!strcmp(t->name, "ecr.proj.weight")) sd = 1.0 / sqrt((double)m->d);
-        uint64_t s = seed ^ 0x9E3779B97F4A7C15ULL;
+        uint64_t s = seed ^ ECR_SEED_INIT;
         uint64_t mixed = ecr_splitmix64(&s) ^ name_hash(t->name);
         ecr_rng r;
         ecr_rng_seed(&r, mixed);

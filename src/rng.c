@@ -1,13 +1,20 @@
 /* rng.c — splitmix64 / xoshiro256** and Box-Muller normals (see rng.h). */
+#include "ecr.h"
 #include "rng.h"
 
 #include <math.h>
 
-uint64_t ecr_splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+uint64_t ecr_hash_u64(uint64_t x) {
+    uint64_t z = x + 0x9E3779B97F4A7C15ULL;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+}
+
+uint64_t ecr_splitmix64(uint64_t *state) {
+    uint64_t z = ecr_hash_u64(*state);
+    *state += 0x9E3779B97F4A7C15ULL;
+    return z;
 }
 
 uint64_t ecr_splitmix64_below(uint64_t *state, uint64_t n) {

@@ -9,6 +9,18 @@
 #define ECR_RNG_H
 #include <stdint.h>
 
+/* Random-stream tags and seed mixers. Each stochastic consumer draws from its own stream of
+ * the run's seed; these constants fix every published result (init, data order, anchors,
+ * samples): never change one, add a new tag for a new consumer. */
+#define ECR_STREAM_TRAINER 0x7472616eULL      /* "tran": the trainer's reserved stream (saved) */
+#define ECR_STREAM_GENERATE 0x67656eULL       /* "gen": sampling in ecr generate              */
+#define ECR_STREAM_GROUPS 0x67726F7570ULL     /* "group": the group sampler, xor the epoch;
+                                                 the text order uses the epoch alone         */
+#define ECR_SEED_INIT 0x9E3779B97F4A7C15ULL   /* weight init: splitmix64(seed ^ this), then
+                                                 xor the FNV-1a hash of each tensor's name   */
+#define ECR_SEED_KMEANS 0x632BE59BD9B4E019ULL /* anchors: restart r seeds from
+                                                 splitmix64(seed + this * r)                 */
+
 typedef struct ecr_rng {
     uint64_t s[4];
     double spare;             /* second Box-Muller value, valid when has_spare */

@@ -676,7 +676,7 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     if ((st = count_steps(t))) return st;
     t->last_ckpt = -1;
     t->last_eval = -1;
-    t->rng = ecr_splitmix64_stream(t->o.seed, 0x7472616eULL);
+    t->rng = ecr_splitmix64_stream(t->o.seed, ECR_STREAM_TRAINER);
     if (t->o.resume) {
         if (!ecr_file_exists(t->state_path))
             return ecr_fail(ECR_E_INVALID, "%s: no checkpoint to resume from", t->state_path);
