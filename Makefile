@@ -121,7 +121,7 @@ $(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h src/*.h)
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR   $@"
-	$(Q)ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^   # from scratch: a removed source leaves no stale object
 
 $(ECR): $(CLI_OBJ) $(LIB)
 	@echo "  LINK $@"

@@ -1,0 +1,129 @@
+/* loss_infonce.c — the symmetric multi-positive in-batch InfoNCE of the teacher objective,
+ * forward beside backward (contract in losses.h). */
+#include "loss_common.h"
+
+
+struct ecr_infonce {
+    int n, d, n_anchor;
+    double tau;
+    double *x;                /* [n, d] normalised rows                                */
+    double *rnorm;            /* [n] 1 / max(||h_i||, eps)                             */
+    unsigned char *clamped;   /* [n]                                                   */
+    double *G;                /* [n, n] dL/ds_ik (s = cosine / tau), 0 off the anchors */
+    double *loss_i;           /* [n]                                                   */
+    int32_t *n_pos;           /* [n] |P(i)|                                            */
+    double *dx;               /* [n, d] backward scratch                               */
+    size_t cap_x, cap_r, cap_c, cap_g, cap_l, cap_p, cap_dx;
+};
+
+ecr_status ecr_infonce_create(ecr_infonce **out) {
+    *out = calloc(1, sizeof **out);
+    return *out ? ECR_OK : ecr_fail(ECR_E_NOMEM, "infonce: out of memory");
+}
+
+void ecr_infonce_free(ecr_infonce *w) {
+    if (!w) return;
+    free(w->x);
+    free(w->rnorm);
+    free(w->clamped);
+    free(w->G);
+    free(w->loss_i);
+    free(w->n_pos);
+    free(w->dx);
+    free(w);
+}
+
+static ecr_status infonce_reserve(ecr_infonce *w, int n, int d) {
+    size_t nd = (size_t)n * d, nn = (size_t)n * n, un = (size_t)n;
+    ecr_status st = RESERVE(w->x, w->cap_x, nd, "infonce");
+    if (!st) st = RESERVE(w->dx, w->cap_dx, nd, "infonce");
+    if (!st) st = RESERVE(w->G, w->cap_g, nn, "infonce");
+    if (!st) st = RESERVE(w->rnorm, w->cap_r, un, "infonce");
+    if (!st) st = RESERVE(w->clamped, w->cap_c, un, "infonce");
+    if (!st) st = RESERVE(w->loss_i, w->cap_l, un, "infonce");
+    if (!st) st = RESERVE(w->n_pos, w->cap_p, un, "infonce");
+    return st;
+}
+
+/* Row i of the InfoNCE forward: fills G[i, :] (before the 1/|A| of the mean) and loss_i. */
+static void infonce_row(ecr_infonce *w, const int32_t *group, int i) {
+    int n = w->n, d = w->d;
+    double *g = w->G + (size_t)i * n;
+    const double *xi = w->x + (size_t)i * d;
+    int m = w->n_pos[i];
+    if (m == 0) {
+        memset(g, 0, (size_t)n * sizeof *g);
+        w->loss_i[i] = 0;
+        return;
+    }
+    /* s_ik into g (k != i); the diagonal is excluded from the softmax */
+    double mx = -INFINITY;
+    for (int k = 0; k < n; k++) {
+        if (k == i) continue;
+        const double *xk = w->x + (size_t)k * d;
+        double s = 0;
+        for (int j = 0; j < d; j++) s += xi[j] * xk[j];
+        g[k] = s / w->tau;
+        if (g[k] > mx || g[k] != g[k]) mx = g[k];
+    }
+    double sum = 0, pos = 0;
+    for (int k = 0; k < n; k++)
+        if (k != i) sum += exp(g[k] - mx);
+    double lse = mx + log(sum);
+    for (int k = 0; k < n; k++) {
+        if (k == i) { g[k] = 0; continue; }
+        int is_pos = group[k] == group[i];
+        if (is_pos) pos += g[k];
+        g[k] = exp(g[k] - lse) - (is_pos ? 1.0 / m : 0.0);
+    }
+    w->loss_i[i] = lse - pos / m;
+}
+
+ecr_status ecr_infonce_forward(ecr_infonce *w, const float *h, const int32_t *group, int n, int d,
+                               float tau, double *loss, int *n_anchor) {
+    *loss = 0;
+    if (n_anchor) *n_anchor = 0;
+    if (n < 0 || d < 1 || !(tau > 0))
+        return ecr_fail(ECR_E_INVALID, "infonce: n=%d d=%d tau=%g out of range", n, d, (double)tau);
+    ecr_status st = infonce_reserve(w, n, d);
+    if (st) return st;
+    w->n = n, w->d = d, w->tau = tau, w->n_anchor = 0;
+    ECR_OMP(parallel for schedule(static))
+    for (int i = 0; i < n; i++) {
+        double *xi = w->x + (size_t)i * d;
+        for (int j = 0; j < d; j++) xi[j] = h[(size_t)i * d + j];
+        w->clamped[i] = (unsigned char)normalize_row(xi, d, xi, &w->rnorm[i]);
+        int m = 0;
+        for (int k = 0; group[i] >= 0 && k < n; k++) m += k != i && group[k] == group[i];
+        w->n_pos[i] = m;
+    }
+    for (int i = 0; i < n; i++) w->n_anchor += w->n_pos[i] > 0;
+    ECR_OMP(parallel for schedule(dynamic, 4))
+    for (int i = 0; i < n; i++) infonce_row(w, group, i);
+    if (w->n_anchor == 0) return ECR_OK;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += w->loss_i[i];
+    *loss = sum / w->n_anchor;
+    if (n_anchor) *n_anchor = w->n_anchor;
+    return ECR_OK;
+}
+
+void ecr_infonce_backward(ecr_infonce *w, float scale, float *dh) {
+    int n = w->n, d = w->d;
+    if (w->n_anchor == 0) return;
+    /* dL/dx_i = (1 / (|A| tau)) sum_k (G_ik + G_ki) x_k */
+    double c = 1.0 / ((double)w->n_anchor * w->tau);
+    ECR_OMP(parallel for schedule(static))
+    for (int i = 0; i < n; i++) {
+        double *dxi = w->dx + (size_t)i * d;
+        memset(dxi, 0, (size_t)d * sizeof *dxi);
+        for (int k = 0; k < n; k++) {
+            double gk = (w->G[(size_t)i * n + k] + w->G[(size_t)k * n + i]) * c;
+            if (gk == 0) continue;
+            const double *xk = w->x + (size_t)k * d;
+            for (int j = 0; j < d; j++) dxi[j] += gk * xk[j];
+        }
+        normalize_backward(w->x + (size_t)i * d, dxi, w->rnorm[i], w->clamped[i], d, dxi);
+        for (int j = 0; j < d; j++) dh[(size_t)i * d + j] += (float)(scale * dxi[j]);
+    }
+}
