@@ -29,7 +29,11 @@ Q ?= @
 ifeq ($(V),1)
 Q :=
 endif
-CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Isrc
+# The library's layers, one folder each (docs/DESIGN.md, "Layout"); every folder is on the
+# include path, so a source names its headers without their folder.
+SRC_DIRS := base io data model method train eval
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -Iinclude \
+               $(addprefix -Isrc/,$(SRC_DIRS))
 LDLIBS  := -lm
 
 # ---- dependency detection ------------------------------------------------------------
@@ -89,7 +93,8 @@ endif
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(EXTRA_CFLAGS)
 LDFLAGS := $(OPT)
 
-SRC      := $(sort $(wildcard src/*.c))
+SRC      := $(sort $(foreach d,$(SRC_DIRS),$(wildcard src/$(d)/*.c)))
+HDR      := $(wildcard src/*/*.h)
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/cli/%.o)
@@ -108,12 +113,12 @@ all: found $(ECR) $(LIB)
 found:
 	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)$(if $(HAVE_DNNL),, (no oneDNN: fp32 only; apt-get install libdnnl-dev for bf16))"
 
-$(BUILD)/obj/%.o: src/%.c include/ecr.h $(wildcard src/*.h)
+$(BUILD)/obj/%.o: src/%.c include/ecr.h $(HDR)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h src/*.h)
+$(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h) $(HDR)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
 	$(Q)$(CC) $(CFLAGS) -Icli -c $< -o $@
@@ -128,7 +133,7 @@ $(ECR): $(CLI_OBJ) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 
 # Helpers shared by the unit tests (tests/testlib.h), linked into each of them.
-$(TESTLIB): tests/testlib.c tests/testlib.h include/ecr.h $(wildcard src/*.h)
+$(TESTLIB): tests/testlib.c tests/testlib.h include/ecr.h $(HDR)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
 	$(Q)$(CC) $(CFLAGS) -Itests -c $< -o $@

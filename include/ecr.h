@@ -491,7 +491,7 @@ ecr_status ecr_model_set_precision(ecr_model *m, ecr_precision p);
 ecr_precision ecr_model_precision(const ecr_model *m);
 
 /* ------------------------------------------------------------------------------------
- * Optimizer (src/optim.c): AdamW as torch.optim.AdamW (decoupled weight decay, bias
+ * Optimizer (src/train/optim.c): AdamW as torch.optim.AdamW (decoupled weight decay, bias
  * correction), applied to tensors with the decay flag only; a warm-up + cosine learning
  * rate schedule; global gradient-norm clipping as torch.nn.utils.clip_grad_norm_.
  * ---------------------------------------------------------------------------------- */
@@ -534,7 +534,7 @@ float ecr_lr_schedule(int64_t step, int64_t warmup, int64_t total, float lr, flo
 ecr_status ecr_clip_grad_norm(ecr_model *m, float max_norm, float *norm_before);
 
 /* ------------------------------------------------------------------------------------
- * Training (src/batcher.c, src/train.c, src/generate.c) — section owned by the trainer.
+ * Training (src/data/batcher.c, src/train/train.c, src/model/generate.c) — section owned by the trainer.
  *
  * Packed batches. A batcher turns prepared data into ecr_batch'es of B rows x T slots.
  * Each epoch visits the texts in the order a sampler gives (default: a Fisher-Yates
@@ -825,7 +825,7 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
 int32_t ecr_sample_logits(float *logits, int V, const ecr_gen_opts *o, uint64_t *rng);
 
 /* ------------------------------------------------------------------------------------
- * Embeddings (`ecr embed`, src/embed.c).
+ * Embeddings (`ecr embed`, src/eval/embed.c).
  *
  * Per text: h = the pooled final-norm output (ecr_forward_out.pooled), or, through the
  * model's ECR projection P = ecr.proj.weight [D, d], u = P h / max(||P h||, 1e-12) (the
@@ -967,7 +967,7 @@ typedef enum ecr_anchors_control_kind {
 ecr_status ecr_anchors_control(ecr_anchors *a, ecr_anchors_control_kind kind, uint64_t seed);
 
 /* ------------------------------------------------------------------------------------
- * Metrics (src/metrics.c): embedding geometry, cross-lingual and task metrics, training
+ * Metrics (src/eval/metrics.c): embedding geometry, cross-lingual and task metrics, training
  * stability (DESIGN "Metrics"); `ecr eval` prints and writes them.
  *
  * Inputs: an embedding matrix X [n, d] (float32, row-major, one row per text; every value
@@ -1116,7 +1116,7 @@ void ecr_geometry_release(ecr_geometry *g);
  * and sums of ecr_eval_lm (the same *lm, bit for bit; release with ecr_lm_eval_release)
  * plus each text's pooled h from the same forward into h [d->n_texts, dim] (file order;
  * the h of ecr_embed with raw = 1 and the same seq_len and tokens_per_batch); h may be NULL,
- * which is ecr_eval_lm itself (one implementation, in src/train.c). Progress on stderr
+ * which is ecr_eval_lm itself (one implementation, in src/train/train.c). Progress on stderr
  * unless quiet. */
 ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len,
                              int64_t tokens_per_batch, int quiet, ecr_lm_eval *lm, float *h);
@@ -1151,7 +1151,7 @@ ecr_status ecr_stability_compute(const double *loss, const double *grad_norm,
 ecr_status ecr_stability_read_log(const char *path, ecr_stability *out);
 
 /* ------------------------------------------------------------------------------------
- * The training log, MODEL_DIR/log.jsonl (src/runlog.c): one JSON object per line, a step
+ * The training log, MODEL_DIR/log.jsonl (src/io/runlog.c): one JSON object per line, a step
  * record per optimizer step {"step", "loss", the objective's terms, "lr", "grad_norm",
  * "clipped", "tokens", "tokens_per_s", "elapsed_s", "precision"} and a validation record
  * per validation pass {"step", "val_loss", "val_bpb", "val_tokens", "val_eff_rank"[,
@@ -1189,7 +1189,7 @@ void ecr_log_close(ecr_log_reader *r);
  * ---------------------------------------------------------------------------------- */
 
 /* splitmix64's output for state x: a well-mixed 64-bit hash of x (the generator of the
- * library's random streams, src/rng.h, draws these). */
+ * library's random streams, src/base/rng.h, draws these). */
 uint64_t ecr_hash_u64(uint64_t x);
 /* FNV-1a 64-bit hash of a buffer, as 16 hex digits in `out` (17 bytes). */
 void ecr_hash_hex(const void *buf, size_t len, char out[17]);

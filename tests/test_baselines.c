@@ -1,4 +1,4 @@
-/* test_baselines.c — the baseline regularisers (src/loss_kd.c, loss_feat.c, loss_rkd.c): logit distillation (KD),
+/* test_baselines.c — the baseline regularisers (src/method/loss_kd.c, loss_feat.c, loss_rkd.c): logit distillation (KD),
  * feature matching through the projection (feat) and relational KD (RKD), alone and in the
  * step objective.
  *

@@ -1,4 +1,4 @@
-/* test_losses.c — the InfoNCE and ECR losses (src/loss_infonce.c, src/loss_ecr.c) and the step objective.
+/* test_losses.c — the InfoNCE and ECR losses (src/method/loss_infonce.c, src/method/loss_ecr.c) and the step objective.
  *
  *  - PyTorch reference (tests/fixtures/losses_ref.safetensors, written by
  *    tools/torch_ref_losses.py in float64): InfoNCE loss and dL/dh for two cases

@@ -1,4 +1,4 @@
-/* test_metrics.c — geometry, cross-lingual, task and stability metrics (src/metrics.c).
+/* test_metrics.c — geometry, cross-lingual, task and stability metrics (src/eval/metrics.c).
  *
  *  - known values: eigenvalues against a Jacobi solver written here (random, diagonal,
  *    repeated eigenvalues; 1e-10 relative to the largest); effective rank = d for [I; -I]

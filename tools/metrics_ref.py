@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""NumPy / scikit-learn reference for ecr's metrics (src/metrics.c), written independently
+"""NumPy / scikit-learn reference for ecr's metrics (src/eval/metrics.c), written independently
 of the C code.
 
 Builds a small synthetic "corpus" of n = G x L texts (G groups of translations in L

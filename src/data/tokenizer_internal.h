@@ -1,6 +1,6 @@
 /* tokenizer_internal.h — internals of the byte-level BPE tokenizer shared by
- * src/tokenizer.c (pre-tokenizer, encode, decode), src/tokenizer_json.c (tokenizer.json)
- * and src/tokenizer_train.c (training), and visible to tests/test_tokenizer.c.
+ * src/data/tokenizer.c (pre-tokenizer, encode, decode), src/data/tokenizer_json.c (tokenizer.json)
+ * and src/data/tokenizer_train.c (training), and visible to tests/test_tokenizer.c.
  * Declarations only. Not part of the public API. */
 #ifndef ECR_TOKENIZER_INTERNAL_H
 #define ECR_TOKENIZER_INTERNAL_H

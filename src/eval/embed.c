@@ -4,7 +4,8 @@
 #include "ecr.h"
 #include "losses.h"
 #include "ops.h"
-#include "train_internal.h"
+#include "batcher_internal.h"
+#include "model_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ void ecr_embed_opts_default(ecr_embed_opts *o) {
 ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) {
     const ecr_param_info *t = ecr_model_find_tensor(m, "ecr.proj.weight");
     if (!t) return ecr_fail(ECR_E_INVALID, "project: the model has no ECR projection (ecr_dim 0)");
-    const float *P = ecr_tr_model_params(m) + t->offset; /* [D, d] */
+    const float *P = ecr_model_params_ro(m) + t->offset; /* [D, d] */
     int D = (int)t->shape[0], d = (int)t->shape[1];
     /* z = h P^T in chunks (one sgemm each, the same product as in training), then each row
      * normalised in double precision, in place. */
@@ -43,7 +44,7 @@ ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) 
 static ecr_status embed_pooled(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, int T, float *out) {
     int dim = ecr_model_config(m)->dim;
     ecr_batcher *b = NULL;
-    ecr_status st = ecr_tr_batcher_sequential(d, o->tokens_per_batch, T, &b);
+    ecr_status st = ecr_batcher_sequential(d, o->tokens_per_batch, T, &b);
     if (st) return st;
     double t0 = ecr_now(), last = t0;
     int64_t done = 0;

@@ -3,7 +3,7 @@
  * reading rule of ecr.h stated once, here. */
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
-#include "train_internal.h"
+#include "runlog.h"
 
 #include <cJSON.h>
 #include <errno.h>

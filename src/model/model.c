@@ -27,6 +27,7 @@
  * rounded, so a single layer's buffer serves every layer (ln_stride, act_stride = 0). */
 #include "ecr.h"
 #include "matmul.h"
+#include "model_internal.h"
 #include "ops.h"
 #include "rng.h"
 #include "util.h"
@@ -222,7 +223,7 @@ float *ecr_model_params(ecr_model *m) {
     m->wb_fresh = 0; /* the caller may write through it: round again before the next product */
     return m->params;
 }
-const float *ecr_tr_model_params(const ecr_model *m) { return m->params; }
+const float *ecr_model_params_ro(const ecr_model *m) { return m->params; }
 float *ecr_model_grads(ecr_model *m) { return m->grads; }
 size_t ecr_model_num_tensors(const ecr_model *m) { return m->n_tensors; }
 const ecr_param_info *ecr_model_tensor(const ecr_model *m, size_t i) {

@@ -11,14 +11,7 @@
 #include <stdint.h>
 
 #include "ecr.h"
-
-/* OpenMP pragmas that vanish (without -Wunknown-pragmas noise) when built with NO_OMP=1. */
-#ifdef ECR_HAVE_OMP
-#define ECR_PRAGMA_(x) _Pragma(#x)
-#define ECR_OMP(x) ECR_PRAGMA_(omp x)
-#else
-#define ECR_OMP(x)
-#endif
+#include "util.h"
 
 /* Row chunks used for deterministic column reductions (RMSNorm weight gradients). */
 #define ECR_NCHUNK 32

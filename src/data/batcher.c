@@ -7,7 +7,7 @@
  * waiting texts) is all the state there is, so saving it resumes exactly. */
 #include "ecr.h"
 #include "rng.h"
-#include "train_internal.h"
+#include "batcher_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -410,7 +410,7 @@ ecr_status ecr_batcher_create(const ecr_data *d, const ecr_batcher_opts *o, ecr_
     return ECR_OK;
 }
 
-ecr_status ecr_tr_batcher_sequential(const ecr_data *d, int64_t tokens_per_batch, int T, ecr_batcher **out) {
+ecr_status ecr_batcher_sequential(const ecr_data *d, int64_t tokens_per_batch, int T, ecr_batcher **out) {
     int64_t B = T > 0 ? tokens_per_batch / T : 0;
     ecr_batcher_opts bo;
     ecr_batcher_opts_default(&bo);

@@ -8,7 +8,7 @@
  * them exact for finite differences and independent of the thread count. KD works on the
  * [slots, V] logits, parallel over slots, one slot per thread, summed in slot order. */
 #include "loss_common.h"
-#include "train_internal.h"
+#include "model_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -234,7 +234,7 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
         return ECR_OK;
     }
     if ((st = objective_reserve(ob, n)) || (st = gather_texts(ob, b, d))) return st;
-    const float *P = ecr_tr_model_params(m) + ob->proj_off;
+    const float *P = ecr_model_params_ro(m) + ob->proj_off;
     if (ob->nce) {
         st = ecr_infonce_forward(ob->nce, fo.pooled, ob->group, n, ob->d, ob->o.contrastive_tau,
                                  &t->contrastive, &t->n_contrastive);
@@ -273,7 +273,7 @@ ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_bat
     if (!ob->nce && !ob->reg && !ob->feat && !ob->rkd) return ecr_model_backward(m, b, lm_scale, NULL, dlogits);
     float *dp = ob->dpooled;
     memset(dp, 0, (size_t)ob->n * ob->d * sizeof *dp);
-    const float *P = ecr_tr_model_params(m) + ob->proj_off;
+    const float *P = ecr_model_params_ro(m) + ob->proj_off;
     float *dP = ecr_model_grads(m) + ob->proj_off;
     if (ob->nce) ecr_infonce_backward(ob->nce, ob->o.contrastive_weight, dp);
     if (ob->reg) ecr_reg_backward(ob->reg, P, ob->pooled, ob->o.ecr_weight, dP, dp);

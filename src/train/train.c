@@ -10,7 +10,9 @@
 #include "ecr.h"
 #include "losses.h"
 #include "rng.h"
-#include "train_internal.h"
+#include "batcher_internal.h"
+#include "runlog.h"
+#include "model_internal.h"
 #include "util.h"
 
 #include <cJSON.h>
@@ -564,7 +566,7 @@ static ecr_status setup_kd(trainer *t) {
     }
     free(tok_path);
     if (st) return st;
-    ecr_hash_hex(ecr_tr_model_params(t->kd_teacher), ecr_model_num_params(t->kd_teacher) * sizeof(float), t->kd_hash);
+    ecr_hash_hex(ecr_model_params_ro(t->kd_teacher), ecr_model_num_params(t->kd_teacher) * sizeof(float), t->kd_hash);
     return ecr_model_set_precision(t->kd_teacher, o->precision);
 }
 
@@ -775,7 +777,7 @@ ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len, int64
                         d->vocab_size, cfg->vocab_size);
     if (h) memset(h, 0, d->n_texts * (size_t)dim * sizeof *h);
     ecr_batcher *b = NULL;
-    ecr_status st = ecr_tr_batcher_sequential(d, tokens_per_batch, T, &b);
+    ecr_status st = ecr_batcher_sequential(d, tokens_per_batch, T, &b);
     if (st) return st;
     out->n_langs = d->n_langs;
     out->per_lang = calloc(d->n_langs > 0 ? (size_t)d->n_langs : 1, sizeof *out->per_lang);

@@ -12,8 +12,8 @@
 #ifndef ECR_LOSSES_H
 #define ECR_LOSSES_H
 #include "ecr.h"
+#include "util.h"
 
-#define ECR_NORM_EPS 1e-12
 
 /* ---- symmetric multi-positive in-batch InfoNCE --------------------------------------------
  * forward:  x_i = h_i / ||h_i||;  s_ik = <x_i, x_k> / tau;
