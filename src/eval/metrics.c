@@ -1,5 +1,6 @@
-/* metrics.c — embedding geometry, cross-lingual, task and stability metrics (contract:
- * ecr.h, "Metrics"; definitions: DESIGN.md "Metrics").
+/* metrics.c — embedding geometry, cross-lingual and task metrics (contract: ecr.h,
+ * "Metrics"; definitions: DESIGN.md "Metrics"). Training stability is in stability.c, the
+ * eigenvalue solver in base/linalg.c.
  *
  * Two kinds of work:
  *   covariance   Xc^T Yc [p, q] in double, Xc = X - 1 mean^T: 4 x 8 output tiles dealt
@@ -18,9 +19,6 @@
 #include "matmul.h"
 #include "ops.h"
 
-#include <cJSON.h>
-#include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,115 +69,6 @@ static float *normalised_copy(const float *x, int64_t n, int d) {
     float *y = malloc(((size_t)n * d + 1) * sizeof *y);
     if (y) normalise_rows(x, n, d, y);
     return y;
-}
-
-/* ---- symmetric eigenvalues: Householder tridiagonalisation + implicit QL ------------------- */
-
-/* Reduces the symmetric matrix a [n, n] (lower triangle used) to tridiagonal form:
- * diagonal dg[n], subdiagonal e[n] with e[i] coupling i-1 and i (e[0] = 0). */
-static void tridiagonalise(double *a, int n, double *dg, double *e) {
-#define A(i, j) a[(size_t)(i) * n + (j)]
-    for (int i = n - 1; i >= 1; i--) {
-        int l = i - 1;
-        double h = 0.0, scale = 0.0;
-        if (l > 0) {
-            for (int k = 0; k <= l; k++) scale += fabs(A(i, k));
-            if (scale == 0.0) {
-                e[i] = A(i, l);
-            } else {
-                for (int k = 0; k <= l; k++) {
-                    A(i, k) /= scale;
-                    h += A(i, k) * A(i, k);
-                }
-                double f = A(i, l);
-                double g = f >= 0.0 ? -sqrt(h) : sqrt(h);
-                e[i] = scale * g;
-                h -= f * g;
-                A(i, l) = f - g;
-                f = 0.0;
-                for (int j = 0; j <= l; j++) {
-                    g = 0.0;
-                    for (int k = 0; k <= j; k++) g += A(j, k) * A(i, k);
-                    for (int k = j + 1; k <= l; k++) g += A(k, j) * A(i, k);
-                    e[j] = g / h;
-                    f += e[j] * A(i, j);
-                }
-                double hh = f / (h + h);
-                for (int j = 0; j <= l; j++) {
-                    f = A(i, j);
-                    e[j] = g = e[j] - hh * f;
-                    for (int k = 0; k <= j; k++) A(j, k) -= f * e[k] + g * A(i, k);
-                }
-            }
-        } else {
-            e[i] = A(i, l);
-        }
-        dg[i] = h;
-    }
-    e[0] = 0.0;
-    for (int i = 0; i < n; i++) dg[i] = A(i, i);
-#undef A
-}
-
-/* Eigenvalues of the symmetric tridiagonal (dg, e) into dg by implicit QL with shifts. */
-static ecr_status tridiagonal_ql(double *dg, double *e, int n) {
-    for (int i = 1; i < n; i++) e[i - 1] = e[i];
-    if (n > 0) e[n - 1] = 0.0;
-    for (int l = 0; l < n; l++) {
-        int iter = 0, m;
-        do {
-            for (m = l; m < n - 1; m++) {
-                double dd = fabs(dg[m]) + fabs(dg[m + 1]);
-                if (fabs(e[m]) <= DBL_EPSILON * dd) break;
-            }
-            if (m != l) {
-                if (iter++ == 60)
-                    return ecr_fail(ECR_E_RUNTIME, "metrics: eigenvalues: no convergence after 60 QL iterations");
-                double g = (dg[l + 1] - dg[l]) / (2.0 * e[l]);
-                double r = hypot(g, 1.0);
-                g = dg[m] - dg[l] + e[l] / (g + (g >= 0.0 ? fabs(r) : -fabs(r)));
-                double s = 1.0, c = 1.0, p = 0.0;
-                int i;
-                for (i = m - 1; i >= l; i--) {
-                    double f = s * e[i], b = c * e[i];
-                    e[i + 1] = (r = hypot(f, g));
-                    if (r == 0.0) {
-                        dg[i + 1] -= p;
-                        e[m] = 0.0;
-                        break;
-                    }
-                    s = f / r;
-                    c = g / r;
-                    g = dg[i + 1] - p;
-                    r = (dg[i] - g) * s + 2.0 * c * b;
-                    dg[i + 1] = g + (p = s * r);
-                    g = c * r - b;
-                }
-                if (r == 0.0 && i >= l) continue;
-                dg[l] -= p;
-                e[l] = g;
-                e[m] = 0.0;
-            }
-        } while (m != l);
-    }
-    return ECR_OK;
-}
-
-static int cmp_double(const void *pa, const void *pb) {
-    double a = *(const double *)pa, b = *(const double *)pb;
-    return (a > b) - (a < b);
-}
-
-ecr_status ecr_sym_eigenvalues(double *a, int n, double *w) {
-    if (n < 0 || (n > 0 && (!a || !w))) return ecr_fail(ECR_E_INVALID, "metrics: eigenvalues: bad arguments");
-    if (n == 0) return ECR_OK;
-    double *e = malloc((size_t)n * sizeof *e);
-    if (!e) return ecr_fail(ECR_E_NOMEM, "metrics: eigenvalues: out of memory");
-    tridiagonalise(a, n, w, e);
-    ecr_status st = tridiagonal_ql(w, e, n);
-    free(e);
-    if (!st) qsort(w, (size_t)n, sizeof *w, cmp_double);
-    return st;
 }
 
 /* ---- centred cross products in double ----------------------------------------------------- */
@@ -1094,113 +983,5 @@ ecr_status ecr_geometry_compute(const ecr_geometry_in *in, ecr_geometry *out) {
     free(C);
     free(mu);
     if (st) ecr_geometry_release(out);
-    return st;
-}
-
-/* ---- training stability ------------------------------------------------------------------- */
-
-ecr_status ecr_stability_compute(const double *loss, const double *grad_norm, const uint8_t *clipped,
-                                 int64_t n, ecr_stability *out) {
-    memset(out, 0, sizeof *out);
-    if (n < 1 || !loss || !grad_norm)
-        return ecr_fail(ECR_E_INVALID, "stability: no steps");
-    out->steps = n;
-    out->first_step = 1;
-    out->last_step = n;
-    const int W = ECR_SPIKE_WINDOW;
-    for (int64_t t = W; t < n; t++) {
-        double s = 0.0, ss = 0.0;
-        for (int64_t j = t - W; j < t; j++) s += loss[j];
-        double mean = s / W;
-        for (int64_t j = t - W; j < t; j++) ss += (loss[j] - mean) * (loss[j] - mean);
-        double sd = sqrt(ss / W);
-        if (loss[t] > mean + ECR_SPIKE_SIGMAS * sd) out->spikes++;
-    }
-    out->spikes_per_1k = 1000.0 * (double)out->spikes / (double)n;
-    double s = 0.0, ss = 0.0;
-    for (int64_t t = 0; t < n; t++) s += grad_norm[t];
-    double mean = s / (double)n;
-    for (int64_t t = 0; t < n; t++) ss += (grad_norm[t] - mean) * (grad_norm[t] - mean);
-    out->grad_norm_mean = mean;
-    out->grad_norm_cv = mean != 0.0 ? sqrt(ss / (double)n) / mean : NAN;
-    for (int64_t t = 0; clipped && t < n; t++) out->clipped += clipped[t] != 0;
-    out->clipped_share = (double)out->clipped / (double)n;
-    out->final_loss = loss[n - 1];
-    out->final_val_loss = NAN;
-    return ECR_OK;
-}
-
-typedef struct log_arrays {
-    double *loss, *gnorm;
-    uint8_t *clip;
-    int64_t n, cap;
-} log_arrays;
-
-static int log_push(log_arrays *a, double loss, double gnorm, int clip) {
-    if (a->n == a->cap) {
-        int64_t cap = a->cap ? 2 * a->cap : 1024;
-        double *l = realloc(a->loss, (size_t)cap * sizeof *l);
-        if (l) a->loss = l;
-        double *g = realloc(a->gnorm, (size_t)cap * sizeof *g);
-        if (g) a->gnorm = g;
-        uint8_t *c = realloc(a->clip, (size_t)cap);
-        if (c) a->clip = c;
-        if (!l || !g || !c) return 0;
-        a->cap = cap;
-    }
-    a->loss[a->n] = loss;
-    a->gnorm[a->n] = gnorm;
-    a->clip[a->n] = (uint8_t)clip;
-    a->n++;
-    return 1;
-}
-
-/* One record of the log into the arrays (step records, checked strictly: the stability
- * figures need every step's loss, gradient norm and clip flag) or the last validation loss. */
-static ecr_status log_record(const char *path, const ecr_log_record *r, log_arrays *a, int64_t *first,
-                             int64_t *last, double *val) {
-    if (r->is_step) {
-        if (!isfinite(r->step))
-            return ecr_fail(ECR_E_INVALID, "%s:%ld: field 'step' missing or not a number", path, r->line);
-        if (isnan(r->grad_norm))
-            return ecr_fail(ECR_E_INVALID, "%s:%ld: field 'grad_norm' missing or not a number", path, r->line);
-        if (r->clipped < 0)
-            return ecr_fail(ECR_E_INVALID, "%s:%ld: field 'clipped' missing or not a boolean", path, r->line);
-        if (a->n > 0 && r->step <= (double)*last)
-            return ecr_fail(ECR_E_INVALID, "%s:%ld: step %.0f does not follow step %lld", path, r->line, r->step,
-                            (long long)*last);
-        if (!log_push(a, r->loss, r->grad_norm, r->clipped))
-            return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-        if (a->n == 1) *first = (int64_t)r->step;
-        *last = (int64_t)r->step;
-    } else if (r->is_valid) {
-        *val = r->val_loss;
-    }
-    return ECR_OK;
-}
-
-ecr_status ecr_stability_read_log(const char *path, ecr_stability *out) {
-    memset(out, 0, sizeof *out);
-    ecr_log_reader *rd = NULL;
-    ecr_status st = ecr_log_open(path, &rd);
-    if (st) return st;
-    log_arrays a = {0};
-    int64_t first = 0, last = 0;
-    double val = NAN;
-    ecr_log_record rec;
-    int more = 1;
-    while (!st && more && !(st = ecr_log_next(rd, &rec, &more)) && more)
-        st = log_record(path, &rec, &a, &first, &last, &val);
-    ecr_log_close(rd);
-    if (!st && a.n == 0) st = ecr_fail(ECR_E_INVALID, "%s: no step records (objects with \"loss\")", path);
-    if (!st) st = ecr_stability_compute(a.loss, a.gnorm, a.clip, a.n, out);
-    if (!st) {
-        out->first_step = first;
-        out->last_step = last;
-        out->final_val_loss = val;
-    }
-    free(a.loss);
-    free(a.gnorm);
-    free(a.clip);
     return st;
 }

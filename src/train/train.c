@@ -1,5 +1,6 @@
-/* train.c — the training loop, checkpoints and exact resume, the JSONL log, and the
- * language-model evaluation it runs on validation data (see "Training" in ecr.h).
+/* train.c — the trainer: options, setup, the training loop and its validation passes (see
+ * "Training" in ecr.h). Checkpoints and resume are in checkpoint.c, the LM evaluation in
+ * eval/lm_eval.c.
  *
  * One step: pack a batch, forward (the model and the objective's extra terms, see
  * losses.h), backward (gradients accumulate from zero), global gradient norm, stop on a
@@ -8,21 +9,19 @@
  * uninterrupted one. */
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
-#include "losses.h"
+#include "trainer.h"
 #include "rng.h"
 #include "batcher_internal.h"
 #include "runlog.h"
 #include "model_internal.h"
 #include "util.h"
 
-#include <cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#define STATE_FORMAT "ecr-train-state-1"
 
 void ecr_train_opts_default(ecr_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -63,35 +62,6 @@ const char *ecr_train_objective_name(ecr_train_objective obj) {
     return obj == ECR_TRAIN_LM_CONTRASTIVE ? "lm+contrastive" : "lm";
 }
 
-/* ---- trainer state -------------------------------------------------------------------- */
-
-typedef struct trainer {
-    ecr_train_opts o;         /* resolved options (config.vocab_size set, min_lr, warmup) */
-    int B, T;
-    int64_t total;            /* steps of the schedule                                    */
-    ecr_data *data, *valid;
-    ecr_batcher *batcher;
-    ecr_model *model;
-    ecr_adamw *opt;
-    ecr_anchors *anchors;     /* ECR anchors, or NULL                                     */
-    char anchors_hash[17];    /* of the anchors, codes and soft codes                     */
-    ecr_model *kd_teacher;    /* the KD teacher, or NULL                                  */
-    char kd_hash[17];         /* of its fp32 parameters                                   */
-    float *feat_emb, *rkd_emb; /* teacher vectors [n_texts, dim] (rkd_emb may be feat_emb) */
-    int feat_dim, rkd_dim;
-    char feat_hash[17], rkd_hash[17];
-    ecr_objective *obj;       /* the per-step objective (LM + extra terms)                */
-    int64_t step;             /* steps done                                               */
-    uint64_t rng;             /* reserved for stochastic objectives; saved and restored   */
-    int64_t tokens;           /* target tokens trained on so far                          */
-    double elapsed0;          /* elapsed seconds before this process (resume)             */
-    double t_start;
-    int64_t last_ckpt;        /* step of the last checkpoint on disk, -1 if none          */
-    int64_t last_eval;
-    int precision_auto;       /* o.precision was resolved from auto                       */
-    char *tok_path, *state_path, *log_path, *model_path;
-    FILE *log;
-} trainer;
 
 static void trainer_free(trainer *t) {
     ecr_data_free(t->data);
@@ -109,293 +79,6 @@ static void trainer_free(trainer *t) {
     free(t->log_path);
     free(t->model_path);
     if (t->log) fclose(t->log);
-}
-
-/* The options a resumed run must share with the run it continues, as a JSON object of
- * strings (fixed key order). Caller frees. */
-static char *options_json(const trainer *t) {
-    const ecr_train_opts *o = &t->o;
-    const ecr_config *c = &o->config;
-    char v[64];
-    cJSON *j = cJSON_CreateObject();
-#define PUT(key, ...) do { snprintf(v, sizeof v, __VA_ARGS__); cJSON_AddStringToObject(j, key, v); } while (0)
-    PUT("vocab_size", "%d", c->vocab_size);
-    PUT("dim", "%d", c->dim);
-    PUT("n_layers", "%d", c->n_layers);
-    PUT("n_heads", "%d", c->n_heads);
-    PUT("hidden_dim", "%d", c->hidden_dim);
-    PUT("max_seq_len", "%d", c->max_seq_len);
-    PUT("rope_theta", "%.9g", c->rope_theta);
-    PUT("norm_eps", "%.9g", c->norm_eps);
-    PUT("tied", "%d", c->tied);
-    PUT("ecr_dim", "%d", c->ecr_dim);
-    PUT("batch_rows", "%d", t->B);
-    PUT("seq_len", "%d", t->T);
-    PUT("lr", "%.9g", o->lr);
-    PUT("min_lr", "%.9g", o->min_lr);
-    PUT("warmup", "%lld", (long long)o->warmup);
-    PUT("weight_decay", "%.9g", o->weight_decay);
-    PUT("beta1", "%.9g", o->beta1);
-    PUT("beta2", "%.9g", o->beta2);
-    PUT("eps", "%.9g", o->eps);
-    PUT("grad_clip", "%.9g", o->grad_clip);
-    PUT("seed", "%llu", (unsigned long long)o->seed);
-    PUT("data_texts", "%zu", t->data->n_texts);
-    PUT("data_tokens", "%zu", t->data->n_tokens);
-    PUT("steps", "%lld", (long long)t->total);
-    /* like the objective's keys below, only when not the default: fp32 runs keep their keys */
-    if (o->precision == ECR_PRECISION_BF16) PUT("precision", "%s", ecr_precision_name(o->precision));
-    /* objective options appear only when their term is on, so runs of the plain LM
-     * objective keep the keys they always had */
-    if (o->objective != ECR_TRAIN_LM) {
-        PUT("objective", "%s", ecr_train_objective_name(o->objective));
-        PUT("contrastive_weight", "%.9g", o->contrastive_weight);
-        PUT("contrastive_tau", "%.9g", o->contrastive_tau);
-        PUT("group_size", "%d", o->group_size);
-    }
-    if (t->anchors) {
-        PUT("ecr_anchors_hash", "%s", t->anchors_hash);
-        PUT("ecr_weight", "%.9g", o->ecr_weight);
-        PUT("ecr_tau", "%.9g", o->ecr_tau);
-        PUT("ecr_soft", "%d", o->ecr_soft);
-    }
-    if (t->kd_teacher) {
-        PUT("kd_teacher_hash", "%s", t->kd_hash);
-        PUT("kd_alpha", "%.9g", o->kd_alpha);
-        PUT("kd_temp", "%.9g", o->kd_temp);
-    }
-    if (t->feat_emb) {
-        PUT("feat_hash", "%s", t->feat_hash);
-        PUT("feat_weight", "%.9g", o->feat_weight);
-    }
-    if (t->rkd_emb) {
-        PUT("rkd_hash", "%s", t->rkd_hash);
-        PUT("rkd_weight", "%.9g", o->rkd_weight);
-    }
-#undef PUT
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return s;
-}
-
-/* ---- the JSONL log -------------------------------------------------------------------- */
-
-/* Keeps the records of steps <= `step`, in order, atomically (a torn last line goes too),
- * reading one line at a time. No log yet is fine; a log that cannot be read is an error:
- * appending after records that were not dropped would leave stale steps in it. */
-static ecr_status log_truncate(const char *path, int64_t step) {
-    if (!ecr_file_exists(path)) return ECR_OK;
-    ecr_log_reader *r = NULL;
-    ecr_atomic_file af;
-    memset(&af, 0, sizeof af);
-    ecr_status st = ecr_log_open(path, &r);
-    if (!st) st = ecr_atomic_open(&af, path);
-    ecr_log_record rec;
-    int more = 1;
-    while (!st && more && !(st = ecr_log_next(r, &rec, &more)) && more) {
-        if (!(rec.step <= (double)step)) continue; /* later steps, and records without a step */
-        if (fwrite(rec.text, 1, rec.len, af.fp) != rec.len || fputc('\n', af.fp) == EOF)
-            st = ecr_fail(ECR_E_IO, "%s: write failed", path);
-    }
-    ecr_log_close(r);
-    if (st) {
-        ecr_atomic_abort(&af);
-        return st;
-    }
-    return ecr_atomic_commit(&af);
-}
-
-static double elapsed(const trainer *t) { return t->elapsed0 + (ecr_now() - t->t_start); }
-
-/* ---- checkpoints ---------------------------------------------------------------------- */
-
-/* model.safetensors metadata: the step and what the objective was trained with (see the
- * Training section of ecr.h). meta[] gets key, value, ..., NULL; values live in v. */
-static void model_meta(const trainer *t, const char *step_s, char v[32][40], const char **meta) {
-    int n = 0, k = 0;
-    const ecr_train_opts *o = &t->o;
-#define META(key, ...) do { snprintf(v[k], sizeof v[k], __VA_ARGS__); meta[n++] = key; meta[n++] = v[k++]; } while (0)
-    meta[n++] = "ecr_step";
-    meta[n++] = step_s;
-    if (o->objective != ECR_TRAIN_LM) {
-        META("objective", "%s", ecr_train_objective_name(o->objective));
-        META("contrastive_weight", "%.9g", o->contrastive_weight);
-        META("contrastive_tau", "%.9g", o->contrastive_tau);
-        META("group_size", "%d", o->group_size);
-    }
-    if (t->anchors) {
-        const ecr_anchors *a = t->anchors;
-        META("ecr_anchors_k", "%d", a->k);
-        META("ecr_anchors_dim", "%d", a->dim);
-        META("ecr_tau", "%.9g", o->ecr_tau);
-        META("ecr_weight", "%.9g", o->ecr_weight);
-        META("ecr_soft", "%d", o->ecr_soft ? a->soft : 0);
-        META("ecr_anchors_source_hash", "%s", a->source_hash);
-        META("ecr_anchors_hash", "%s", t->anchors_hash);
-        meta[n++] = "ecr_anchors_source";
-        meta[n++] = a->source ? a->source : "";
-    }
-    if (t->kd_teacher) {
-        META("kd_teacher_hash", "%s", t->kd_hash);
-        META("kd_alpha", "%.9g", o->kd_alpha);
-        META("kd_temp", "%.9g", o->kd_temp);
-        meta[n++] = "kd_teacher";
-        meta[n++] = o->kd_teacher;
-    }
-    if (t->feat_emb) {
-        META("feat_hash", "%s", t->feat_hash);
-        META("feat_dim", "%d", t->feat_dim);
-        META("feat_weight", "%.9g", o->feat_weight);
-        meta[n++] = "feat_source";
-        meta[n++] = o->feat_path;
-    }
-    if (t->rkd_emb) {
-        META("rkd_hash", "%s", t->rkd_hash);
-        META("rkd_dim", "%d", t->rkd_dim);
-        META("rkd_weight", "%.9g", o->rkd_weight);
-        meta[n++] = "rkd_source";
-        meta[n++] = o->rkd_path;
-    }
-#undef META
-    meta[n] = NULL;
-}
-
-static ecr_status save_checkpoint(trainer *t) {
-    char step_s[32], tokens_s[32], elapsed_s[32], hash[17];
-    snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
-    snprintf(tokens_s, sizeof tokens_s, "%lld", (long long)t->tokens);
-    snprintf(elapsed_s, sizeof elapsed_s, "%.3f", elapsed(t));
-    char mv[32][40];
-    const char *meta[80];
-    model_meta(t, step_s, mv, meta);
-    ecr_status st = ecr_model_save(t->model, t->o.out_dir, NULL, meta);
-    if (st) return st;
-    char *opts = options_json(t);
-    if (!opts) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", t->state_path);
-    ecr_hash_hex(opts, strlen(opts), hash);
-    size_t np = ecr_model_num_params(t->model), nc = ecr_batcher_cursor_len(t->batcher);
-    int64_t *cursor = malloc(nc * sizeof *cursor);
-    int64_t step_v[1] = {t->step}, rng_v[1] = {(int64_t)t->rng};
-    int64_t sh_p[1] = {(int64_t)np}, sh_1[1] = {1}, sh_c[1] = {(int64_t)nc};
-    ecr_st_writer *w = NULL;
-    if (!cursor) st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", t->state_path);
-    else ecr_batcher_get_cursor(t->batcher, cursor);
-    if (!st) st = ecr_st_writer_create(&w);
-    if (!st) st = ecr_st_writer_add(w, "adam.m", ECR_F32, 1, sh_p, ecr_adamw_m(t->opt));
-    if (!st) st = ecr_st_writer_add(w, "adam.v", ECR_F32, 1, sh_p, ecr_adamw_v(t->opt));
-    if (!st) st = ecr_st_writer_add(w, "step", ECR_I64, 1, sh_1, step_v);
-    if (!st) st = ecr_st_writer_add(w, "rng", ECR_I64, 1, sh_1, rng_v);
-    if (!st) st = ecr_st_writer_add(w, "data_cursor", ECR_I64, 1, sh_c, cursor);
-    if (!st) st = ecr_st_writer_meta(w, "format", STATE_FORMAT);
-    if (!st) st = ecr_st_writer_meta(w, "step", step_s);
-    if (!st) st = ecr_st_writer_meta(w, "tokens", tokens_s);
-    if (!st) st = ecr_st_writer_meta(w, "elapsed_s", elapsed_s);
-    if (!st) st = ecr_st_writer_meta(w, "options", opts);
-    if (!st) st = ecr_st_writer_meta(w, "options_hash", hash);
-    if (!st) st = ecr_st_writer_write(w, t->state_path);
-    ecr_st_writer_free(w);
-    free(cursor);
-    free(opts);
-    if (!st) t->last_ckpt = t->step;
-    return st;
-}
-
-/* The first option the checkpoint had and the current run has not (a term dropped), else the
- * first whose value differs between the saved and the current JSON, or OK. */
-static ecr_status check_options(const trainer *t, const char *saved) {
-    char *now = options_json(t);
-    cJSON *a = cJSON_Parse(saved), *b = now ? cJSON_Parse(now) : NULL;
-    ecr_status st = ECR_OK;
-    if (!a || !b) st = ecr_fail(ECR_E_INVALID, "%s: metadata 'options' is not JSON", t->state_path);
-    for (const cJSON *y = a ? a->child : NULL; !st && y; y = y->next) /* options dropped now */
-        if (!cJSON_GetObjectItemCaseSensitive(b, y->string))
-            st = ecr_fail(ECR_E_INVALID,
-                          "%s: option '%s' was %s in the checkpoint, now off (resume needs the same options)",
-                          t->state_path, y->string, cJSON_IsString(y) ? y->valuestring : "set");
-    for (const cJSON *x = b ? b->child : NULL; !st && x; x = x->next) {
-        if (!strcmp(x->string, "steps")) continue; /* --steps may change on resume */
-        const cJSON *y = cJSON_GetObjectItemCaseSensitive(a, x->string);
-        const char *ys = cJSON_IsString(y) ? y->valuestring : "(missing)";
-        if (strcmp(ys, x->valuestring) != 0)
-            st = ecr_fail(ECR_E_INVALID,
-                          "%s: option '%s' was %s in the checkpoint, now %s (resume needs the same options)",
-                          t->state_path, x->string, ys, x->valuestring);
-    }
-    cJSON_Delete(a);
-    cJSON_Delete(b);
-    free(now);
-    return st;
-}
-
-/* The data of 1-D tensor `name` of n elements (the error names the file and tensor). */
-static ecr_status state_tensor(const ecr_st_file *f, const char *name, ecr_dtype dt, int64_t n,
-                               const void **data) {
-    int64_t sh[1] = {n};
-    const ecr_tensor_view *v = NULL;
-    ecr_status st = ecr_st_get(f, name, dt, 1, sh, &v);
-    if (st) return st;
-    *data = v->data;
-    return ECR_OK;
-}
-
-/* Loads train_state.safetensors into the trainer (model already loaded). */
-static ecr_status load_state(trainer *t) {
-    ecr_st_file *f = NULL;
-    const char *path = t->state_path;
-    ecr_status st = ecr_st_open(path, &f);
-    if (st) return st;
-    const char *fmt = ecr_st_meta(f, "format"), *opts = ecr_st_meta(f, "options");
-    if (!fmt || strcmp(fmt, STATE_FORMAT) != 0)
-        st = ecr_fail(ECR_E_INVALID, "%s: metadata 'format' is '%s', expected '%s'", path,
-                      fmt ? fmt : "(none)", STATE_FORMAT);
-    if (!st && !opts) st = ecr_fail(ECR_E_INVALID, "%s: metadata 'options' missing", path);
-    if (!st) st = check_options(t, opts);
-    size_t np = ecr_model_num_params(t->model), nc = ecr_batcher_cursor_len(t->batcher);
-    const void *m = NULL, *v = NULL, *step = NULL, *rng = NULL, *cur = NULL;
-    if (!st) st = state_tensor(f, "adam.m", ECR_F32, (int64_t)np, &m);
-    if (!st) st = state_tensor(f, "adam.v", ECR_F32, (int64_t)np, &v);
-    if (!st) st = state_tensor(f, "step", ECR_I64, 1, &step);
-    if (!st) st = state_tensor(f, "rng", ECR_I64, 1, &rng);
-    if (!st) st = state_tensor(f, "data_cursor", ECR_I64, (int64_t)nc, &cur);
-    if (!st) {
-        memcpy(ecr_adamw_m(t->opt), m, np * sizeof(float));
-        memcpy(ecr_adamw_v(t->opt), v, np * sizeof(float));
-        memcpy(&t->step, step, sizeof t->step);
-        ecr_adamw_set_steps(t->opt, t->step);
-        int64_t r;
-        memcpy(&r, rng, sizeof r);
-        t->rng = (uint64_t)r;
-        int64_t *c = malloc(nc * sizeof *c);
-        if (!c) st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-        else {
-            memcpy(c, cur, nc * sizeof *c);
-            st = ecr_batcher_set_cursor(t->batcher, c, nc);
-            if (st) {
-                char why[512];
-                snprintf(why, sizeof why, "%s", ecr_last_error());
-                ecr_fail(st, "%s: %s", path, why);
-            }
-            free(c);
-        }
-    }
-    if (!st && t->step < 0) st = ecr_fail(ECR_E_INVALID, "%s: tensor 'step' is negative", path);
-    const char *tok = ecr_st_meta(f, "tokens"), *el = ecr_st_meta(f, "elapsed_s");
-    if (!st) {
-        t->tokens = tok ? strtoll(tok, NULL, 10) : 0;
-        t->elapsed0 = el ? strtod(el, NULL) : 0.0;
-    }
-    ecr_st_close(f);
-    return st;
-}
-
-/* The step recorded in model.safetensors' metadata (-1 if absent). */
-static int64_t model_file_step(const char *path) {
-    ecr_st_file *f = NULL;
-    if (ecr_st_open(path, &f)) return -1;
-    const char *s = ecr_st_meta(f, "ecr_step");
-    int64_t step = s ? strtoll(s, NULL, 10) : -1;
-    ecr_st_close(f);
-    return step;
 }
 
 /* ---- setup ---------------------------------------------------------------------------- */
@@ -724,97 +407,17 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     oo.rkd_weight = t->o.rkd_weight;
     if ((st = ecr_objective_create(&oo, t->model, &t->obj))) return st;
     if (t->o.resume) {
-        if ((st = load_state(t))) return st;
-        int64_t ms = model_file_step(t->model_path);
+        if ((st = ecr_tr_load_state(t))) return st;
+        int64_t ms = ecr_tr_model_file_step(t->model_path);
         if (ms != t->step)
             return ecr_fail(ECR_E_INVALID, "%s: holds step %lld but %s holds step %lld (interrupted checkpoint)",
                             t->model_path, (long long)ms, t->state_path, (long long)t->step);
         t->last_ckpt = t->step;
-        if ((st = log_truncate(t->log_path, t->step))) return st;
+        if ((st = ecr_tr_log_truncate(t->log_path, t->step))) return st;
     }
     t->log = fopen(t->log_path, t->o.resume ? "ab" : "wb");
     if (!t->log) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", t->log_path, strerror(errno));
     return ECR_OK;
-}
-
-/* ---- language-model evaluation -------------------------------------------------------- */
-
-double ecr_lm_loss(const ecr_lm_stats *s) { return s->tokens > 0 ? s->loss_sum / (double)s->tokens : 0.0; }
-double ecr_lm_ppl(const ecr_lm_stats *s) { return s->tokens > 0 ? exp(ecr_lm_loss(s)) : 0.0; }
-double ecr_lm_bpb(const ecr_lm_stats *s) {
-    return s->bytes > 0 ? s->loss_sum / M_LN2 / (double)s->bytes : 0.0;
-}
-
-void ecr_lm_eval_release(ecr_lm_eval *e) {
-    if (!e) return;
-    free(e->per_lang);
-    e->per_lang = NULL;
-}
-
-static void stats_add(ecr_lm_stats *s, double loss, int64_t tokens, int64_t bytes) {
-    s->loss_sum += loss;
-    s->tokens += tokens;
-    s->bytes += bytes;
-    s->texts++;
-}
-
-ecr_status ecr_eval_lm(ecr_model *m, const ecr_data *d, int seq_len, int64_t tokens_per_batch,
-                       int quiet, ecr_lm_eval *out) {
-    return ecr_eval_lm_embed(m, d, seq_len, tokens_per_batch, quiet, out, NULL);
-}
-
-/* The evaluation pass behind ecr_eval_lm; with h non-NULL it also keeps each text's pooled
- * row (one forward serves both the LM metrics and the geometry of `ecr eval`). */
-ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len, int64_t tokens_per_batch,
-                             int quiet, ecr_lm_eval *out, float *h) {
-    memset(out, 0, sizeof *out);
-    const ecr_config *cfg = ecr_model_config(m);
-    int T = seq_len > 0 ? seq_len : cfg->max_seq_len, dim = cfg->dim;
-    if (T < 2 || T > cfg->max_seq_len)
-        return ecr_fail(ECR_E_INVALID, "eval: seq_len %d is outside [2, max_seq_len %d]", T, cfg->max_seq_len);
-    if (d->vocab_size > cfg->vocab_size)
-        return ecr_fail(ECR_E_INVALID, "eval: the data's vocabulary (%d) is larger than the model's (%d)",
-                        d->vocab_size, cfg->vocab_size);
-    if (h) memset(h, 0, d->n_texts * (size_t)dim * sizeof *h);
-    ecr_batcher *b = NULL;
-    ecr_status st = ecr_batcher_sequential(d, tokens_per_batch, T, &b);
-    if (st) return st;
-    out->n_langs = d->n_langs;
-    out->per_lang = calloc(d->n_langs > 0 ? (size_t)d->n_langs : 1, sizeof *out->per_lang);
-    if (!out->per_lang) st = ecr_fail(ECR_E_NOMEM, "eval: out of memory");
-    int64_t n_batches = 0;
-    if (!st) st = ecr_batcher_epoch_batches(b, 0, &n_batches);
-    double t0 = ecr_now();
-    int end = 0;
-    for (int64_t k = 0; !st && !end; k++) {
-        const ecr_batch *x = NULL;
-        ecr_forward_out fo;
-        st = ecr_batcher_next(b, &x, &end);
-        if (!st) st = ecr_model_forward(m, x, &fo);
-        for (int i = 0; !st && i < x->n_texts; i++) {
-            int64_t id = x->text_id[i];
-            int64_t n = d->offsets[id + 1] - d->offsets[id];
-            int64_t targets = n < T - 1 ? n + 1 : T;
-            int64_t bytes = d->n_bytes[id];
-            if (targets < n + 1) bytes = (int64_t)llround((double)bytes * (double)targets / (double)(n + 1));
-            stats_add(&out->overall, fo.text_loss[i], targets, bytes);
-            int lang = d->lang[id];
-            if (lang >= 0 && lang < d->n_langs) stats_add(&out->per_lang[lang], fo.text_loss[i], targets, bytes);
-            if (h) memcpy(h + (size_t)id * dim, fo.pooled + (size_t)i * dim, (size_t)dim * sizeof *h);
-        }
-        if (!st && !quiet && (k % 10 == 9 || end))
-            fprintf(stderr, "\reval: batch %lld/%lld (%.1f s)", (long long)k + 1, (long long)n_batches,
-                    ecr_now() - t0);
-    }
-    if (!quiet) fputc('\n', stderr);
-    if (!st) {
-        ecr_batcher_stats s;
-        ecr_batcher_get_stats(b, &s);
-        out->n_truncated = s.n_truncated;
-    }
-    ecr_batcher_free(b);
-    if (st) ecr_lm_eval_release(out);
-    return st;
 }
 
 /* ---- the loop -------------------------------------------------------------------------- */
@@ -991,7 +594,7 @@ static ecr_status run(trainer *t) {
         extra_terms_json(t, &x, extra, sizeof extra);
         extra_terms_text(t, &x, extra_text, sizeof extra_text);
         window_tok += nt;
-        ecr_log_step rec = {t->step, t->tokens, loss, lr, gnorm, dt > 0 ? (double)nt / dt : 0.0, elapsed(t),
+        ecr_log_step rec = {t->step, t->tokens, loss, lr, gnorm, dt > 0 ? (double)nt / dt : 0.0, ecr_tr_elapsed(t),
                             clipped, extra, ecr_precision_name(t->o.precision)};
         ecr_log_write_step(t->log, &rec);
         fflush(t->log);
@@ -1007,14 +610,14 @@ static ecr_status run(trainer *t) {
             window_tok = 0;
         }
         if (t->o.eval_every > 0 && t->step % t->o.eval_every == 0) st = validate(t);
-        if (!st && t->o.save_every > 0 && t->step % t->o.save_every == 0) st = save_checkpoint(t);
+        if (!st && t->o.save_every > 0 && t->step % t->o.save_every == 0) st = ecr_tr_save_checkpoint(t);
     }
     if (st) return st;
     if (t->step == t->total) st = validate(t);
-    if (!st && t->last_ckpt != t->step) st = save_checkpoint(t);
+    if (!st && t->last_ckpt != t->step) st = ecr_tr_save_checkpoint(t);
     if (!st && !t->o.quiet) {
         char el[32];
-        fmt_duration(elapsed(t), el, sizeof el);
+        fmt_duration(ecr_tr_elapsed(t), el, sizeof el);
         fprintf(stderr, "train: %lld steps done in %s; model in %s\n", (long long)t->step, el, t->o.out_dir);
     }
     return st;

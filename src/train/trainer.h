@@ -1,0 +1,55 @@
+/* trainer.h — the trainer's state, shared by its files (internal): train.c (setup, the
+ * loop, validation) and checkpoint.c (what a checkpoint holds, writing it, resuming). */
+#ifndef ECR_TRAINER_H
+#define ECR_TRAINER_H
+#include "ecr.h"
+#include "losses.h"
+
+#include <stdio.h>
+
+#define STATE_FORMAT "ecr-train-state-1"
+
+typedef struct trainer {
+    ecr_train_opts o;         /* resolved options (config.vocab_size set, min_lr, warmup) */
+    int B, T;
+    int64_t total;            /* steps of the schedule                                    */
+    ecr_data *data, *valid;
+    ecr_batcher *batcher;
+    ecr_model *model;
+    ecr_adamw *opt;
+    ecr_anchors *anchors;     /* ECR anchors, or NULL                                     */
+    char anchors_hash[17];    /* of the anchors, codes and soft codes                     */
+    ecr_model *kd_teacher;    /* the KD teacher, or NULL                                  */
+    char kd_hash[17];         /* of its fp32 parameters                                   */
+    float *feat_emb, *rkd_emb; /* teacher vectors [n_texts, dim] (rkd_emb may be feat_emb) */
+    int feat_dim, rkd_dim;
+    char feat_hash[17], rkd_hash[17];
+    ecr_objective *obj;       /* the per-step objective (LM + extra terms)                */
+    int64_t step;             /* steps done                                               */
+    uint64_t rng;             /* reserved for stochastic objectives; saved and restored   */
+    int64_t tokens;           /* target tokens trained on so far                          */
+    double elapsed0;          /* elapsed seconds before this process (resume)             */
+    double t_start;
+    int64_t last_ckpt;        /* step of the last checkpoint on disk, -1 if none          */
+    int64_t last_eval;
+    int precision_auto;       /* o.precision was resolved from auto                       */
+    char *tok_path, *state_path, *log_path, *model_path;
+    FILE *log;
+} trainer;
+
+/* Seconds of training so far, this process and those before a resume. */
+double ecr_tr_elapsed(const trainer *t);
+/* The options a resumed run must share with the run it continues, as a JSON object of
+ * strings (fixed key order; see checkpoint.c). Caller frees; NULL when out of memory. */
+char *ecr_tr_options_json(const trainer *t);
+/* Writes model.safetensors (with the run's metadata) and train_state.safetensors. */
+ecr_status ecr_tr_save_checkpoint(trainer *t);
+/* Loads train_state.safetensors into the trainer (model already loaded), checking that
+ * the run's options match the checkpoint's. */
+ecr_status ecr_tr_load_state(trainer *t);
+/* The "ecr_step" metadata of a model.safetensors, -1 when missing or unreadable. */
+int64_t ecr_tr_model_file_step(const char *path);
+/* Keeps the log records of steps <= step, in order, atomically (see checkpoint.c). */
+ecr_status ecr_tr_log_truncate(const char *path, int64_t step);
+
+#endif
