@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage =
+static const char *usage_text =
     "usage: ecr train --data TRAIN.safetensors --model tiny|small|base --out MODEL_DIR [flags]\n"
     "                 [--objective lm|lm+contrastive] [--anchors ANCHORS.safetensors\n"
     "                 --ecr-weight 0.05 --ecr-tau 0.05 --ecr-soft]\n"
@@ -57,51 +57,9 @@ static const char *usage =
     "                         plus a symmetric in-batch InfoNCE between the pooled, normalised\n"
     "                         embeddings of texts of the same group (translations); each step\n"
     "                         holds whole groups, and an epoch is one pass over the groups\n"
-    "  --contrastive-weight W weight of the InfoNCE term (default 1.0)\n"
-    "  --contrastive-tau T    its temperature (default 0.05)\n"
-    "  --group-size G         texts per group in a step, distinct languages first (default 2)\n"
-    "  --anchors FILE         add the ECR regulariser with these anchors (ecr anchors); their\n"
-    "                         codes must cover the training data's texts. Adds the projection\n"
-    "                         ecr.proj.weight [D, dim] to the model. No teacher is read.\n"
-    "  --ecr-weight L         ECR weight lambda (default 0.05)\n"
-    "  --ecr-tau T            ECR temperature (default: the anchors file's, normally 0.05)\n"
-    "  --ecr-soft             soft targets from the anchors' top-M codes (ecr anchors --soft M)\n"
-    "\n"
-    "Baselines (each combines with the others, with --anchors and with either objective):\n"
-    "  --kd DIR               logit distillation from the teacher model in DIR (same tokenizer;\n"
-    "                         its max_seq_len at least --seq-len): a teacher forward pass on\n"
-    "                         every batch; loss (1 - alpha) lm + alpha T^2 KL(teacher || student)\n"
-    "                         of the softened next-token distributions, mean over target tokens\n"
-    "  --kd-alpha A           alpha, 0 to 1 (default 0.5)\n"
-    "  --kd-temp T            temperature T (default 2)\n"
-    "  --feat FILE            feature matching: adds w mean (1 - cos(P h, t)) with t the text's\n"
-    "                         row of FILE (.npy, one row per training text, e.g. ecr embed of\n"
-    "                         a teacher); adds the projection ecr.proj.weight [D, dim], D = the\n"
-    "                         file's columns\n"
-    "  --feat-weight W        w (default 1.0)\n"
-    "  --rkd FILE             relational KD (Park et al. 2019) between u = P h / |P h| and the\n"
-    "                         normalised rows of FILE over the texts of each step: 25 x distance\n"
-    "                         + 50 x angle loss (smooth-L1); FILE as for --feat\n"
-    "  --rkd-weight W         weight of the RKD term (default 1.0)\n"
-    "  --anchors, --feat and --rkd share the one projection: their dims must agree.\n"
-    "  log.jsonl then carries \"kd\", \"feat\", \"rkd\" (unweighted) and \"total\" per step.\n"
+    "%TERMS%"
     "\n"
     "Exit status: 0 done, 1 runtime failure (e.g. a NaN loss), 2 bad usage or bad input.\n";
-
-/* The method of a run, from its regularisers: "none", or the '+'-joined names of the terms
- * on, in the order kd, feat, rkd, ecr ("ecr+kd" is spelled as in DESIGN). */
-static void method_name(const ecr_train_opts *o, char *buf, size_t n) {
-    buf[0] = 0;
-    if (o->anchors_path && o->kd_teacher && !o->feat_path && !o->rkd_path) {
-        snprintf(buf, n, "ecr+kd");
-        return;
-    }
-    const char *names[4] = {"kd", "feat", "rkd", "ecr"};
-    int on[4] = {o->kd_teacher != NULL, o->feat_path != NULL, o->rkd_path != NULL, o->anchors_path != NULL};
-    for (int i = 0; i < 4; i++)
-        if (on[i]) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "+" : "", names[i]);
-    if (!buf[0]) snprintf(buf, n, "none");
-}
 
 /* x as a double with float's 7 significant digits (0.001f, not 0.0010000000474974513). */
 static double f7(float x) {
@@ -114,7 +72,7 @@ static double f7(float x) {
 static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, const char *tag,
                                  const char **sets, int n_sets) {
     char method[64];
-    method_name(o, method, sizeof method);
+    ecr_train_method_name(o, method, sizeof method);
     cJSON *j = cJSON_CreateObject(), *s = cJSON_CreateArray();
     cJSON_AddStringToObject(j, "preset", preset);
     if (tag) cJSON_AddStringToObject(j, "tag", tag);
@@ -132,24 +90,18 @@ static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, co
     for (int i = 0; i < n_sets && s; i++) cJSON_AddItemToArray(s, cJSON_CreateString(sets[i]));
     cJSON_AddItemToObject(j, "set", s);
     cJSON_AddStringToObject(j, "data", o->data_path);
-    if (o->anchors_path) {
-        cJSON_AddStringToObject(j, "anchors", o->anchors_path);
-        cJSON_AddNumberToObject(j, "ecr_weight", f7(o->ecr_weight));
-        if (o->ecr_tau > 0) cJSON_AddNumberToObject(j, "ecr_tau", f7(o->ecr_tau));
-        cJSON_AddBoolToObject(j, "ecr_soft", o->ecr_soft);
-    }
-    if (o->kd_teacher) {
-        cJSON_AddStringToObject(j, "kd", o->kd_teacher);
-        cJSON_AddNumberToObject(j, "kd_alpha", f7(o->kd_alpha));
-        cJSON_AddNumberToObject(j, "kd_temp", f7(o->kd_temp));
-    }
-    if (o->feat_path) {
-        cJSON_AddStringToObject(j, "feat", o->feat_path);
-        cJSON_AddNumberToObject(j, "feat_weight", f7(o->feat_weight));
-    }
-    if (o->rkd_path) {
-        cJSON_AddStringToObject(j, "rkd", o->rkd_path);
-        cJSON_AddNumberToObject(j, "rkd_weight", f7(o->rkd_weight));
+    for (int i = 0; ecr_train_term(i); i++) { /* each term that is on, with its options */
+        const ecr_term_info *t = ecr_train_term(i);
+        if (!ecr_train_term_on(t, o)) continue;
+        for (int k = 0; k < t->n_opts; k++) {
+            const ecr_term_opt *p = &t->opts[k];
+            const void *field = (const char *)o + p->offset;
+            if (p->kind == ECR_TERM_PATH) cJSON_AddStringToObject(j, p->key, *(const char *const *)field);
+            else if (p->kind == ECR_TERM_FLAG) cJSON_AddBoolToObject(j, p->key, *(const int *)field);
+            else if (p->kind == ECR_TERM_INT) cJSON_AddNumberToObject(j, p->key, *(const int *)field);
+            else if (!(p->zero_unset && *(const float *)field == 0.0f))
+                cJSON_AddNumberToObject(j, p->key, f7(*(const float *)field));
+        }
     }
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
@@ -168,9 +120,71 @@ static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, co
     return st;
 }
 
+/* One option's --help line(s): "  --flag ARG" padded to 25 columns, then the help with its
+ * default (from ecr_train_opts_default) added, continuation lines indented. */
+static void usage_opt(char *buf, size_t cap, const ecr_term_opt *p, const ecr_train_opts *def) {
+    char head[64], dflt[48] = "";
+    size_t k = strlen(buf);
+    snprintf(head, sizeof head, "%s%s%s", p->flag, p->arg ? " " : "", p->arg ? p->arg : "");
+    const void *field = (const char *)def + p->offset;
+    if (p->kind == ECR_TERM_FLOAT && !p->zero_unset)
+        snprintf(dflt, sizeof dflt, " (default %g)", (double)*(const float *)field);
+    else if (p->kind == ECR_TERM_INT)
+        snprintf(dflt, sizeof dflt, " (default %d)", *(const int *)field);
+    k += (size_t)snprintf(buf + k, cap - k, "  %-22s ", head);
+    if (strlen(head) > 22) k += (size_t)snprintf(buf + k, cap - k, "\n%25s", "");
+    for (const char *s = p->help; *s && k < cap; s++)
+        k += (size_t)(*s == '\n' ? snprintf(buf + k, cap - k, "\n%25s", "") : snprintf(buf + k, cap - k, "%c", *s));
+    if (k < cap) snprintf(buf + k, cap - k, "%s\n", dflt);
+}
+
+/* The --help text: usage_text with the objective terms' options (terms.c) at %TERMS%. */
+static const char *usage(void) {
+    static char buf[16384];
+    if (buf[0]) return buf;
+    ecr_train_opts def;
+    ecr_train_opts_default(&def);
+    const char *mark = strstr(usage_text, "%TERMS%");
+    size_t head = (size_t)(mark - usage_text);
+    memcpy(buf, usage_text, head);
+    buf[head] = 0;
+    for (int i = 0; ecr_train_term(i); i++) {
+        const ecr_term_info *t = ecr_train_term(i);
+        if (i == 1) strcat(buf, "\nObjective terms (each combines with the others and with either objective):\n");
+        for (int k = 0; k < t->n_opts; k++) usage_opt(buf, sizeof buf, &t->opts[k], &def);
+    }
+    size_t k = strlen(buf);
+    snprintf(buf + k, sizeof buf - k, "%s%s",
+             "  --anchors, --feat and --rkd share the one projection: their dims must agree.\n"
+             "  log.jsonl then carries each term's unweighted value (\"ecr\", \"kd\", ...) and\n"
+             "  \"total\" per step.\n", mark + strlen("%TERMS%"));
+    return buf;
+}
+
+/* The objective terms' flags (terms.c) into o. An option given without the path that
+ * switches its term on is an orphan: *orphan and *needs name the first. */
+static void term_flags(cli_args *a, ecr_train_opts *o, const char **orphan, const char **needs) {
+    for (int i = 0; ecr_train_term(i); i++) {
+        const ecr_term_info *t = ecr_train_term(i);
+        const char *first = NULL;
+        for (int k = 0; k < t->n_opts; k++) {
+            const ecr_term_opt *p = &t->opts[k];
+            void *field = (char *)o + p->offset;
+            int given = p->kind == ECR_TERM_FLAG ? cli_flag(a, p->flag) : cli_str(a, p->flag, NULL) != NULL;
+            if (p->kind == ECR_TERM_PATH) *(const char **)field = cli_str(a, p->flag, NULL);
+            else if (p->kind == ECR_TERM_FLOAT) *(float *)field = (float)cli_float(a, p->flag, *(float *)field, p->lo, p->hi);
+            else if (p->kind == ECR_TERM_INT) *(int *)field = (int)cli_int(a, p->flag, *(int *)field, (long long)p->lo, (long long)p->hi);
+            else *(int *)field = given;
+            if (k > 0 && given && !first) first = p->flag;
+        }
+        if (first && !*orphan && t->opts[0].kind == ECR_TERM_PATH && !ecr_train_term_on(t, o))
+            *orphan = first, *needs = t->opts[0].flag;
+    }
+}
+
 int cmd_train(int argc, char **argv) {
     cli_args a;
-    cli_args_init(&a, "ecr train", argc, argv, usage);
+    cli_args_init(&a, "ecr train", argc, argv, usage());
     if (a.help) { cli_args_free(&a); return 0; }
     ecr_train_opts o;
     ecr_train_opts_default(&o);
@@ -201,24 +215,8 @@ int cmd_train(int argc, char **argv) {
     o.quiet = cli_flag(&a, "--quiet");
     const char *tag = cli_str(&a, "--tag", NULL);
     const char *objective = cli_str(&a, "--objective", "lm");
-    o.contrastive_weight = (float)cli_float(&a, "--contrastive-weight", o.contrastive_weight, 0.0, 1e6);
-    o.contrastive_tau = (float)cli_float(&a, "--contrastive-tau", o.contrastive_tau, 1e-6, 1e6);
-    o.group_size = (int)cli_int(&a, "--group-size", o.group_size, 2, ECR_MAX_WINDOW);
-    o.anchors_path = cli_str(&a, "--anchors", NULL);
-    int has_ecr_flags = cli_str(&a, "--ecr-weight", NULL) || cli_str(&a, "--ecr-tau", NULL);
-    o.ecr_weight = (float)cli_float(&a, "--ecr-weight", o.ecr_weight, 0.0, 1e6);
-    o.ecr_tau = (float)cli_float(&a, "--ecr-tau", 0.0, 1e-6, 1e6);
-    o.ecr_soft = cli_flag(&a, "--ecr-soft");
-    o.kd_teacher = cli_str(&a, "--kd", NULL);
-    int has_kd_flags = cli_str(&a, "--kd-alpha", NULL) || cli_str(&a, "--kd-temp", NULL);
-    o.kd_alpha = (float)cli_float(&a, "--kd-alpha", o.kd_alpha, 0.0, 1.0);
-    o.kd_temp = (float)cli_float(&a, "--kd-temp", o.kd_temp, 1e-3, 1e3);
-    o.feat_path = cli_str(&a, "--feat", NULL);
-    int has_feat_w = cli_str(&a, "--feat-weight", NULL) != NULL;
-    o.feat_weight = (float)cli_float(&a, "--feat-weight", o.feat_weight, 0.0, 1e6);
-    o.rkd_path = cli_str(&a, "--rkd", NULL);
-    int has_rkd_w = cli_str(&a, "--rkd-weight", NULL) != NULL;
-    o.rkd_weight = (float)cli_float(&a, "--rkd-weight", o.rkd_weight, 0.0, 1e6);
+    const char *orphan = NULL, *needs = NULL;
+    term_flags(&a, &o, &orphan, &needs);
     if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
     cli_args_free(&a);
     if (a.npos > 0) {
@@ -234,16 +232,8 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (!has_steps) o.steps = 0;
-    if ((has_ecr_flags || o.ecr_soft) && !o.anchors_path) {
-        fprintf(stderr, "ecr train: --ecr-weight, --ecr-tau and --ecr-soft need --anchors\n");
-        return 2;
-    }
-    const char *orphan = has_kd_flags && !o.kd_teacher ? "--kd-alpha and --kd-temp need --kd"
-                         : has_feat_w && !o.feat_path ? "--feat-weight needs --feat"
-                         : has_rkd_w && !o.rkd_path   ? "--rkd-weight needs --rkd"
-                                                      : NULL;
     if (orphan) {
-        fprintf(stderr, "ecr train: %s\n", orphan);
+        fprintf(stderr, "ecr train: %s needs %s\n", orphan, needs);
         return 2;
     }
     ecr_status ost = ecr_train_objective_parse(objective, &o.objective);

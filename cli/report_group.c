@@ -28,11 +28,10 @@ static int preset_rank(const char *p) {
     return 3;
 }
 
+/* none, the single-term methods, combinations, then tags (ecr_train_method_rank). */
 static int label_rank(const char *l) {
-    static const char *order[] = {"none", "kd", "feat", "rkd", "ecr", "ecr+kd"};
-    for (int i = 0; i < 6; i++)
-        if (!strcmp(l, order[i])) return i;
-    return 6;
+    int r = ecr_train_method_rank(l);
+    return r < 0 ? 1 << 20 : r;
 }
 
 static int cmp_label(const char *a, const char *b) {

@@ -766,6 +766,49 @@ typedef struct ecr_train_opts {
 } ecr_train_opts;
 
 void ecr_train_opts_default(ecr_train_opts *o);
+
+/* Objective terms (src/train/terms.c): every term beyond the LM loss is one row of a
+ * table, which the trainer (log records), `ecr train` (flags, --help, orphan checks,
+ * run.json, the method name) and `ecr report` (the order of methods) loop over. Rows, in
+ * order: "contrastive" (on with objective lm+contrastive), "ecr", "kd", "feat", "rkd".
+ * A term's options are fields of ecr_train_opts; opts[0] of a term other than contrastive
+ * is the path that switches it on, and its other options need it. */
+typedef enum ecr_term_kind {
+    ECR_TERM_PATH,            /* const char * (NULL = not given)                               */
+    ECR_TERM_FLOAT,           /* float                                                         */
+    ECR_TERM_INT,             /* int                                                           */
+    ECR_TERM_FLAG,            /* int, 0 or 1 (a flag without a value)                          */
+} ecr_term_kind;
+
+typedef struct ecr_term_opt {
+    const char *flag;         /* "--ecr-weight"                                                */
+    const char *key;          /* "ecr_weight": its name in run.json                            */
+    ecr_term_kind kind;
+    size_t offset;            /* of its field in ecr_train_opts                                */
+    double lo, hi;            /* accepted range (FLOAT, INT)                                   */
+    int zero_unset;           /* FLOAT: 0 means "not set" (left out of run.json)               */
+    const char *arg;          /* the value's name in --help ("L"), NULL for a FLAG             */
+    const char *help;         /* --help text, lines joined by '\n'; the default is added      */
+} ecr_term_opt;
+
+typedef struct ecr_term_info {
+    const char *name;         /* "ecr": its key in log.jsonl, its part of a method name        */
+    int method_rank;          /* > 0: a method; order among single-term methods (kd 1, feat 2,
+                                 rkd 3, ecr 4); 0: not part of a method name (contrastive)     */
+    const ecr_term_opt *opts;
+    int n_opts;
+} ecr_term_info;
+
+/* The i-th term (0-based), NULL past the last. Static. */
+const ecr_term_info *ecr_train_term(int i);
+/* 1 when options `o` switch the term on. */
+int ecr_train_term_on(const ecr_term_info *t, const ecr_train_opts *o);
+/* The method of a run: the '+'-joined names of its terms that are methods, in table order
+ * ("ecr+kd"), or "none". */
+void ecr_train_method_name(const ecr_train_opts *o, char *buf, size_t n);
+/* Report order of a method name: 0 for "none", a single term's method_rank, 16 x (number
+ * of terms) for combinations; -1 for a name that is not a method (a tag). */
+int ecr_train_method_rank(const char *method);
 /* Trains as described above. Progress on stderr unless quiet. */
 ecr_status ecr_train(const ecr_train_opts *o);
 

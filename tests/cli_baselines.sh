@@ -50,7 +50,7 @@ for f in --kd --kd-alpha --kd-temp --feat --feat-weight --rkd --rkd-weight; do
     has "$T/out" "  $f " "--help describes $f"
 done
 expect 2 "--kd-alpha without --kd" -- "$ECR" train --data x --model tiny --out "$T/o" --kd-alpha 0.3
-has "$T/err" "need --kd" "the orphan flag is named"
+has "$T/err" "--kd-alpha needs --kd" "the orphan flag is named"
 expect 2 "--feat-weight without --feat" -- "$ECR" train --data x --model tiny --out "$T/o" --feat-weight 2
 expect 2 "--rkd-weight without --rkd" -- "$ECR" train --data x --model tiny --out "$T/o" --rkd-weight 2
 expect 2 "--kd-alpha above 1" -- "$ECR" train --data x --model tiny --out "$T/o" --kd "$T" --kd-alpha 1.5
@@ -156,7 +156,7 @@ assert len(rs) == 4
 for r in rs:
     want = 0.5 * r["loss"] + r["contrastive"] + 0.05 * r["ecr"] + 0.5 * r["kd"] + r["feat"] + 0.1 * r["rkd"]
     assert abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
-assert json.load(open(f"{d}/all/run.json"))["method"] == "kd+feat+rkd+ecr"
+assert json.load(open(f"{d}/all/run.json"))["method"] == "ecr+kd+feat+rkd"
 EOF
 
 # ---- resume keeps the baseline options ---------------------------------------------------------

@@ -511,29 +511,28 @@ static ecr_status train_step(trainer *t, ecr_objective_terms *terms, double *gno
     return ECR_OK;
 }
 
-/* The objective's extra terms for a log record (",\"contrastive\":..." ...), or "". */
+/* The objective's extra terms for a log record (",\"ecr\":...,\"total\":..."), or "": the
+ * terms that are on, in the table's order (terms.c). */
 static void extra_terms_json(const trainer *t, const ecr_objective_terms *x, char *buf, size_t n) {
     size_t k = 0;
     buf[0] = 0;
-    if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE)
-        k += (size_t)snprintf(buf + k, n - k, ",\"contrastive\":%.7g", x->contrastive);
-    if (t->anchors && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"ecr\":%.7g", x->ecr);
-    if (t->kd_teacher && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"kd\":%.7g", x->kd);
-    if (t->feat_emb && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"feat\":%.7g", x->feat);
-    if (t->rkd_emb && k < n) k += (size_t)snprintf(buf + k, n - k, ",\"rkd\":%.7g", x->rkd);
+    for (int i = 0; ecr_train_term(i) && k < n; i++) {
+        const ecr_term_info *term = ecr_train_term(i);
+        if (ecr_train_term_on(term, &t->o))
+            k += (size_t)snprintf(buf + k, n - k, ",\"%s\":%.7g", term->name, ecr_tr_term_value(term, x));
+    }
     if (k > 0 && k < n) snprintf(buf + k, n - k, ",\"total\":%.7g", x->total);
 }
 
-/* The same for a progress line ("  ctr 1.2345  ecr 2.3456"). */
+/* The same for a progress line ("  contrastive 1.2345  ecr 2.3456"). */
 static void extra_terms_text(const trainer *t, const ecr_objective_terms *x, char *buf, size_t n) {
     size_t k = 0;
     buf[0] = 0;
-    if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE)
-        k += (size_t)snprintf(buf + k, n - k, "  contrastive %.4f", x->contrastive);
-    if (t->anchors && k < n) k += (size_t)snprintf(buf + k, n - k, "  ecr %.4f", x->ecr);
-    if (t->kd_teacher && k < n) k += (size_t)snprintf(buf + k, n - k, "  kd %.4f", x->kd);
-    if (t->feat_emb && k < n) k += (size_t)snprintf(buf + k, n - k, "  feat %.4f", x->feat);
-    if (t->rkd_emb && k < n) snprintf(buf + k, n - k, "  rkd %.4f", x->rkd);
+    for (int i = 0; ecr_train_term(i) && k < n; i++) {
+        const ecr_term_info *term = ecr_train_term(i);
+        if (ecr_train_term_on(term, &t->o))
+            k += (size_t)snprintf(buf + k, n - k, "  %s %.4f", term->name, ecr_tr_term_value(term, x));
+    }
 }
 
 static void print_start(const trainer *t) {

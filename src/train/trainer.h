@@ -37,6 +37,9 @@ typedef struct trainer {
     FILE *log;
 } trainer;
 
+/* The unweighted value of term t in the objective's terms (terms.c). */
+double ecr_tr_term_value(const ecr_term_info *t, const ecr_objective_terms *x);
+
 /* Seconds of training so far, this process and those before a resume. */
 double ecr_tr_elapsed(const trainer *t);
 /* The options a resumed run must share with the run it continues, as a JSON object of
