@@ -45,32 +45,20 @@ char *ecr_tr_options_json(const trainer *t) {
     PUT("steps", "%lld", (long long)t->total);
     /* like the objective's keys below, only when not the default: fp32 runs keep their keys */
     if (o->precision == ECR_PRECISION_BF16) PUT("precision", "%s", ecr_precision_name(o->precision));
-    /* objective options appear only when their term is on, so runs of the plain LM
-     * objective keep the keys they always had */
-    if (o->objective != ECR_TRAIN_LM) {
-        PUT("objective", "%s", ecr_train_objective_name(o->objective));
-        PUT("contrastive_weight", "%.9g", o->contrastive_weight);
-        PUT("contrastive_tau", "%.9g", o->contrastive_tau);
-        PUT("group_size", "%d", o->group_size);
-    }
-    if (t->anchors) {
-        PUT("ecr_anchors_hash", "%s", t->anchors_hash);
-        PUT("ecr_weight", "%.9g", o->ecr_weight);
-        PUT("ecr_tau", "%.9g", o->ecr_tau);
-        PUT("ecr_soft", "%d", o->ecr_soft);
-    }
-    if (t->kd_teacher) {
-        PUT("kd_teacher_hash", "%s", t->kd_hash);
-        PUT("kd_alpha", "%.9g", o->kd_alpha);
-        PUT("kd_temp", "%.9g", o->kd_temp);
-    }
-    if (t->feat_emb) {
-        PUT("feat_hash", "%s", t->feat_hash);
-        PUT("feat_weight", "%.9g", o->feat_weight);
-    }
-    if (t->rkd_emb) {
-        PUT("rkd_hash", "%s", t->rkd_hash);
-        PUT("rkd_weight", "%.9g", o->rkd_weight);
+    /* each term that is on (terms.c): what its input files hash to, then its numeric
+     * options; absent when off, so runs of the plain LM objective keep the keys they had */
+    for (int i = 0; ecr_train_term(i); i++) {
+        const ecr_term_info *term = ecr_train_term(i);
+        if (!ecr_train_term_on(term, o)) continue;
+        const char *hash_key = NULL, *hash = ecr_tr_term_hash(t, term, &hash_key);
+        if (hash) PUT(hash_key, "%s", hash);
+        else PUT("objective", "%s", ecr_train_objective_name(o->objective)); /* contrastive */
+        for (int k = 0; k < term->n_opts; k++) {
+            const ecr_term_opt *p = &term->opts[k];
+            const void *field = (const char *)o + p->offset;
+            if (p->kind == ECR_TERM_FLOAT) PUT(p->key, "%.9g", *(const float *)field);
+            else if (p->kind != ECR_TERM_PATH) PUT(p->key, "%d", *(const int *)field);
+        }
     }
 #undef PUT
     char *s = cJSON_PrintUnformatted(j);

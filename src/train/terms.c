@@ -1,12 +1,14 @@
 /* terms.c — the objective terms as data: one row per term beyond the LM loss, in the order
  * the log, the method names and the progress lines use (contract: ecr.h, "Objective
- * terms"). The trainer (log records), `ecr train` (flags, --help, orphan checks, run.json,
- * the method name) and `ecr report` (the order of methods) loop over this table.
+ * terms"). The trainer (log records, resume options), `ecr train` (flags, --help, orphan
+ * checks, run.json, the method name) and `ecr report` (the order of methods) loop over it.
  *
  * Adding a term: its loss in src/method/loss_NAME.c (contract in losses.h), its options as
  * fields of ecr_train_opts with their defaults in ecr_train_opts_default, and one row here
- * (with its value in term_value); the objective (objective.c) and the trainer's setup
- * (train.c) then wire it in. */
+ * (with its value in ecr_tr_term_value and its input files' hash in ecr_tr_term_hash); the
+ * objective (objective.c: create, forward, backward), the trainer's setup (train.c: its
+ * input files) and the checkpoint metadata (checkpoint.c, model_meta) then wire it in:
+ * those three still name each term. */
 #include "ecr.h"
 #include "trainer.h"
 
@@ -86,6 +88,16 @@ double ecr_tr_term_value(const ecr_term_info *t, const ecr_objective_terms *x) {
            : !strcmp(n, "feat")      ? x->feat
            : !strcmp(n, "rkd")       ? x->rkd
                                      : 0.0;
+}
+
+const char *ecr_tr_term_hash(const trainer *t, const ecr_term_info *term, const char **key) {
+    const char *n = term->name;
+    *key = NULL;
+    if (!strcmp(n, "ecr")) return *key = "ecr_anchors_hash", t->anchors_hash;
+    if (!strcmp(n, "kd")) return *key = "kd_teacher_hash", t->kd_hash;
+    if (!strcmp(n, "feat")) return *key = "feat_hash", t->feat_hash;
+    if (!strcmp(n, "rkd")) return *key = "rkd_hash", t->rkd_hash;
+    return NULL;
 }
 
 void ecr_train_method_name(const ecr_train_opts *o, char *buf, size_t n) {

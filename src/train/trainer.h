@@ -40,6 +40,10 @@ typedef struct trainer {
 /* The unweighted value of term t in the objective's terms (terms.c). */
 double ecr_tr_term_value(const ecr_term_info *t, const ecr_objective_terms *x);
 
+/* The hash of what term's input files hold (anchors, teacher, vectors; ecr_hash_hex) and
+ * its key in the resume options ("ecr_anchors_hash"), or NULL for a term without one. */
+const char *ecr_tr_term_hash(const trainer *t, const ecr_term_info *term, const char **key);
+
 /* Seconds of training so far, this process and those before a resume. */
 double ecr_tr_elapsed(const trainer *t);
 /* The options a resumed run must share with the run it continues, as a JSON object of
