@@ -107,7 +107,7 @@ LIB      := $(BUILD)/libecr.a
 ECR      := $(BUILD)/ecr
 DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 
-.PHONY: teacher experiment all test test-unit test-cli test-san bench demo data clean found
+.PHONY: teacher experiment all test test-unit test-cli test-san test-nodnnl bench demo data clean found
 all: found $(ECR) $(LIB)
 
 found:
@@ -168,7 +168,14 @@ test-cli: $(ECR) $(DATA)
 test-san:
 	$(MAKE) --no-print-directory SAN=1 test-unit test-cli
 
+# The build without oneDNN (NO_DNNL=1) must build too: its bf16 path is the reference engine.
+test-nodnnl:
+	$(MAKE) --no-print-directory NO_DNNL=1 build-nodnnl/ecr build-nodnnl/tests/test_bf16
+	@mkdir -p build/tests
+	build-nodnnl/tests/test_bf16
+
 test: all test-unit test-cli
+	$(MAKE) --no-print-directory test-nodnnl
 	$(MAKE) --no-print-directory test-san
 	@echo "make test: all passed"
 

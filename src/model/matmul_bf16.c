@@ -70,6 +70,8 @@ static int cpu_has_bf16(void) {
     return amx || ((a1 >> 5) & 1u);
 }
 
+static char g_bf16_impl[64];    /* oneDNN's bf16 kernels, e.g. brg:avx512_core_amx_bf16 */
+
 /* ---- oneDNN ---------------------------------------------------------------------------- */
 
 #ifdef ECR_HAVE_DNNL
@@ -91,7 +93,6 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_dnnl_ok;           /* engine and stream exist                        */
 static int g_bf16_ok;           /* a bf16 matmul primitive can be created         */
-static char g_bf16_impl[64];    /* its implementation, e.g. brg:avx512_core_amx_bf16 */
 
 static void onednn_init(void) {
     if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) return;
