@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +190,19 @@ double ecr_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double ecr_unit_row(const float *x, int d, double eps, float *y) {
+    double s = 0.0;
+    for (int j = 0; j < d; j++) s += (double)x[j] * x[j];
+    double norm = sqrt(s), inv = norm > eps ? 1.0 / norm : eps > 0.0 ? 1.0 / eps : 0.0;
+    for (int j = 0; j < d; j++) y[j] = (float)(x[j] * inv);
+    return s;
+}
+
+void ecr_unit_rows(const float *x, int64_t n, int d, double eps, float *y) {
+    ECR_OMP(parallel for schedule(static))
+    for (int64_t i = 0; i < n; i++) ecr_unit_row(x + (size_t)i * d, d, eps, y + (size_t)i * d);
 }
 
 int ecr_thread_id(void) {

@@ -16,6 +16,13 @@
  * v / max(|v|, ECR_NORM_EPS). */
 #define ECR_NORM_EPS 1e-12
 
+/* y[d] = x / max(|x|, eps): the squared norm summed in double, column by column; eps = 0
+ * leaves a zero row zero (any eps does). y may be x. Returns the squared norm. The one row
+ * normalisation of the library's float rows (embeddings, anchors, metrics). */
+double ecr_unit_row(const float *x, int d, double eps, float *y);
+/* ecr_unit_row on each of n rows of x [n, d] into y, in parallel over rows. */
+void ecr_unit_rows(const float *x, int64_t n, int d, double eps, float *y);
+
 /* The calling thread's number in the current OpenMP team (0 outside a parallel region or
  * without OpenMP); with ecr_get_threads() it sizes and indexes per-thread scratch. */
 int ecr_thread_id(void);

@@ -28,14 +28,7 @@ ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) 
         int rows = (int)(n - i0 < chunk ? n - i0 : chunk);
         float *z = u + (size_t)i0 * D;
         ecr_linear_forward(z, h + (size_t)i0 * d, P, rows, d, D, 0.0f);
-        ECR_OMP(parallel for schedule(static))
-        for (int i = 0; i < rows; i++) {
-            float *zi = z + (size_t)i * D;
-            double s = 0;
-            for (int a = 0; a < D; a++) s += (double)zi[a] * zi[a];
-            double norm = sqrt(s), r = 1.0 / (norm > ECR_NORM_EPS ? norm : ECR_NORM_EPS);
-            for (int a = 0; a < D; a++) zi[a] = (float)(zi[a] * r);
-        }
+        ecr_unit_rows(z, rows, D, ECR_NORM_EPS, z);
     }
     return ECR_OK;
 }

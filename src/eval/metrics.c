@@ -52,22 +52,10 @@ static ecr_status check_matrix(const float *x, int64_t n, int d, const char *wha
     return ECR_OK;
 }
 
-/* y[n, d] = x / ||x|| row by row (norm in double); a zero row stays zero. y may be x. */
-static void normalise_rows(const float *x, int64_t n, int d, float *y) {
-ECR_OMP(parallel for schedule(static))
-    for (int64_t i = 0; i < n; i++) {
-        const float *r = x + (size_t)i * d;
-        float *o = y + (size_t)i * d;
-        double s = 0.0;
-        for (int j = 0; j < d; j++) s += (double)r[j] * r[j];
-        double inv = s > 0.0 ? 1.0 / sqrt(s) : 0.0;
-        for (int j = 0; j < d; j++) o[j] = (float)(r[j] * inv);
-    }
-}
-
+/* x [n, d] with each row of unit length (a zero row stays zero), or NULL when out of memory. */
 static float *normalised_copy(const float *x, int64_t n, int d) {
     float *y = malloc(((size_t)n * d + 1) * sizeof *y);
-    if (y) normalise_rows(x, n, d, y);
+    if (y) ecr_unit_rows(x, n, d, 0.0, y);
     return y;
 }
 

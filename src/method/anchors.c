@@ -113,14 +113,8 @@ ECR_OMP(parallel for schedule(static))
     for (int64_t i = 0; i < n; i++) {
         const float *e = emb + (size_t)i * d;
         float *y = x + (size_t)i * d;
-        double nn = 0.0;
-        for (int j = 0; j < d; j++) {
-            y[j] = e[j] - mu[j];
-            nn += (double)y[j] * y[j];
-        }
-        zero[i] = !(nn > 0.0);
-        double inv = zero[i] ? 0.0 : 1.0 / sqrt(nn);
-        for (int j = 0; j < d; j++) y[j] = (float)(y[j] * inv);
+        for (int j = 0; j < d; j++) y[j] = e[j] - mu[j];
+        zero[i] = !(ecr_unit_row(y, d, 0.0, y) > 0.0);
     }
     return ECR_OK;
 }
@@ -219,11 +213,8 @@ static void seed_set(const km_data *D, km_state *S, int t, int64_t row, ecr_rng 
         memcpy(c, D->x + (size_t)row * D->d, (size_t)D->d * sizeof(float));
         return;
     }
-    double nn = 0.0;
-    for (int j = 0; j < D->d; j++) { c[j] = (float)ecr_rng_normal(rng); nn += (double)c[j] * c[j]; }
-    double inv = nn > 0.0 ? 1.0 / sqrt(nn) : 0.0;
-    if (!(nn > 0.0)) c[0] = 1.0f;
-    for (int j = 0; j < D->d && nn > 0.0; j++) c[j] = (float)(c[j] * inv);
+    for (int j = 0; j < D->d; j++) c[j] = (float)ecr_rng_normal(rng);
+    if (!(ecr_unit_row(c, D->d, 0.0, c) > 0.0)) c[0] = 1.0f;
 }
 
 /* A row drawn with probability proportional to its distance to the nearest of centres
@@ -856,16 +847,9 @@ static void shuffle_codes(ecr_anchors *a, ecr_rng *r) {
 static void random_anchors(ecr_anchors *a, ecr_rng *r) {
     for (int k = 0; k < a->k; k++) {
         float *row = a->anchors + (size_t)k * a->dim;
-        double nn = 0.0;
-        while (nn == 0.0) {
-            nn = 0.0;
-            for (int j = 0; j < a->dim; j++) {
-                row[j] = (float)ecr_rng_normal(r);
-                nn += (double)row[j] * row[j];
-            }
-        }
-        double inv = 1.0 / sqrt(nn);
-        for (int j = 0; j < a->dim; j++) row[j] = (float)(row[j] * inv);
+        do { /* a zero draw (never seen) is drawn again */
+            for (int j = 0; j < a->dim; j++) row[j] = (float)ecr_rng_normal(r);
+        } while (ecr_unit_row(row, a->dim, 0.0, row) == 0.0);
     }
     free(a->soft_idx);
     free(a->soft_sim);
