@@ -187,7 +187,7 @@ int cmd_train(int argc, char **argv) {
     cli_args_init(&a, "ecr train", argc, argv, usage());
     if (a.help) { cli_args_free(&a); return 0; }
     ecr_train_opts o;
-    ecr_train_opts_default(&o);
+    ecr_train_opts_default(&o); /* the defaults, in one place; the flags below override them */
     o.data_path = cli_require(&a, "--data");
     o.valid_path = cli_str(&a, "--valid", NULL);
     o.tokenizer_path = cli_str(&a, "--tokenizer", NULL);
@@ -197,20 +197,20 @@ int cmd_train(int argc, char **argv) {
     int n_sets = cli_multi(&a, "--set", sets, 64);
     int has_steps = cli_str(&a, "--steps", NULL) != NULL, has_epochs = cli_str(&a, "--epochs", NULL) != NULL;
     o.steps = cli_int(&a, "--steps", 0, 1, 1LL << 40);
-    o.epochs = cli_float(&a, "--epochs", 1.0, 1e-9, 1e6);
-    o.tokens_per_step = cli_int(&a, "--tokens-per-step", 4096, 2, 1LL << 30);
-    o.seq_len = (int)cli_int(&a, "--seq-len", 0, 2, 1 << 20);
+    o.epochs = cli_float(&a, "--epochs", o.epochs, 1e-9, 1e6);
+    o.tokens_per_step = cli_int(&a, "--tokens-per-step", o.tokens_per_step, 2, 1LL << 30);
+    o.seq_len = (int)cli_int(&a, "--seq-len", o.seq_len, 2, 1 << 20);
     o.lr = (float)cli_float(&a, "--lr", o.lr, 1e-12, 1e30);
-    o.min_lr = (float)cli_float(&a, "--min-lr", -1.0, 0.0, 1e30);
-    o.warmup = cli_int(&a, "--warmup", -1, 0, 1LL << 40);
+    o.min_lr = (float)cli_float(&a, "--min-lr", o.min_lr, 0.0, 1e30);
+    o.warmup = cli_int(&a, "--warmup", o.warmup, 0, 1LL << 40);
     o.weight_decay = (float)cli_float(&a, "--weight-decay", o.weight_decay, 0.0, 1e6);
     o.grad_clip = (float)cli_float(&a, "--grad-clip", o.grad_clip, 0.0, 1e30);
-    o.seed = (uint64_t)cli_int(&a, "--seed", 1, 0, 1LL << 62);
-    o.threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
+    o.seed = (uint64_t)cli_int(&a, "--seed", (long long)o.seed, 0, 1LL << 62);
+    o.threads = (int)cli_int(&a, "--threads", o.threads, 0, 4096);
     cli_precision(&a, &o.precision);
-    o.log_every = (int)cli_int(&a, "--log-every", 10, 1, 1 << 30);
-    o.eval_every = (int)cli_int(&a, "--eval-every", 0, 0, 1 << 30);
-    o.save_every = (int)cli_int(&a, "--save-every", 0, 0, 1 << 30);
+    o.log_every = (int)cli_int(&a, "--log-every", o.log_every, 1, 1 << 30);
+    o.eval_every = (int)cli_int(&a, "--eval-every", o.eval_every, 0, 1 << 30);
+    o.save_every = (int)cli_int(&a, "--save-every", o.save_every, 0, 1 << 30);
     o.resume = cli_flag(&a, "--resume");
     o.quiet = cli_flag(&a, "--quiet");
     const char *tag = cli_str(&a, "--tag", NULL);
