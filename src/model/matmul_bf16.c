@@ -156,7 +156,7 @@ static dnnl_primitive_t onednn_get(const onednn_key *k) {
 
 /* Runs C = op(A) op(B) (+ beta C) through oneDNN; 0 when oneDNN cannot. */
 static int onednn_gemm(int dt, int ta, int tb, int M, int N, int K, const void *A, int lda,
-                     const void *B, int ldb, float beta, float *C, int ldc) {
+                       const void *B, int ldb, float beta, float *C, int ldc) {
     pthread_once(&g_once, onednn_init);
     if (!g_dnnl_ok) return 0;
     onednn_key k;
@@ -258,31 +258,28 @@ static int reference_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A
     return 1;
 }
 
-ecr_status ecr_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
-                         const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+ecr_status ecr_gemm_bf16_reference(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
+                                   const uint16_t *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return ECR_OK;
     if (K <= 0) {
         ecr_sgemm(0, 0, M, N, 0, 1.0f, NULL, 1, NULL, 1, beta, C, ldc);
         return ECR_OK;
     }
-    pthread_once(&g_probe_once, probe);
-#ifdef ECR_HAVE_DNNL
-    if (g_onednn && onednn_gemm(ECR_BF16, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)) return ECR_OK;
-#endif
     if (!reference_gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc))
         return ecr_fail(ECR_E_NOMEM, "bf16 product %d x %d x %d: out of memory", M, N, K);
     return ECR_OK;
 }
 
-ecr_status ecr_gemm_bf16_reference(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
-                                   const uint16_t *B, int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return ECR_OK;
-    if (K > 0 && reference_gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)) return ECR_OK;
-    if (K <= 0) {
-        ecr_sgemm(0, 0, M, N, 0, 1.0f, NULL, 1, NULL, 1, beta, C, ldc);
+/* oneDNN when it makes bf16 primitives here (should one fail to run, the reference engine
+ * computes that product instead: the same terms, summed in another order). */
+ecr_status ecr_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
+                         const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+    pthread_once(&g_probe_once, probe);
+#ifdef ECR_HAVE_DNNL
+    if (M > 0 && N > 0 && K > 0 && g_onednn && onednn_gemm(ECR_BF16, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc))
         return ECR_OK;
-    }
-    return ecr_fail(ECR_E_NOMEM, "bf16 product %d x %d x %d: out of memory", M, N, K);
+#endif
+    return ecr_gemm_bf16_reference(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 int ecr_sgemm_onednn(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
