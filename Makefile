@@ -6,6 +6,7 @@
 #   make demo         ECR against no ECR on the bundled lo10 corpus, end to end
 #   make teacher      retrain the shipped reference model and its anchors (about 90 min)
 #   make experiment   the methods and ablations on lo10 (resumable; ONLY=REGEX for a part)
+#   make precision    bf16 against fp32 on lo10 (resumable; ONLY=REGEX for a part)
 #
 # Options: NO_BLAS=1 (portable matrix products), NO_OMP=1 (single-threaded),
 #          NO_DNNL=1 (no oneDNN: no bf16 products, --precision auto means fp32),
@@ -107,7 +108,7 @@ LIB      := $(BUILD)/libecr.a
 ECR      := $(BUILD)/ecr
 DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 
-.PHONY: teacher experiment all test test-unit test-cli test-san test-nodnnl bench demo data clean found
+.PHONY: teacher experiment precision all test test-unit test-cli test-san test-nodnnl bench demo data clean found
 all: found $(ECR) $(LIB)
 
 found:
@@ -190,6 +191,11 @@ demo: all $(DATA)
 # The methods x sizes x seeds and the ECR ablations; skips runs already in results/.
 experiment: all $(DATA)
 	ECR_BIN=$(ECR) bash scripts/experiment.sh $(if $(ONLY),--only '$(ONLY)')
+
+# bf16 against fp32: the demo students, a small run and an ECR run in both precisions
+# (resumable; results/precision/; see scripts/precision.sh).
+precision: all $(DATA)
+	ECR_BIN=$(ECR) bash scripts/precision.sh $(if $(ONLY),--only '$(ONLY)')
 
 # The reference model and its anchors (about 90 minutes on 2 cores; resumes if stopped).
 teacher: all $(DATA)
