@@ -114,27 +114,39 @@ static int64_t state_step(const char *dir) {
 
 /* ---- tests --------------------------------------------------------------------------- */
 
+/* 20 steps straight into a (PREFIXstraight) and 10 steps, a stop, then --resume to 20 into
+ * b (PREFIXresumed), 2 threads (parallel reductions too must repeat exactly), in precision
+ * p: b's parameters and AdamW state equal a's bit for bit. *o is left as b's resume. */
+static void straight_and_resumed(ecr_train_opts *o, ecr_precision p, const char *prefix, char a[600],
+                                 char b[600]) {
+    char name[64];
+    snprintf(name, sizeof name, "%sstraight", prefix);
+    small_opts(o, name, a, 600);
+    o->precision = p;
+    o->threads = 2;
+    CHECK_OK(ecr_train(o));
+    snprintf(name, sizeof name, "%sresumed", prefix);
+    small_opts(o, name, b, 600);
+    o->precision = p;
+    o->threads = 2;
+    o->stop_after = 10;
+    CHECK_OK(ecr_train(o));
+    CHECK(state_step(b) == 10);
+    o->stop_after = 0;
+    o->resume = 1;
+    CHECK_OK(ecr_train(o));
+    CHECK(state_step(b) == 20);
+    CHECK(same_tensors(a, b, "model.safetensors"));
+    CHECK(same_tensors(a, b, "train_state.safetensors"));
+}
+
 /* 20 steps straight == 10 steps, stop, --resume to 20 (bit-identical parameters and AdamW
  * state, same losses). And: a NaN at step 13 after a checkpoint at step 10 keeps that
  * checkpoint; resuming from it truncates the log and again matches the straight run. */
 static void test_resume_exact(void) {
     ecr_train_opts o;
     char a[600], b[600], c[600];
-    small_opts(&o, "straight", a, sizeof a);
-    o.threads = 2; /* parallel reductions too must repeat exactly */
-    CHECK_OK(ecr_train(&o));
-
-    small_opts(&o, "resumed", b, sizeof b);
-    o.threads = 2;
-    o.stop_after = 10;
-    CHECK_OK(ecr_train(&o));
-    CHECK(state_step(b) == 10);
-    o.stop_after = 0;
-    o.resume = 1;
-    CHECK_OK(ecr_train(&o));
-    CHECK(state_step(b) == 20);
-    CHECK(same_tensors(a, b, "model.safetensors"));
-    CHECK(same_tensors(a, b, "train_state.safetensors"));
+    straight_and_resumed(&o, ECR_PRECISION_FP32, "", a, b);
 
     small_opts(&o, "crashed", c, sizeof c);
     o.threads = 2;
@@ -591,22 +603,7 @@ static void test_sampling(void) {
 static void test_resume_bf16(void) {
     ecr_train_opts o;
     char a[600], b[600], c[600], f[600];
-    small_opts(&o, "bf16_straight", a, sizeof a);
-    o.precision = ECR_PRECISION_BF16;
-    o.threads = 2;
-    CHECK_OK(ecr_train(&o));
-
-    small_opts(&o, "bf16_resumed", b, sizeof b);
-    o.precision = ECR_PRECISION_BF16;
-    o.threads = 2;
-    o.stop_after = 10;
-    CHECK_OK(ecr_train(&o));
-    o.stop_after = 0;
-    o.resume = 1;
-    CHECK_OK(ecr_train(&o));
-    CHECK(state_step(b) == 20);
-    CHECK(same_tensors(a, b, "model.safetensors"));
-    CHECK(same_tensors(a, b, "train_state.safetensors"));
+    straight_and_resumed(&o, ECR_PRECISION_BF16, "bf16_", a, b);
 
     o.precision = ECR_PRECISION_FP32; /* resume b in another precision */
     o.steps = 24;
