@@ -84,6 +84,26 @@ def main():
                    f"{'–' if ok is None else ('yes' if ok else 'NO')} |")
     out += ["", "(effective rank is on a scale of tens and bits/byte has its own 1% check above; "
             "the 0.005 check is for the metrics in [0, 1])", "",
+            "## The demo ECR run's geometry: bf16 against fp32, beside the seed-to-seed spread", "",
+            "The spread is the sample std of the experiment's main-tiny-ecr-s1..3 (fp32, the same "
+            "student trained 1,000 steps instead of 600): the yardstick for a difference that "
+            "matters.", "",
+            "| metric | fp32 | bf16 | abs. difference | seed std | within 1 std |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    a, b = load(f"{res}/demo-ecr-fp32/eval.json"), load(f"{res}/demo-ecr-bf16/eval.json")
+    seeds = [load(f"{exp}/main-tiny-ecr-s{s}/eval.json") for s in (1, 2, 3)]
+    for sp in ("h", "u"):
+        for key, label in GEO:
+            k = f"geometry.{sp}.{key}"
+            x, y = get(a, k), get(b, k)
+            v = [get(s, k) for s in seeds if s is not None and get(s, k) is not None]
+            if x is None or y is None or len(v) < 2:
+                continue
+            sd = statistics.stdev(v)
+            ok = abs(y - x) <= sd
+            ok_all &= ok
+            out.append(f"| {label} ({sp}) | {x:.4f} | {y:.4f} | {abs(y - x):.4f} | {sd:.4f} | {'yes' if ok else 'NO'} |")
+    out += ["",
             "## The ECR run in bf16 against the fp32 seed-to-seed spread (tiny, 1,000 steps)", "",
             "| metric | fp32 seeds 1-3 (mean ± std) | bf16 seed 1 | within mean ± 2 std |",
             "| --- | --- | --- | --- |"]
