@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <cJSON.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,22 +121,33 @@ static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, co
     return st;
 }
 
+/* Appends printf-style text to buf [cap], truncating at its end (never past it). */
+static void append(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t cap, const char *fmt, ...) {
+    size_t k = strlen(buf);
+    if (k + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + k, cap - k, fmt, ap);
+    va_end(ap);
+}
+
 /* One option's --help line(s): "  --flag ARG" padded to 25 columns, then the help with its
  * default (from ecr_train_opts_default) added, continuation lines indented. */
 static void usage_opt(char *buf, size_t cap, const ecr_term_opt *p, const ecr_train_opts *def) {
     char head[64], dflt[48] = "";
-    size_t k = strlen(buf);
     snprintf(head, sizeof head, "%s%s%s", p->flag, p->arg ? " " : "", p->arg ? p->arg : "");
     const void *field = (const char *)def + p->offset;
     if (p->kind == ECR_TERM_FLOAT && !p->zero_unset)
         snprintf(dflt, sizeof dflt, " (default %g)", (double)*(const float *)field);
     else if (p->kind == ECR_TERM_INT)
         snprintf(dflt, sizeof dflt, " (default %d)", *(const int *)field);
-    k += (size_t)snprintf(buf + k, cap - k, "  %-22s ", head);
-    if (strlen(head) > 22) k += (size_t)snprintf(buf + k, cap - k, "\n%25s", "");
-    for (const char *s = p->help; *s && k < cap; s++)
-        k += (size_t)(*s == '\n' ? snprintf(buf + k, cap - k, "\n%25s", "") : snprintf(buf + k, cap - k, "%c", *s));
-    if (k < cap) snprintf(buf + k, cap - k, "%s\n", dflt);
+    append(buf, cap, "  %-22s ", head);
+    if (strlen(head) > 22) append(buf, cap, "\n%25s", "");
+    for (const char *s = p->help; *s; s++)
+        if (*s == '\n') append(buf, cap, "\n%25s", "");
+        else append(buf, cap, "%c", *s);
+    append(buf, cap, "%s\n", dflt);
 }
 
 /* The --help text: usage_text with the objective terms' options (terms.c) at %TERMS%. */
@@ -150,14 +162,13 @@ static const char *usage(void) {
     buf[head] = 0;
     for (int i = 0; ecr_train_term(i); i++) {
         const ecr_term_info *t = ecr_train_term(i);
-        if (i == 1) strcat(buf, "\nObjective terms (each combines with the others and with either objective):\n");
+        if (i == 1) append(buf, sizeof buf, "\nObjective terms (each combines with the others and with either objective):\n");
         for (int k = 0; k < t->n_opts; k++) usage_opt(buf, sizeof buf, &t->opts[k], &def);
     }
-    size_t k = strlen(buf);
-    snprintf(buf + k, sizeof buf - k, "%s%s",
-             "  --anchors, --feat and --rkd share the one projection: their dims must agree.\n"
-             "  log.jsonl then carries each term's unweighted value (\"ecr\", \"kd\", ...) and\n"
-             "  \"total\" per step.\n", mark + strlen("%TERMS%"));
+    append(buf, sizeof buf, "%s%s",
+           "  --anchors, --feat and --rkd share the one projection: their dims must agree.\n"
+           "  log.jsonl then carries each term's unweighted value (\"ecr\", \"kd\", ...) and\n"
+           "  \"total\" per step.\n", mark + strlen("%TERMS%"));
     return buf;
 }
 
