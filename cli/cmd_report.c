@@ -66,6 +66,7 @@ static const char *usage =
     "                  over seeds) vs step\n"
     "  loss_valid.svg  validation loss vs step\n"
     "  eff_rank.svg    validation effective rank (val_eff_rank_u, else val_eff_rank) vs step\n"
+    "  p1_steps.svg    validation P@1 on h (val_p1) vs step (not written when no run logs it)\n"
     "  pca_lang.svg    2-D PCA scatter of each group's first seed (up to 12), by language\n"
     "  pca_label.svg   the same, coloured by label\n"
     "  p1_bars.svg     cross-lingual P@1 on h per language and group, error bars ± std\n"

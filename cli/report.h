@@ -61,7 +61,7 @@ typedef struct run {
     dvec step, loss, gnorm, clip;
     int gnorm_ok;               /* every step record has a grad_norm                      */
     double el_step, el_s;       /* step and elapsed_s of the last step record with one    */
-    dvec vstep, vloss, vbpb, ver, veru;
+    dvec vstep, vloss, vbpb, ver, veru, vp1;
     /* metrics (NaN = missing) */
     double lm[L_N];             /* language model and stability                           */
     geo_space geo[SP_N];        /* geometry of h and of u                                 */
@@ -98,7 +98,7 @@ extern const table_col geo_cols[G_N];
 extern const char space_name[SP_N];
 
 /* The curves over steps, one plot each. */
-enum { S_TRAIN, S_VAL, S_ER, S_N };
+enum { S_TRAIN, S_VAL, S_ER, S_P1, S_N };
 
 /* report_load.c: growable arrays, reading the runs. */
 ecr_status rp_dvec_push(dvec *a, double x);

@@ -72,7 +72,7 @@ void rp_run_free(run *u) {
     free(u->method);
     free(u->tag);
     dvec *v[] = {&u->step, &u->loss, &u->gnorm, &u->clip, &u->vstep, &u->vloss, &u->vbpb,
-                 &u->ver, &u->veru};
+                 &u->ver, &u->veru, &u->vp1};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) rp_dvec_free(v[i]);
     for (int sp = 0; sp < SP_N; sp++) {
         free_strs(u->geo[sp].p1_lang, u->geo[sp].n_p1);
@@ -209,6 +209,7 @@ static ecr_status log_record(run *u, const ecr_log_record *r) {
         if (!st) st = rp_dvec_push(&u->vbpb, r->val_bpb);
         if (!st) st = rp_dvec_push(&u->ver, r->val_eff_rank);
         if (!st) st = rp_dvec_push(&u->veru, r->val_eff_rank_u);
+        if (!st) st = rp_dvec_push(&u->vp1, r->val_p1);
     }
     return st;
 }

@@ -264,6 +264,7 @@ static void md_plots(FILE *fp, const report *r) {
         {"loss_train.svg", "Training loss vs step"},
         {"loss_valid.svg", "Validation loss vs step"},
         {"eff_rank.svg", "Effective rank vs step"},
+        {"p1_steps.svg", "P@1 on h vs step"},
         {"p1_bars.svg", "P@1 per language on h"},
         {"p1_bars_u.svg", "P@1 per language on u"},
         {"tradeoff.svg", "Validation bits/byte vs P@1 on h"},

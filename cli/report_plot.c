@@ -27,6 +27,10 @@ static const struct {
      "val_eff_rank_u (space u, the ECR projection) where logged, else val_eff_rank (h); "
      "mean \xc2\xb1 std over seeds",
      NULL, 1, 0},
+    {"p1_steps.svg", "P@1 on h during training",
+     "val_p1: cross-lingual retrieval P@1 against English on the validation texts' h at each "
+     "validation pass, mean \xc2\xb1 std over seeds",
+     "P@1 on h", 1, 0},
 };
 
 /* Centred moving average of v[n] over a window of `w` points (shorter at the ends). */
@@ -62,7 +66,7 @@ static ecr_status run_series(const run *u, int kind, dvec *xs, dvec *ys) {
         free(sm);
         return st;
     }
-    const dvec *v = kind == S_VAL ? &u->vloss : run_er_u(u) ? &u->veru : &u->ver;
+    const dvec *v = kind == S_VAL ? &u->vloss : kind == S_P1 ? &u->vp1 : run_er_u(u) ? &u->veru : &u->ver;
     for (int i = 0; kind != S_TRAIN && i < u->vstep.n && !st; i++) {
         if (!isfinite(v->v[i])) continue;
         st = rp_dvec_push(xs, u->vstep.v[i]);
@@ -250,6 +254,7 @@ static ecr_status write_step_plot(report *r, int kind, curve *cv) {
         if (any) first[panels] = first[i], count[panels++] = count[i];
     }
     const char *file = series_kinds[kind].file;
+    if (panels == 0 && kind == S_P1) return ECR_OK; /* runs from before val_p1: no plot, no note */
     if (panels == 0) {
         rp_skip_plot(r, file, kind == S_TRAIN ? "no run has training steps in log.jsonl"
                            : kind == S_VAL ? "no run has validation records in log.jsonl"

@@ -655,8 +655,11 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                             (25 L_dist + 50 L_angle, before w_r) and "total" (the objective
  *                             optimised); and per validation pass {"step",
  *                             "val_loss","val_bpb","val_tokens","val_eff_rank" (effective
- *                             rank of the validation texts' h), "val_eff_rank_u" (of u, with
- *                             a projection)}
+ *                             rank of the validation texts' h), "val_p1" (cross-lingual P@1
+ *                             against English) and "val_transfer" (label transfer, k-NN
+ *                             with k = ECR_KNN_K), the last two where the data has English
+ *                             and groups / labels; the same three of u with "_u", with a
+ *                             projection}
  * Checkpoints are written every save_every steps and at the end (model files first, then
  * the train state; each file atomic; model.safetensors metadata "ecr_step" says its step).
  * resume: continues from out_dir's checkpoint with exactly the same numbers as an
@@ -1159,7 +1162,7 @@ void ecr_geometry_release(ecr_geometry *g);
  * and sums of ecr_eval_lm (the same *lm, bit for bit; release with ecr_lm_eval_release)
  * plus each text's pooled h from the same forward into h [d->n_texts, dim] (file order;
  * the h of ecr_embed with raw = 1 and the same seq_len and tokens_per_batch); h may be NULL,
- * which is ecr_eval_lm itself (one implementation, in src/train/train.c). Progress on stderr
+ * which is ecr_eval_lm itself (one implementation, in src/eval/lm_eval.c). Progress on stderr
  * unless quiet. */
 ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len,
                              int64_t tokens_per_batch, int quiet, ecr_lm_eval *lm, float *h);
@@ -1197,8 +1200,9 @@ ecr_status ecr_stability_read_log(const char *path, ecr_stability *out);
  * The training log, MODEL_DIR/log.jsonl (src/io/runlog.c): one JSON object per line, a step
  * record per optimizer step {"step", "loss", the objective's terms, "lr", "grad_norm",
  * "clipped", "tokens", "tokens_per_s", "elapsed_s", "precision"} and a validation record
- * per validation pass {"step", "val_loss", "val_bpb", "val_tokens", "val_eff_rank"[,
- * "val_eff_rank_u"]}. Every reader (resume, ecr eval --log, ecr report) reads it through
+ * per validation pass {"step", "val_loss", "val_bpb", "val_tokens", "val_eff_rank",
+ * "val_eff_rank_u", "val_p1", "val_p1_u", "val_transfer", "val_transfer_u"} (a measure
+ * that was not taken is left out; see ecr_train). Every reader (resume, ecr eval --log, ecr report) reads it through
  * ecr_log_next, with one rule: blank lines are skipped; a last line without its newline
  * is a write cut short by a kill and is skipped, even if it parses (ecr_log_torn says
  * where); any other line that is not a JSON object is ECR_E_INVALID "path:LINE: not a
@@ -1213,7 +1217,7 @@ typedef struct ecr_log_record {
     int is_step;              /* has a number "loss" (a step record)                         */
     int is_valid;             /* has a number "val_loss" (a validation record)               */
     double step, loss, grad_norm, elapsed_s; /* NaN when absent or not a number; likewise:  */
-    double val_loss, val_bpb, val_eff_rank, val_eff_rank_u;
+    double val_loss, val_bpb, val_eff_rank, val_eff_rank_u, val_p1, val_p1_u;
     int clipped;              /* 1 true, 0 false, -1 absent or not a boolean                 */
 } ecr_log_record;
 

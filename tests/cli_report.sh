@@ -62,6 +62,7 @@ def log(path, seed, spike_at=None, truncated=False, eff_u=False):
                      "val_bpb": 1.7, "val_tokens": 1000, "val_eff_rank": 20 + s / 10 + seed}
                 if eff_u:
                     v["val_eff_rank_u"] = 30 + s / 8 + seed
+                    v["val_p1"] = 0.1 + s / 1000 + seed / 100
                 f.write(json.dumps(v) + "\n")
         if truncated:
             f.write('{"step": 201, "loss": 4.0')
@@ -157,12 +158,12 @@ if [ -e "$T/none" ] || [ -e "$T/x" ]; then bad "a refused report created its fol
 O="$T/rep"
 expect 0 "report on 8 runs" -- "$ECR" report "${RUNS[@]}" --out "$O/sub" --title "Synthetic | test"
 cp "$T/err" "$T/err_main"
-PLOTS="loss_train loss_valid eff_rank pca_lang pca_label p1_bars p1_bars_u tradeoff tradeoff_u"
+PLOTS="loss_train loss_valid eff_rank p1_steps pca_lang pca_label p1_bars p1_bars_u tradeoff tradeoff_u"
 for f in report.md $(for p in $PLOTS; do echo "$p.svg"; done); do
     if [ -s "$O/sub/$f" ]; then ok; else bad "$f not written"; fi
     has_fixed "$T/out" "$O/sub/$f" "stdout names $f"
 done
-if [ "$(wc -l <"$T/out")" -eq 10 ]; then ok; else bad "stdout should list 10 files: $(cat "$T/out")"; fi
+if [ "$(wc -l <"$T/out")" -eq 11 ]; then ok; else bad "stdout should list 11 files: $(cat "$T/out")"; fi
 if ls "$O/sub" | grep -q tmp; then bad "temporary files left: $(ls "$O/sub")"; else ok; fi
 has_fixed "$T/err_main" "8 runs in 6 groups" "progress names runs and groups"
 has_fixed "$T/err_main" "kd1: no log.jsonl" "a run without a log is reported"
@@ -267,6 +268,8 @@ has_fixed "$S/loss_train.svg" ">feat</text>" "loss_train legend: feat (log only)
 hasnt "$S/loss_train.svg" ">2x128</text>" "no panel for a size without logs"
 has_fixed "$S/loss_valid.svg" ">validation loss (nats/token)</text>" "loss_valid y axis title"
 has_fixed "$S/eff_rank.svg" ">effective rank (u; h without ECR)</text>" "eff_rank names the spaces"
+has_fixed "$S/p1_steps.svg" ">P@1 on h during training</text>" "p1_steps from the runs that log val_p1"
+has_fixed "$S/report.md" "![P@1 on h vs step](p1_steps.svg)" "report.md links p1_steps.svg"
 # p1_bars.svg: P@1 on h for every group with it; p1_bars_u.svg: on u, groups with u only
 has_fixed "$S/p1_bars.svg" ">Cross-lingual retrieval P@1 per language on h</text>" "p1_bars title says h"
 has_fixed "$S/p1_bars.svg" ">P@1 on h</text>" "p1_bars y axis"

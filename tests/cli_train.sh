@@ -45,6 +45,18 @@ else
     if [ "$(grep -c '"loss"' "$T/m/log.jsonl")" = 12 ]; then ok; else bad "log.jsonl: not 12 step records"; fi
     has "$T/m/log.jsonl" '"val_bpb"' "log.jsonl has the validation record"
     has "$T/m/log.jsonl" '"val_eff_rank":' "the validation record has the effective rank of h"
+    has "$T/m/log.jsonl" '"val_p1":' "the validation record has P@1 on h"
+    # the last validation record's P@1 and label transfer are ecr eval's on the same texts
+    expect 0 "eval the trained model" -- "$ECR" eval --model "$T/m" --data "$T/small.safetensors" --quiet \
+        --json "$T/m_eval.json"
+    vp1=$(grep '"val_p1"' "$T/m/log.jsonl" | tail -1 | sed -E 's/.*"val_p1":([^,}]*).*/\1/')
+    vtr=$(grep '"val_transfer"' "$T/m/log.jsonl" | tail -1 | sed -E 's/.*"val_transfer":([^,}]*).*/\1/')
+    hjson=$(tr -d ' \n\t' <"$T/m_eval.json" | sed -E 's/.*"geometry":\{//; s/.*"h":\{//; s/"u":\{.*//')
+    ep1=$(echo "$hjson" | sed -E 's/.*"p1":\{"mean":([^,}]*).*/\1/')
+    etr=$(echo "$hjson" | sed -E 's/.*"label_transfer":\{"mean":([^,}]*).*/\1/')
+    if awk -v a="$vp1" -v b="$ep1" -v c="$vtr" -v d="$etr" 'BEGIN { exit !(a != "" && c != "" &&
+        (a - b) ^ 2 < 1e-12 && (c - d) ^ 2 < 1e-12) }'; then ok
+    else bad "val_p1 $vp1 / val_transfer $vtr differ from ecr eval's P@1 $ep1 / transfer $etr"; fi
     has "$T/m/run.json" '"method":[[:space:]]*"none"' "run.json names the method"
     has "$T/m/run.json" '"preset":[[:space:]]*"tiny"' "run.json names the preset"
     has "$T/m/run.json" '"tag":[[:space:]]*null' "run.json: no tag given"

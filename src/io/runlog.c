@@ -22,11 +22,14 @@ void ecr_log_write_step(FILE *fp, const ecr_log_step *s) {
 }
 
 void ecr_log_write_valid(FILE *fp, int64_t step, double loss, double bpb, int64_t tokens,
-                         double eff_rank, double eff_rank_u) {
+                         const ecr_valid_geo geo[2]) {
     fprintf(fp, "{\"step\":%lld,\"val_loss\":%.7g,\"val_bpb\":%.7g,\"val_tokens\":%lld", (long long)step,
             loss, bpb, (long long)tokens);
-    if (isfinite(eff_rank)) fprintf(fp, ",\"val_eff_rank\":%.7g", eff_rank);
-    if (isfinite(eff_rank_u)) fprintf(fp, ",\"val_eff_rank_u\":%.7g", eff_rank_u);
+    /* the order of the keys keeps the records of runs from before P@1 byte-identical */
+    const double v[6] = {geo[0].eff_rank, geo[1].eff_rank, geo[0].p1, geo[1].p1, geo[0].transfer, geo[1].transfer};
+    const char *key[6] = {"val_eff_rank", "val_eff_rank_u", "val_p1", "val_p1_u", "val_transfer", "val_transfer_u"};
+    for (int i = 0; i < 6; i++)
+        if (isfinite(v[i])) fprintf(fp, ",\"%s\":%.7g", key[i], v[i]);
     fputs("}\n", fp);
 }
 
@@ -83,6 +86,8 @@ static void fill(ecr_log_record *rec, const cJSON *o) {
     rec->val_bpb = num(o, "val_bpb");
     rec->val_eff_rank = num(o, "val_eff_rank");
     rec->val_eff_rank_u = num(o, "val_eff_rank_u");
+    rec->val_p1 = num(o, "val_p1");
+    rec->val_p1_u = num(o, "val_p1_u");
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "clipped");
     rec->clipped = cJSON_IsBool(c) ? cJSON_IsTrue(c) : -1;
     rec->is_step = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "loss"));

@@ -13,8 +13,14 @@ typedef struct ecr_log_step {
     const char *precision;    /* "fp32" / "bf16" */
 } ecr_log_step;
 void ecr_log_write_step(FILE *fp, const ecr_log_step *s);
-/* One validation record; eff_rank / eff_rank_u are left out when not finite. */
+/* The geometry a validation pass measures in one space (NaN = not measured). */
+typedef struct ecr_valid_geo {
+    double eff_rank, p1, transfer;
+} ecr_valid_geo;
+/* One validation record {"step","val_loss","val_bpb","val_tokens", then for h
+ * "val_eff_rank","val_p1","val_transfer" and for u (geo[1]) the same with "_u"}; a
+ * measure that is not finite is left out. */
 void ecr_log_write_valid(FILE *fp, int64_t step, double loss, double bpb, int64_t tokens,
-                         double eff_rank, double eff_rank_u);
+                         const ecr_valid_geo geo[2]);
 
 #endif

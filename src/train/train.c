@@ -430,25 +430,41 @@ static void fmt_duration(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%lds", x);
 }
 
-/* Effective rank of the validation embeddings h [n, dim] and, when the model has an ECR
- * projection, of u = P h / |P h|; er_u stays NaN without one. */
-static ecr_status valid_eff_rank(trainer *t, const float *h, int64_t n, double *er_h, double *er_u) {
-    int dim = ecr_model_config(t->model)->dim;
-    *er_h = *er_u = NAN;
-    ecr_status st = ecr_metric_effective_rank(h, n, dim, er_h);
+/* The validation geometry of one space x [n, dim]: effective rank, and, when the data has
+ * English and translation groups (labels), cross-lingual P@1 (label transfer) as `ecr eval`
+ * computes them. Entries it cannot compute stay NaN. */
+static ecr_status valid_space(const ecr_data *d, const float *x, int64_t n, int dim, int en, ecr_valid_geo *g) {
+    ecr_status st = ecr_metric_effective_rank(x, n, dim, &g->eff_rank);
+    if (!st && en >= 0)
+        st = ecr_metric_retrieval_p1(x, n, dim, d->lang, d->group, d->n_langs, en, NULL, &g->p1);
+    if (!st && en >= 0 && d->n_labels > 0)
+        st = ecr_metric_label_transfer(x, n, dim, d->lang, d->label, d->n_langs, d->n_labels, en, ECR_KNN_K,
+                                       NULL, &g->transfer);
+    return st;
+}
+
+/* Geometry of the validation embeddings h [n, dim] and, when the model has an ECR
+ * projection, of u = P h / |P h| (geo[1] stays NaN without one). */
+static ecr_status valid_geometry(trainer *t, const float *h, int64_t n, ecr_valid_geo geo[2]) {
+    const ecr_data *d = t->valid;
+    int dim = ecr_model_config(t->model)->dim, en = -1;
+    for (int l = 0; l < d->n_langs; l++)
+        if (!strcmp(d->langs[l], "en")) en = l;
+    if (!d->lang || !d->group) en = -1;
+    ecr_status st = valid_space(d, h, n, dim, en, &geo[0]);
     const ecr_param_info *proj = ecr_model_find_tensor(t->model, "ecr.proj.weight");
     if (st || !proj) return st;
     int D = (int)proj->shape[0];
     float *u = malloc((size_t)n * D * sizeof *u);
     if (!u) return ecr_fail(ECR_E_NOMEM, "validation: out of memory for %lld x %d floats", (long long)n, D);
     st = ecr_model_project(t->model, h, n, u);
-    if (!st) st = ecr_metric_effective_rank(u, n, D, er_u);
+    if (!st) st = valid_space(d, u, n, D, en, &geo[1]);
     free(u);
     return st;
 }
 
-/* One validation pass: loss, bits/byte and the effective rank of the text embeddings, as
- * one log record {"step","val_loss","val_bpb","val_tokens","val_eff_rank"[,"val_eff_rank_u"]}. */
+/* One validation pass: loss, bits/byte and the geometry of the text embeddings, as one log
+ * record (ecr_log_write_valid). */
 static ecr_status validate(trainer *t) {
     if (!t->valid || t->last_eval == t->step) return ECR_OK;
     int64_t n = (int64_t)t->valid->n_texts;
@@ -461,19 +477,23 @@ static ecr_status validate(trainer *t) {
         free(h);
         return st;
     }
-    double er_h = NAN, er_u = NAN;
-    if (n >= 2) st = valid_eff_rank(t, h, n, &er_h, &er_u);
+    ecr_valid_geo geo[2] = {{NAN, NAN, NAN}, {NAN, NAN, NAN}};
+    if (n >= 2) st = valid_geometry(t, h, n, geo);
     free(h);
     if (st) {
         ecr_lm_eval_release(&ev);
         return st;
     }
     double loss = ecr_lm_loss(&ev.overall), bpb = ecr_lm_bpb(&ev.overall);
-    ecr_log_write_valid(t->log, t->step, loss, bpb, ev.overall.tokens, er_h, er_u);
+    ecr_log_write_valid(t->log, t->step, loss, bpb, ev.overall.tokens, geo);
     fflush(t->log);
-    if (!t->o.quiet)
-        fprintf(stderr, "train: step %lld validation loss %.4f, %.4f bits/byte (%lld tokens), eff. rank %.1f\n",
-                (long long)t->step, loss, bpb, (long long)ev.overall.tokens, er_h);
+    if (!t->o.quiet) {
+        fprintf(stderr, "train: step %lld validation loss %.4f, %.4f bits/byte (%lld tokens), eff. rank %.1f",
+                (long long)t->step, loss, bpb, (long long)ev.overall.tokens, geo[0].eff_rank);
+        if (isfinite(geo[0].p1)) fprintf(stderr, ", P@1 %.3f", geo[0].p1);
+        if (isfinite(geo[1].p1)) fprintf(stderr, " (u %.3f)", geo[1].p1);
+        fprintf(stderr, "\n");
+    }
     ecr_lm_eval_release(&ev);
     t->last_eval = t->step;
     return ECR_OK;
