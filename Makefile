@@ -5,7 +5,8 @@
 #   make bench        benchmarks (each prints its ratio against a peer)
 #   make demo         ECR against no ECR on the bundled lo10 corpus, end to end
 #   make teacher      retrain the shipped reference model and its anchors (about 90 min)
-#   make experiment   the methods and ablations on lo10 (resumable; ONLY=REGEX for a part)
+#   make experiment   the methods and ablations on lo10 (resumable; ONLY=REGEX for a part,
+#                     STUDY=convergence for the 5-epoch study)
 #   make precision    bf16 against fp32 on lo10 (resumable; ONLY=REGEX for a part)
 #
 # Options: NO_BLAS=1 (portable matrix products), NO_OMP=1 (single-threaded),
@@ -190,7 +191,7 @@ demo: all $(DATA)
 
 # The methods x sizes x seeds and the ECR ablations; skips runs already in results/.
 experiment: all $(DATA)
-	ECR_BIN=$(ECR) bash scripts/experiment.sh $(if $(ONLY),--only '$(ONLY)')
+	ECR_BIN=$(ECR) bash scripts/experiment.sh $(if $(STUDY),--study $(STUDY)) $(if $(ONLY),--only '$(ONLY)')
 
 # bf16 against fp32: the demo students, a small run and an ECR run in both precisions
 # (resumable; results/precision/; see scripts/precision.sh).

@@ -2,8 +2,10 @@
 # experiment.sh — `make experiment`: the lo10 comparison of DESIGN's methods, and the ECR
 # ablations, from the shipped teacher (teacher/). Resumable and split into parts:
 #
-#   scripts/experiment.sh [--only REGEX] [--list] [--report-only]
+#   scripts/experiment.sh [--study NAME] [--only REGEX] [--list] [--report-only]
 #
+#   --study NAME   which study: main (the default; results/experiment/) or convergence
+#                  (results/convergence/, see below)
 #   --only REGEX   run only the runs whose name matches REGEX (grep -E), e.g.
 #                  --only '^main-tiny-' or --only 's1$'
 #   --list         print the plan (each run, done or to do, estimated time) and stop
@@ -16,31 +18,36 @@
 #                            tau0.02 tau0.1, lam0.01 lam0.03 lam0.1 lam0.3, soft, and the two
 #                            controls shuffled (codes permuted across texts) and random
 #                            (random unit anchors, codes kept); seeds 1-3
-# A finished run is results/experiment/NAME/ (run.json, eval.json, eval.txt, the training
+# Study "convergence" (issue: the method at convergence): the same students trained about
+# 5 epochs instead of 1 (tiny 4,000 steps, small 3,000), validation every 1/8 of the run
+# (loss, effective rank and P@1 over training):
+#   conv-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none ecr feat; seeds 1-3
+# A finished run is results/STUDY/NAME/ (run.json, eval.json, eval.txt, the training
 # log thinned to every 10th step plus all validation records; the stability metrics in
 # eval.json come from the full log). A run whose folder exists is skipped, so committing
 # results/ is what carries the experiment from one working session to the next; a run
 # interrupted mid-training resumes from its checkpoint in build/exp/runs/NAME.
-# Then `ecr report` over the main runs (docs/report-main/) and over the ablations plus the
+# Then, for main, `ecr report` over the main runs (docs/report-main/) and over the ablations plus the
 # main tiny none and ecr runs (docs/report-ablations/). Anchor agreement is measured against
-# the anchors each run trained with (the shipped K = 256 ones for runs without ECR).
+# the anchors each run trained with (the shipped K = 256 ones for runs without ECR). For
+# convergence, one report over its runs (docs/report-convergence/).
 #
-# Budget (env): EXP_TINY_STEPS, EXP_SMALL_STEPS (steps of 4,096 tokens), EXP_THREADS.
+# Budget (env): EXP_TINY_STEPS, EXP_SMALL_STEPS (steps of 4,096 tokens; the study's by
+# default), EXP_THREADS.
 # Elsewhere (env, for trying the runner out): EXP_WORK (build/exp), EXP_RESULTS
 # (results/experiment), EXP_REPORTS (docs: the reports go to EXP_REPORTS/report-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ECR=${ECR_BIN:-build/ecr}
 W=${EXP_WORK:-build/exp}
-RES=${EXP_RESULTS:-results/experiment}
-TINY_STEPS=${EXP_TINY_STEPS:-1000}
-SMALL_STEPS=${EXP_SMALL_STEPS:-500}
 THREADS=${EXP_THREADS:-2}
+STUDY=main
 ONLY=.
 LIST=0
 REPORT_ONLY=0
 while [ $# -gt 0 ]; do
     case $1 in
+    --study) STUDY=${2:?--study needs a NAME}; shift 2 ;;
     --only) ONLY=${2:?--only needs a REGEX}; shift 2 ;;
     --list) LIST=1; shift ;;
     --report-only) REPORT_ONLY=1; shift ;;
@@ -49,10 +56,27 @@ while [ $# -gt 0 ]; do
     esac
 done
 say() { printf '%s\n' "$*" >&2; }
+# the study: its results folder, budget and validation passes per run
+case $STUDY in
+main) RES=${EXP_RESULTS:-results/experiment} TINY_STEPS=${EXP_TINY_STEPS:-1000} SMALL_STEPS=${EXP_SMALL_STEPS:-500}
+    EVALS=6 ;;
+convergence) RES=${EXP_RESULTS:-results/convergence} TINY_STEPS=${EXP_TINY_STEPS:-4000}
+    SMALL_STEPS=${EXP_SMALL_STEPS:-3000} EVALS=8 ;;
+*) say "experiment: unknown study '$STUDY' (main or convergence)"; exit 2 ;;
+esac
 
 # ---- the plan: NAME PRESET SEED TAG FLAGS... (TAG "-" = none; FLAGS use the names below) ----
 ANCH=teacher/anchors.safetensors
-plan() {
+plan() { "plan_$STUDY"; }
+plan_convergence() {
+    local s m
+    for size in tiny small; do  # seed by seed, so that a part compares the methods
+        for s in 1 2 3; do
+            for m in none ecr feat; do echo "conv-$size-$m-s$s $size $s - $m"; done
+        done
+    done
+}
+plan_main() {
     local s m
     for size in tiny small; do
         for m in none kd feat rkd ecr ecr+kd; do
@@ -149,7 +173,7 @@ run_one() {
     local out=$W/runs/$name steps
     steps=$(steps_of "$preset")
     local args=(--data "$W/train.safetensors" --valid "$W/valid.safetensors" --model "$preset"
-        --steps "$steps" --seed "$seed" --threads "$THREADS" --eval-every $((steps / 6))
+        --steps "$steps" --seed "$seed" --threads "$THREADS" --eval-every $((steps / EVALS))
         --save-every 250 --log-every 100 --out "$out")
     [ "$tag" = - ] || args+=(--tag "$tag")
     # shellcheck disable=SC2207
@@ -219,6 +243,11 @@ report() { # report OUT TITLE RUN_DIRS...
     "$ECR" report "$@" --title "$title" --out "$out"
 }
 shopt -s nullglob
+if [ "$STUDY" = convergence ]; then
+    conv=("$RES"/conv-*)
+    report "${EXP_REPORTS:-docs}/report-convergence" "lo10: methods trained about 5 epochs" "${conv[@]}"
+    exit 0
+fi
 main=("$RES"/main-*)
 abl=("$RES"/abl-*)
 [ ${#abl[@]} -eq 0 ] || abl+=("$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s*)  # the references
