@@ -770,7 +770,7 @@ typedef struct ecr_train_opts {
 
 void ecr_train_opts_default(ecr_train_opts *o);
 
-/* Objective terms (src/train/terms.c): every term beyond the LM loss is one row of a
+/* Objective terms (src/method/terms.c): every term beyond the LM loss is one row of a
  * table, which the trainer (log records), `ecr train` (flags, --help, orphan checks,
  * run.json, the method name) and `ecr report` (the order of methods) loop over. Rows, in
  * order: "contrastive" (on with objective lm+contrastive), "ecr", "kd", "feat", "rkd".
@@ -800,6 +800,7 @@ typedef struct ecr_term_info {
                                  rkd 3, ecr 4); 0: not part of a method name (contrastive)     */
     const ecr_term_opt *opts;
     int n_opts;
+    const struct ecr_term_ops *ops; /* the objective's operations (internal: src/method/term.h) */
 } ecr_term_info;
 
 /* The i-th term (0-based), NULL past the last. Static. */

@@ -2,6 +2,7 @@
  * distribution of a text's projected embedding and its code's target, forward beside
  * backward (contract in losses.h). */
 #include "loss_common.h"
+#include "term.h"
 
 
 struct ecr_reg {
@@ -211,3 +212,84 @@ void ecr_reg_backward(ecr_reg *w, const float *P, const float *h, float scale, f
         for (int b = 0; b < d; b++) dP[(size_t)a * d + b] += (float)acc[b];
     }
 }
+
+/* ---- the term (term.h): on with anchors; codes (hard or soft) of the anchors ---------------- */
+
+typedef struct reg_term {
+    ecr_reg *w;
+    int M;                    /* soft codes per text, 0 for hard codes                    */
+    int32_t *code;            /* [n] the text's code, -1 without tokens                  */
+    uint16_t *soft_idx;       /* [n, M]                                                   */
+    float *soft_sim;          /* [n, M]                                                   */
+    size_t cap_c, cap_si, cap_ss;
+} reg_term;
+
+static int reg_on(const ecr_objective_opts *o) { return o->anchors != NULL; }
+static float reg_weight(const ecr_objective_opts *o) { return o->ecr_weight; }
+
+static ecr_status reg_check(const ecr_objective_opts *o, const ecr_model *m) {
+    const ecr_anchors *an = o->anchors;
+    if (ecr_term_bad_weight(o->ecr_weight) || !(o->ecr_tau > 0) || !isfinite(o->ecr_tau))
+        return ecr_fail(ECR_E_INVALID, "objective: ECR weight %g / temperature %g out of range",
+                        (double)o->ecr_weight, (double)o->ecr_tau);
+    ecr_status st = ecr_term_check_proj(m, an->dim, "the anchors");
+    if (st) return st;
+    if (o->ecr_soft && (an->soft < 1 || !an->soft_idx || !an->soft_sim))
+        return ecr_fail(ECR_E_INVALID, "%s: no soft codes in the anchors (make them with "
+                        "ecr anchors --soft M)", an->source && an->source[0] ? an->source : "anchors");
+    return ECR_OK;
+}
+
+static void reg_destroy(void *state) {
+    reg_term *s = state;
+    if (!s) return;
+    ecr_reg_free(s->w);
+    free(s->code);
+    free(s->soft_idx);
+    free(s->soft_sim);
+    free(s);
+}
+
+static ecr_status reg_create(const ecr_objective_opts *o, const ecr_model *m, void **out) {
+    (void)m;
+    const ecr_anchors *an = o->anchors;
+    reg_term *s = calloc(1, sizeof *s);
+    if (!s) return ecr_fail(ECR_E_NOMEM, "objective: out of memory");
+    s->M = o->ecr_soft ? an->soft : 0;
+    ecr_status st = ecr_reg_create(an->anchors, an->k, an->dim, o->ecr_tau, &s->w);
+    if (st) reg_destroy(s), s = NULL;
+    *out = s;
+    return st;
+}
+
+static ecr_status reg_forward(void *state, const ecr_term_step *x, ecr_objective_terms *t) {
+    reg_term *s = state;
+    const ecr_anchors *an = x->o->anchors;
+    size_t n = (size_t)x->n, M = (size_t)(s->M > 0 ? s->M : 1);
+    ecr_status st = RESERVE(s->code, s->cap_c, n, "objective");
+    if (!st) st = RESERVE(s->soft_idx, s->cap_si, n * M, "objective");
+    if (!st) st = RESERVE(s->soft_sim, s->cap_ss, n * M, "objective");
+    for (int i = 0; !st && i < x->n; i++) {
+        int64_t id = x->b->text_id[i];
+        if (id < 0 || id >= an->rows)
+            return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the anchors' codes "
+                            "(%lld rows)", i, (long long)id, (long long)an->rows);
+        s->code[i] = x->has_tokens[i] ? an->codes[id] : -1;
+        if (s->M > 0) {
+            memcpy(s->soft_idx + (size_t)i * s->M, an->soft_idx + (size_t)id * s->M, M * sizeof *s->soft_idx);
+            memcpy(s->soft_sim + (size_t)i * s->M, an->soft_sim + (size_t)id * s->M, M * sizeof *s->soft_sim);
+        }
+    }
+    if (st) return st;
+    return ecr_reg_forward(s->w, x->P, x->h, x->n, x->d, s->code, s->M ? s->soft_idx : NULL, s->soft_sim, s->M,
+                           &t->ecr, &t->n_ecr);
+}
+
+static void reg_backward(void *state, const ecr_term_step *x, float scale, float *dP, float *dh) {
+    ecr_reg_backward(((reg_term *)state)->w, x->P, x->h, scale, dP, dh);
+}
+
+const ecr_term_ops ecr_term_ops_ecr = {
+    offsetof(ecr_objective_terms, ecr), 0, reg_on, reg_weight, reg_check, reg_create, reg_destroy, reg_forward,
+    reg_backward, NULL,
+};

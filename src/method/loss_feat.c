@@ -1,6 +1,7 @@
 /* loss_feat.c — feature matching 1 - cos(P h, t) (the feat baseline), forward beside
  * backward (contract in losses.h). */
 #include "loss_common.h"
+#include "term.h"
 
 
 struct ecr_feat {
@@ -77,3 +78,58 @@ void ecr_feat_backward(ecr_feat *w, const float *P, const float *h, float scale,
     for (size_t k = 0; k < nD; k++) w->du[k] = c * w->tt[k];
     ecr_loss_project_backward(P, h, w->used, w->n, w->d, w->D, w->u, w->rz, w->clamped, w->du, w->acc, dP, dh);
 }
+
+/* ---- the term (term.h): on with teacher vectors; the texts' rows of them ------------------- */
+
+typedef struct feat_term {
+    ecr_feat *w;
+    float *t;                 /* [n, feat_dim] the step's teacher rows                    */
+    size_t cap_t;
+} feat_term;
+
+static int feat_on(const ecr_objective_opts *o) { return o->feat_emb != NULL; }
+static float feat_weight(const ecr_objective_opts *o) { return o->feat_weight; }
+
+static ecr_status feat_check(const ecr_objective_opts *o, const ecr_model *m) {
+    if (ecr_term_bad_weight(o->feat_weight) || o->feat_rows < 0)
+        return ecr_fail(ECR_E_INVALID, "objective: feat weight %g out of range", (double)o->feat_weight);
+    return ecr_term_check_proj(m, o->feat_dim, "the feat teacher vectors");
+}
+
+static void feat_destroy(void *state) {
+    feat_term *s = state;
+    if (!s) return;
+    ecr_feat_free(s->w);
+    free(s->t);
+    free(s);
+}
+
+static ecr_status feat_create(const ecr_objective_opts *o, const ecr_model *m, void **out) {
+    (void)o, (void)m;
+    feat_term *s = calloc(1, sizeof *s);
+    if (!s) return ecr_fail(ECR_E_NOMEM, "objective: out of memory");
+    ecr_status st = ecr_feat_create(&s->w);
+    if (st) feat_destroy(s), s = NULL;
+    *out = s;
+    return st;
+}
+
+static ecr_status feat_forward(void *state, const ecr_term_step *x, ecr_objective_terms *t) {
+    feat_term *s = state;
+    const ecr_objective_opts *o = x->o;
+    ecr_status st = RESERVE(s->t, s->cap_t, (size_t)x->n * o->feat_dim, "objective");
+    for (int i = 0; !st && i < x->n; i++)
+        st = ecr_term_gather_row(o->feat_emb, o->feat_rows, o->feat_dim, x->b->text_id[i], i, "feat",
+                                 s->t + (size_t)i * o->feat_dim);
+    if (st) return st;
+    return ecr_feat_forward(s->w, x->P, x->h, s->t, x->has_tokens, x->n, x->d, o->feat_dim, &t->feat, &t->n_feat);
+}
+
+static void feat_backward(void *state, const ecr_term_step *x, float scale, float *dP, float *dh) {
+    ecr_feat_backward(((feat_term *)state)->w, x->P, x->h, scale, dP, dh);
+}
+
+const ecr_term_ops ecr_term_ops_feat = {
+    offsetof(ecr_objective_terms, feat), 0, feat_on, feat_weight, feat_check, feat_create, feat_destroy,
+    feat_forward, feat_backward, NULL,
+};

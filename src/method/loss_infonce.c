@@ -1,6 +1,7 @@
 /* loss_infonce.c — the symmetric multi-positive in-batch InfoNCE of the teacher objective,
  * forward beside backward (contract in losses.h). */
 #include "loss_common.h"
+#include "term.h"
 
 
 struct ecr_infonce {
@@ -127,3 +128,65 @@ void ecr_infonce_backward(ecr_infonce *w, float scale, float *dh) {
         for (int j = 0; j < d; j++) dh[(size_t)i * d + j] += (float)(scale * dxi[j]);
     }
 }
+
+/* ---- the term (term.h): on with a contrastive weight; groups from the data ------------------- */
+
+typedef struct nce_term {
+    ecr_infonce *w;
+    int32_t *group;           /* [n] the text's group, -1 without tokens                 */
+    size_t cap_g;
+} nce_term;
+
+static int nce_on(const ecr_objective_opts *o) { return o->contrastive_weight != 0; }
+static float nce_weight(const ecr_objective_opts *o) { return o->contrastive_weight; }
+
+static ecr_status nce_check(const ecr_objective_opts *o, const ecr_model *m) {
+    (void)m;
+    if (ecr_term_bad_weight(o->contrastive_weight) || !(o->contrastive_tau > 0))
+        return ecr_fail(ECR_E_INVALID, "objective: contrastive weight %g / temperature %g out of range",
+                        (double)o->contrastive_weight, (double)o->contrastive_tau);
+    return ECR_OK;
+}
+
+static void nce_destroy(void *state) {
+    nce_term *s = state;
+    if (!s) return;
+    ecr_infonce_free(s->w);
+    free(s->group);
+    free(s);
+}
+
+static ecr_status nce_create(const ecr_objective_opts *o, const ecr_model *m, void **out) {
+    (void)o, (void)m;
+    nce_term *s = calloc(1, sizeof *s);
+    if (!s) return ecr_fail(ECR_E_NOMEM, "objective: out of memory");
+    ecr_status st = ecr_infonce_create(&s->w);
+    if (st) nce_destroy(s), s = NULL;
+    *out = s;
+    return st;
+}
+
+static ecr_status nce_forward(void *state, const ecr_term_step *x, ecr_objective_terms *t) {
+    nce_term *s = state;
+    ecr_status st = RESERVE(s->group, s->cap_g, (size_t)x->n, "objective");
+    for (int i = 0; !st && i < x->n; i++) {
+        int64_t id = x->b->text_id[i];
+        if (id < 0 || (size_t)id >= x->data->n_texts)
+            return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the data (%zu texts)",
+                            i, (long long)id, x->data->n_texts);
+        s->group[i] = x->has_tokens[i] ? x->data->group[id] : -1;
+    }
+    if (st) return st;
+    return ecr_infonce_forward(s->w, x->h, s->group, x->n, x->d, x->o->contrastive_tau, &t->contrastive,
+                               &t->n_contrastive);
+}
+
+static void nce_backward(void *state, const ecr_term_step *x, float scale, float *dP, float *dh) {
+    (void)x, (void)dP;
+    ecr_infonce_backward(((nce_term *)state)->w, scale, dh);
+}
+
+const ecr_term_ops ecr_term_ops_contrastive = {
+    offsetof(ecr_objective_terms, contrastive), 0, nce_on, nce_weight, nce_check, nce_create, nce_destroy,
+    nce_forward, nce_backward, NULL,
+};

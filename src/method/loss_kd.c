@@ -1,6 +1,7 @@
 /* loss_kd.c — logit distillation (the kd baseline), forward beside backward (contract in
  * losses.h). */
 #include "loss_common.h"
+#include "term.h"
 
 
 struct ecr_kd {
@@ -94,3 +95,73 @@ void ecr_kd_backward(ecr_kd *w, const float *zs, const float *zt, float scale, f
         }
     }
 }
+
+/* ---- the term (term.h): a logit term, on with a teacher model ------------------------------ */
+
+typedef struct kd_term {
+    ecr_kd *w;
+    float *grad;              /* the teacher's logits buffer, holding the KD gradient, or
+                                 NULL (ours until the teacher's next forward)             */
+} kd_term;
+
+static int kd_on(const ecr_objective_opts *o) { return o->kd_teacher != NULL; }
+static float kd_weight(const ecr_objective_opts *o) { return o->kd_alpha; }
+
+static ecr_status kd_check(const ecr_objective_opts *o, const ecr_model *m) {
+    const ecr_config *tc = ecr_model_config(o->kd_teacher), *cfg = ecr_model_config(m);
+    if (!(o->kd_alpha >= 0 && o->kd_alpha <= 1) || !(o->kd_temp > 0) || !isfinite(o->kd_temp))
+        return ecr_fail(ECR_E_INVALID, "objective: KD alpha %g / temperature %g out of range",
+                        (double)o->kd_alpha, (double)o->kd_temp);
+    if (o->kd_teacher == m) return ecr_fail(ECR_E_INVALID, "objective: the KD teacher is the student itself");
+    if (tc->vocab_size != cfg->vocab_size)
+        return ecr_fail(ECR_E_INVALID, "objective: the KD teacher's vocabulary has %d tokens, the student's %d",
+                        tc->vocab_size, cfg->vocab_size);
+    return ECR_OK;
+}
+
+static void kd_destroy(void *state) {
+    kd_term *s = state;
+    if (!s) return;
+    ecr_kd_free(s->w);
+    free(s);
+}
+
+static ecr_status kd_create(const ecr_objective_opts *o, const ecr_model *m, void **out) {
+    (void)o, (void)m;
+    kd_term *s = calloc(1, sizeof *s);
+    if (!s) return ecr_fail(ECR_E_NOMEM, "objective: out of memory");
+    ecr_status st = ecr_kd_create(&s->w);
+    if (st) kd_destroy(s), s = NULL;
+    *out = s;
+    return st;
+}
+
+/* The teacher's forward on the same batch, then the loss against the student's logits; the
+ * gradient goes into the teacher's logits buffer right away (it is the only N x V buffer
+ * the term needs, and the teacher never runs a backward). */
+static ecr_status kd_forward(void *state, const ecr_term_step *x, ecr_objective_terms *t) {
+    kd_term *s = state;
+    const ecr_objective_opts *o = x->o;
+    s->grad = NULL;
+    ecr_forward_out tf;
+    ecr_status st = ecr_model_forward(o->kd_teacher, x->b, &tf);
+    if (st) return st;
+    int N = x->b->B * x->b->T, V = ecr_model_config(o->kd_teacher)->vocab_size;
+    st = ecr_kd_forward(s->w, x->logits, tf.logits, x->b->targets, N, V, o->kd_temp, &t->kd, NULL);
+    if (st) return st;
+    s->grad = (float *)tf.logits; /* the teacher's own workspace */
+    ecr_kd_backward(s->w, x->logits, tf.logits, o->kd_alpha, s->grad);
+    return ECR_OK;
+}
+
+static const float *kd_dlogits(void *state) {
+    kd_term *s = state;
+    const float *g = s->grad;
+    s->grad = NULL;
+    return g;
+}
+
+const ecr_term_ops ecr_term_ops_kd = {
+    offsetof(ecr_objective_terms, kd), 1, kd_on, kd_weight, kd_check, kd_create, kd_destroy, kd_forward, NULL,
+    kd_dlogits,
+};

@@ -1,6 +1,7 @@
 /* loss_rkd.c — relational KD, distance and angle terms (the rkd baseline), forward beside
  * backward (contract in losses.h). */
 #include "loss_common.h"
+#include "term.h"
 
 
 struct ecr_rkd {
@@ -254,3 +255,59 @@ void ecr_rkd_backward(ecr_rkd *w, const float *P, const float *h, float scale, f
     }
     ecr_loss_project_backward(P, h, w->used, w->n, w->d, D, w->u, w->rz, w->clamped, w->du, w->acc, dP, dh);
 }
+
+/* ---- the term (term.h): on with teacher vectors; the texts' rows of them ------------------- */
+
+typedef struct rkd_term {
+    ecr_rkd *w;
+    float *t;                 /* [n, rkd_dim] the step's teacher rows                     */
+    size_t cap_t;
+} rkd_term;
+
+static int rkd_on(const ecr_objective_opts *o) { return o->rkd_emb != NULL; }
+static float rkd_weight(const ecr_objective_opts *o) { return o->rkd_weight; }
+
+static ecr_status rkd_check(const ecr_objective_opts *o, const ecr_model *m) {
+    if (ecr_term_bad_weight(o->rkd_weight) || o->rkd_rows < 0)
+        return ecr_fail(ECR_E_INVALID, "objective: RKD weight %g out of range", (double)o->rkd_weight);
+    return ecr_term_check_proj(m, o->rkd_dim, "the RKD teacher vectors");
+}
+
+static void rkd_destroy(void *state) {
+    rkd_term *s = state;
+    if (!s) return;
+    ecr_rkd_free(s->w);
+    free(s->t);
+    free(s);
+}
+
+static ecr_status rkd_create(const ecr_objective_opts *o, const ecr_model *m, void **out) {
+    (void)o, (void)m;
+    rkd_term *s = calloc(1, sizeof *s);
+    if (!s) return ecr_fail(ECR_E_NOMEM, "objective: out of memory");
+    ecr_status st = ecr_rkd_create(&s->w);
+    if (st) rkd_destroy(s), s = NULL;
+    *out = s;
+    return st;
+}
+
+static ecr_status rkd_forward(void *state, const ecr_term_step *x, ecr_objective_terms *t) {
+    rkd_term *s = state;
+    const ecr_objective_opts *o = x->o;
+    ecr_status st = RESERVE(s->t, s->cap_t, (size_t)x->n * o->rkd_dim, "objective");
+    for (int i = 0; !st && i < x->n; i++)
+        st = ecr_term_gather_row(o->rkd_emb, o->rkd_rows, o->rkd_dim, x->b->text_id[i], i, "RKD",
+                                 s->t + (size_t)i * o->rkd_dim);
+    if (st) return st;
+    return ecr_rkd_forward(s->w, x->P, x->h, s->t, x->has_tokens, x->n, x->d, o->rkd_dim, &t->rkd, &t->rkd_dist,
+                           &t->rkd_angle, &t->n_rkd);
+}
+
+static void rkd_backward(void *state, const ecr_term_step *x, float scale, float *dP, float *dh) {
+    ecr_rkd_backward(((rkd_term *)state)->w, x->P, x->h, scale, dP, dh);
+}
+
+const ecr_term_ops ecr_term_ops_rkd = {
+    offsetof(ecr_objective_terms, rkd), 0, rkd_on, rkd_weight, rkd_check, rkd_create, rkd_destroy, rkd_forward,
+    rkd_backward, NULL,
+};

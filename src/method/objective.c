@@ -1,6 +1,7 @@
-/* objective.c — the step objective: the LM loss plus the terms of losses.h (InfoNCE in
- * loss_infonce.c, ECR in loss_ecr.c, the baselines in loss_kd.c, loss_feat.c, loss_rkd.c),
- * forward and backward for one batch (contracts in losses.h).
+/* objective.c — the step objective: the LM loss plus the terms of the table that are on
+ * (terms.c; each term's operations, term.h, sit beside its loss: InfoNCE in loss_infonce.c,
+ * ECR in loss_ecr.c, the baselines in loss_kd.c, loss_feat.c, loss_rkd.c), forward and
+ * backward for one batch (contracts in losses.h). No term is named here.
  *
  * The embedding losses work on a few hundred pooled rows per step, so they are plain loops
  * in double precision, parallel over texts (each text's numbers are computed by one thread
@@ -8,6 +9,7 @@
  * them exact for finite differences and independent of the thread count. KD works on the
  * [slots, V] logits, parallel over slots, one slot per thread, summed in slot order. */
 #include "loss_common.h"
+#include "term.h"
 #include "model_internal.h"
 
 #include <math.h>
@@ -16,116 +18,87 @@
 
 /* ==== the step objective ========================================================================= */
 
+/* The objective's view of the term table: the rows that have ops, logit terms first, then
+ * the others in table order (term.h: this order fixes the sums). */
+static const ecr_term_ops *term_ops(int i) {
+    int k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int r = 0; ecr_train_term(r); r++) {
+            const ecr_term_ops *ops = ecr_train_term(r)->ops;
+            if (ops && ops->logits == (pass == 0) && k++ == i) return ops;
+        }
+    return NULL;
+}
+
+#define MAX_TERMS 16
+
 struct ecr_objective {
     ecr_objective_opts o;
-    ecr_infonce *nce;         /* NULL when the InfoNCE term is off                  */
-    ecr_reg *reg;             /* NULL when the ECR term is off                      */
-    ecr_kd *kd;               /* NULL when the KD term is off                       */
-    ecr_feat *feat;           /* NULL when the feat term is off                     */
-    ecr_rkd *rkd;             /* NULL when the RKD term is off                      */
-    size_t proj_off;          /* offset of ecr.proj.weight in the parameter block   */
-    int d, M;
-    /* per-step arrays, [cap] texts */
+    int n_terms;
+    const ecr_term_ops *ops[MAX_TERMS]; /* the terms that are on, in term_ops order     */
+    void *state[MAX_TERMS];
+    int embedding;            /* a term that is not a logit term is on                  */
+    size_t proj_off;          /* offset of ecr.proj.weight in the parameter block       */
+    int d;
+    /* the last forward */
     int n, ready;
-    int32_t *group, *code;
-    unsigned char *has_tokens;
-    uint16_t *soft_idx;       /* [cap, M] */
-    float *soft_sim;          /* [cap, M] */
-    float *feat_t, *rkd_t;    /* [cap, feat_dim], [cap, rkd_dim] teacher rows        */
+    ecr_term_step step;
+    unsigned char *has_tokens; /* [cap] */
     float *dpooled;           /* [cap, d] */
-    const float *pooled;      /* the last forward's h (borrowed from the model) */
-    float *kd_grad;           /* the teacher's logits buffer, holding the KD gradient */
-    size_t cap_g, cap_c, cap_t, cap_si, cap_ss, cap_ft, cap_rt, cap_dp;
+    size_t cap_t, cap_dp;
 };
 
 void ecr_objective_free(ecr_objective *ob) {
     if (!ob) return;
-    ecr_infonce_free(ob->nce);
-    ecr_reg_free(ob->reg);
-    ecr_kd_free(ob->kd);
-    ecr_feat_free(ob->feat);
-    ecr_rkd_free(ob->rkd);
-    free(ob->group);
-    free(ob->code);
+    for (int i = 0; i < ob->n_terms; i++) ob->ops[i]->destroy(ob->state[i]);
     free(ob->has_tokens);
-    free(ob->soft_idx);
-    free(ob->soft_sim);
-    free(ob->feat_t);
-    free(ob->rkd_t);
     free(ob->dpooled);
     free(ob);
 }
 
-/* A term on the projection needs ecr.proj.weight [D, d]. */
-static ecr_status check_proj(const ecr_param_info *proj, const ecr_config *cfg, int D, const char *what) {
+int ecr_term_bad_weight(float w) { return !(w >= 0) || !isfinite(w); }
+
+ecr_status ecr_term_check_proj(const ecr_model *m, int D, const char *what) {
+    const ecr_config *cfg = ecr_model_config(m);
+    const ecr_param_info *proj = ecr_model_find_tensor(m, "ecr.proj.weight");
     if (proj && proj->shape[0] == D && proj->shape[1] == cfg->dim) return ECR_OK;
     return ecr_fail(ECR_E_INVALID, "objective: the model's ECR projection is [%d, %d], %s need [%d, %d] "
                     "(ecr_dim = their dim)", cfg->ecr_dim, cfg->dim, what, D, cfg->dim);
 }
 
-static int bad_weight(float w) { return !(w >= 0) || !isfinite(w); }
-
-static ecr_status check_options(const ecr_objective_opts *o, const ecr_model *m) {
-    const ecr_config *cfg = ecr_model_config(m);
-    const ecr_param_info *proj = ecr_model_find_tensor(m, "ecr.proj.weight");
-    if (bad_weight(o->contrastive_weight) || (o->contrastive_weight > 0 && !(o->contrastive_tau > 0)))
-        return ecr_fail(ECR_E_INVALID, "objective: contrastive weight %g / temperature %g out of range",
-                        (double)o->contrastive_weight, (double)o->contrastive_tau);
-    const ecr_anchors *an = o->anchors;
-    if (an) {
-        if (bad_weight(o->ecr_weight) || !(o->ecr_tau > 0) || !isfinite(o->ecr_tau))
-            return ecr_fail(ECR_E_INVALID, "objective: ECR weight %g / temperature %g out of range",
-                            (double)o->ecr_weight, (double)o->ecr_tau);
-        ecr_status st = check_proj(proj, cfg, an->dim, "the anchors");
-        if (st) return st;
-        if (o->ecr_soft && (an->soft < 1 || !an->soft_idx || !an->soft_sim))
-            return ecr_fail(ECR_E_INVALID, "%s: no soft codes in the anchors (make them with "
-                            "ecr anchors --soft M)", an->source && an->source[0] ? an->source : "anchors");
-    }
-    if (o->kd_teacher) {
-        const ecr_config *tc = ecr_model_config(o->kd_teacher);
-        if (!(o->kd_alpha >= 0 && o->kd_alpha <= 1) || !(o->kd_temp > 0) || !isfinite(o->kd_temp))
-            return ecr_fail(ECR_E_INVALID, "objective: KD alpha %g / temperature %g out of range",
-                            (double)o->kd_alpha, (double)o->kd_temp);
-        if (o->kd_teacher == m)
-            return ecr_fail(ECR_E_INVALID, "objective: the KD teacher is the student itself");
-        if (tc->vocab_size != cfg->vocab_size)
-            return ecr_fail(ECR_E_INVALID, "objective: the KD teacher's vocabulary has %d tokens, the student's %d",
-                            tc->vocab_size, cfg->vocab_size);
-    }
-    if (o->feat_emb) {
-        if (bad_weight(o->feat_weight) || o->feat_rows < 0)
-            return ecr_fail(ECR_E_INVALID, "objective: feat weight %g out of range", (double)o->feat_weight);
-        ecr_status st = check_proj(proj, cfg, o->feat_dim, "the feat teacher vectors");
-        if (st) return st;
-    }
-    if (o->rkd_emb) {
-        if (bad_weight(o->rkd_weight) || o->rkd_rows < 0)
-            return ecr_fail(ECR_E_INVALID, "objective: RKD weight %g out of range", (double)o->rkd_weight);
-        ecr_status st = check_proj(proj, cfg, o->rkd_dim, "the RKD teacher vectors");
-        if (st) return st;
-    }
+ecr_status ecr_term_gather_row(const float *emb, int64_t rows, int dim, int64_t id, int i, const char *what,
+                               float *dst) {
+    if (id < 0 || id >= rows)
+        return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the %s teacher vectors "
+                        "(%lld rows)", i, (long long)id, what, (long long)rows);
+    memcpy(dst, emb + (size_t)id * dim, (size_t)dim * sizeof *dst);
     return ECR_OK;
 }
 
 ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,
                                 ecr_objective **out) {
     *out = NULL;
-    ecr_status st = check_options(o, m);
+    /* every term's options first, in table order, then create the ones that are on */
+    ecr_status st = ECR_OK;
+    for (int r = 0; !st && ecr_train_term(r); r++) {
+        const ecr_term_ops *ops = ecr_train_term(r)->ops;
+        if (ops && ops->on(o)) st = ops->check(o, m);
+    }
     if (st) return st;
-    const ecr_anchors *an = o->anchors;
-    const ecr_param_info *proj = ecr_model_find_tensor(m, "ecr.proj.weight");
     ecr_objective *ob = calloc(1, sizeof *ob);
     if (!ob) return ecr_fail(ECR_E_NOMEM, "objective: out of memory");
     ob->o = *o;
     ob->d = ecr_model_config(m)->dim;
-    ob->M = an && o->ecr_soft ? an->soft : 0;
+    const ecr_param_info *proj = ecr_model_find_tensor(m, "ecr.proj.weight");
     if (proj) ob->proj_off = proj->offset;
-    if (o->contrastive_weight > 0) st = ecr_infonce_create(&ob->nce);
-    if (!st && an) st = ecr_reg_create(an->anchors, an->k, an->dim, o->ecr_tau, &ob->reg);
-    if (!st && o->kd_teacher) st = ecr_kd_create(&ob->kd);
-    if (!st && o->feat_emb) st = ecr_feat_create(&ob->feat);
-    if (!st && o->rkd_emb) st = ecr_rkd_create(&ob->rkd);
+    for (int i = 0; !st && term_ops(i); i++) {
+        const ecr_term_ops *ops = term_ops(i);
+        if (!ops->on(o)) continue;
+        if (ob->n_terms == MAX_TERMS) st = ecr_fail(ECR_E_INVALID, "objective: more than %d terms", MAX_TERMS);
+        if (!st) st = ops->create(o, m, &ob->state[ob->n_terms]);
+        if (!st) ob->ops[ob->n_terms++] = ops;
+        if (!ops->logits) ob->embedding = 1;
+    }
     if (st) {
         ecr_objective_free(ob);
         return st;
@@ -134,88 +107,14 @@ ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,
     return ECR_OK;
 }
 
-static ecr_status objective_reserve(ecr_objective *ob, int n) {
-    size_t un = (size_t)n, M = (size_t)(ob->M > 0 ? ob->M : 1);
-    size_t fd = (size_t)(ob->feat ? ob->o.feat_dim : 1), rd = (size_t)(ob->rkd ? ob->o.rkd_dim : 1);
-    ecr_status st = RESERVE(ob->group, ob->cap_g, un, "objective");
-    if (!st) st = RESERVE(ob->code, ob->cap_c, un, "objective");
-    if (!st) st = RESERVE(ob->has_tokens, ob->cap_t, un, "objective");
-    if (!st) st = RESERVE(ob->soft_idx, ob->cap_si, un * M, "objective");
-    if (!st) st = RESERVE(ob->soft_sim, ob->cap_ss, un * M, "objective");
-    if (!st) st = RESERVE(ob->feat_t, ob->cap_ft, un * fd, "objective");
-    if (!st) st = RESERVE(ob->rkd_t, ob->cap_rt, un * rd, "objective");
-    if (!st) st = RESERVE(ob->dpooled, ob->cap_dp, un * (size_t)ob->d, "objective");
-    return st;
-}
-
-/* Teacher row `id` of a [rows, dim] matrix into dst, or a refusal naming the batch text. */
-static ecr_status gather_row(const float *emb, int64_t rows, int dim, int64_t id, int i, const char *what,
-                             float *dst) {
-    if (id < 0 || id >= rows)
-        return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the %s teacher vectors "
-                        "(%lld rows)", i, (long long)id, what, (long long)rows);
-    memcpy(dst, emb + (size_t)id * dim, (size_t)dim * sizeof *dst);
-    return ECR_OK;
-}
-
-/* Per batch text: has_tokens (a slot with pos >= 1, i.e. a non-zero pooled row), group,
- * code and soft code rows, teacher rows, from the data, the anchors and the teacher
- * matrices by text_id. */
-static ecr_status gather_texts(ecr_objective *ob, const ecr_batch *b, const ecr_data *d) {
-    int n = b->n_texts;
-    memset(ob->has_tokens, 0, (size_t)n);
-    for (size_t s = 0; s < (size_t)b->B * b->T; s++)
-        if (b->text[s] >= 0 && b->pos[s] >= 1) ob->has_tokens[b->text[s]] = 1;
-    const ecr_anchors *an = ob->o.anchors;
-    const ecr_objective_opts *o = &ob->o;
-    for (int i = 0; i < n; i++) {
-        int64_t id = b->text_id[i];
-        if (ob->nce && (id < 0 || (size_t)id >= d->n_texts))
-            return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the data (%zu texts)",
-                            i, (long long)id, d->n_texts);
-        if (an && (id < 0 || id >= an->rows))
-            return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the anchors' codes "
-                            "(%lld rows)", i, (long long)id, (long long)an->rows);
-        ob->group[i] = ob->nce && ob->has_tokens[i] ? d->group[id] : -1;
-        ob->code[i] = an && ob->has_tokens[i] ? an->codes[id] : -1;
-        if (ob->M > 0) {
-            memcpy(ob->soft_idx + (size_t)i * ob->M, an->soft_idx + (size_t)id * ob->M,
-                   (size_t)ob->M * sizeof *ob->soft_idx);
-            memcpy(ob->soft_sim + (size_t)i * ob->M, an->soft_sim + (size_t)id * ob->M,
-                   (size_t)ob->M * sizeof *ob->soft_sim);
-        }
-        ecr_status st = ECR_OK;
-        if (ob->feat)
-            st = gather_row(o->feat_emb, o->feat_rows, o->feat_dim, id, i, "feat",
-                            ob->feat_t + (size_t)i * o->feat_dim);
-        if (!st && ob->rkd)
-            st = gather_row(o->rkd_emb, o->rkd_rows, o->rkd_dim, id, i, "RKD", ob->rkd_t + (size_t)i * o->rkd_dim);
-        if (st) return st;
-    }
-    return ECR_OK;
-}
-
-/* The KD term: the teacher's forward on the same batch, then the loss against the student's
- * logits; the gradient goes into the teacher's logits buffer right away (it is the only N x V
- * buffer the term needs, and the teacher never runs a backward). */
-static ecr_status kd_forward(ecr_objective *ob, const ecr_batch *b, const float *student_logits,
-                             ecr_objective_terms *t) {
-    ecr_forward_out tf;
-    ecr_status st = ecr_model_forward(ob->o.kd_teacher, b, &tf);
-    if (st) return st;
-    int N = b->B * b->T, V = ecr_model_config(ob->o.kd_teacher)->vocab_size;
-    st = ecr_kd_forward(ob->kd, student_logits, tf.logits, b->targets, N, V, ob->o.kd_temp, &t->kd, NULL);
-    if (st) return st;
-    ob->kd_grad = (float *)tf.logits; /* the teacher's own workspace, ours until its next forward */
-    ecr_kd_backward(ob->kd, student_logits, tf.logits, ob->o.kd_alpha, ob->kd_grad);
-    return ECR_OK;
+static double *term_value(const ecr_term_ops *ops, ecr_objective_terms *t) {
+    return (double *)((char *)t + ops->value);
 }
 
 ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batch *b,
                                  const ecr_data *d, ecr_objective_terms *t) {
     memset(t, 0, sizeof *t);
     ob->ready = 0;
-    ob->kd_grad = NULL;
     ecr_forward_out fo;
     ecr_status st = ecr_model_forward(m, b, &fo);
     if (st) return st;
@@ -224,40 +123,23 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
     t->total = t->lm;
     int n = b->n_texts;
     ob->n = n;
-    ob->pooled = fo.pooled;
-    if (ob->kd) {
-        if ((st = kd_forward(ob, b, fo.logits, t))) return st;
-        t->total = (1.0 - ob->o.kd_alpha) * t->lm + ob->o.kd_alpha * t->kd;
-    }
-    if (!ob->nce && !ob->reg && !ob->feat && !ob->rkd) {
-        ob->ready = 1;
-        return ECR_OK;
-    }
-    if ((st = objective_reserve(ob, n)) || (st = gather_texts(ob, b, d))) return st;
-    const float *P = ecr_model_params_ro(m) + ob->proj_off;
-    if (ob->nce) {
-        st = ecr_infonce_forward(ob->nce, fo.pooled, ob->group, n, ob->d, ob->o.contrastive_tau,
-                                 &t->contrastive, &t->n_contrastive);
+    ecr_term_step *x = &ob->step;
+    *x = (ecr_term_step){&ob->o, b, d, NULL, fo.pooled, NULL, fo.logits, n, ob->d};
+    if (ob->embedding) {
+        st = RESERVE(ob->has_tokens, ob->cap_t, (size_t)n, "objective");
+        if (!st) st = RESERVE(ob->dpooled, ob->cap_dp, (size_t)n * ob->d, "objective");
         if (st) return st;
-        t->total += ob->o.contrastive_weight * t->contrastive;
+        memset(ob->has_tokens, 0, (size_t)n);
+        for (size_t s = 0; s < (size_t)b->B * b->T; s++)
+            if (b->text[s] >= 0 && b->pos[s] >= 1) ob->has_tokens[b->text[s]] = 1;
+        x->has_tokens = ob->has_tokens;
+        x->P = ecr_model_params_ro(m) + ob->proj_off;
     }
-    if (ob->reg) {
-        st = ecr_reg_forward(ob->reg, P, fo.pooled, n, ob->d, ob->code, ob->M ? ob->soft_idx : NULL,
-                             ob->soft_sim, ob->M, &t->ecr, &t->n_ecr);
-        if (st) return st;
-        t->total += ob->o.ecr_weight * t->ecr;
-    }
-    if (ob->feat) {
-        st = ecr_feat_forward(ob->feat, P, fo.pooled, ob->feat_t, ob->has_tokens, n, ob->d, ob->o.feat_dim,
-                              &t->feat, &t->n_feat);
-        if (st) return st;
-        t->total += ob->o.feat_weight * t->feat;
-    }
-    if (ob->rkd) {
-        st = ecr_rkd_forward(ob->rkd, P, fo.pooled, ob->rkd_t, ob->has_tokens, n, ob->d, ob->o.rkd_dim,
-                             &t->rkd, &t->rkd_dist, &t->rkd_angle, &t->n_rkd);
-        if (st) return st;
-        t->total += ob->o.rkd_weight * t->rkd;
+    for (int i = 0; i < ob->n_terms; i++) {
+        const ecr_term_ops *ops = ob->ops[i];
+        if ((st = ops->forward(ob->state[i], x, t))) return st;
+        double w = ops->weight(&ob->o), v = *term_value(ops, t);
+        t->total = ops->logits ? (1.0 - w) * t->lm + w * v : t->total + w * v;
     }
     ob->ready = 1;
     return ECR_OK;
@@ -267,17 +149,18 @@ ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_bat
     if (!ob->ready || b->n_texts != ob->n)
         return ecr_fail(ECR_E_INVALID, "objective: backward needs the forward of the same batch");
     ob->ready = 0;
-    float lm_scale = ob->kd ? 1.0f - ob->o.kd_alpha : 1.0f;
-    const float *dlogits = ob->kd_grad;
-    ob->kd_grad = NULL;
-    if (!ob->nce && !ob->reg && !ob->feat && !ob->rkd) return ecr_model_backward(m, b, lm_scale, NULL, dlogits);
+    float lm_scale = 1.0f;
+    const float *dlogits = NULL;
+    for (int i = 0; i < ob->n_terms; i++)
+        if (ob->ops[i]->logits) {
+            lm_scale = 1.0f - ob->ops[i]->weight(&ob->o);
+            dlogits = ob->ops[i]->dlogits(ob->state[i]);
+        }
+    if (!ob->embedding) return ecr_model_backward(m, b, lm_scale, NULL, dlogits);
     float *dp = ob->dpooled;
     memset(dp, 0, (size_t)ob->n * ob->d * sizeof *dp);
-    const float *P = ecr_model_params_ro(m) + ob->proj_off;
     float *dP = ecr_model_grads(m) + ob->proj_off;
-    if (ob->nce) ecr_infonce_backward(ob->nce, ob->o.contrastive_weight, dp);
-    if (ob->reg) ecr_reg_backward(ob->reg, P, ob->pooled, ob->o.ecr_weight, dP, dp);
-    if (ob->feat) ecr_feat_backward(ob->feat, P, ob->pooled, ob->o.feat_weight, dP, dp);
-    if (ob->rkd) ecr_rkd_backward(ob->rkd, P, ob->pooled, ob->o.rkd_weight, dP, dp);
+    for (int i = 0; i < ob->n_terms; i++)
+        if (!ob->ops[i]->logits) ob->ops[i]->backward(ob->state[i], &ob->step, ob->ops[i]->weight(&ob->o), dP, dp);
     return ecr_model_backward(m, b, lm_scale, dp, dlogits);
 }

@@ -50,8 +50,8 @@ char *ecr_tr_options_json(const trainer *t) {
     for (int i = 0; ecr_train_term(i); i++) {
         const ecr_term_info *term = ecr_train_term(i);
         if (!ecr_train_term_on(term, o)) continue;
-        const char *hash_key = NULL, *hash = ecr_tr_term_hash(t, term, &hash_key);
-        if (hash) PUT(hash_key, "%s", hash);
+        const ecr_tr_term *h = ecr_tr_term_hooks(term);
+        if (h && h->hash_key) PUT(h->hash_key, "%s", (const char *)t + h->hash);
         else PUT("objective", "%s", ecr_train_objective_name(o->objective)); /* contrastive */
         for (int k = 0; k < term->n_opts; k++) {
             const ecr_term_opt *p = &term->opts[k];
@@ -97,55 +97,17 @@ double ecr_tr_elapsed(const trainer *t) { return t->elapsed0 + (ecr_now() - t->t
 
 /* ---- checkpoints ---------------------------------------------------------------------- */
 
-/* model.safetensors metadata: the step and what the objective was trained with (see the
- * Training section of ecr.h). meta[] gets key, value, ..., NULL; values live in v. */
-static void model_meta(const trainer *t, const char *step_s, char v[32][40], const char **meta) {
-    int n = 0, k = 0;
-    const ecr_train_opts *o = &t->o;
-#define META(key, ...) do { snprintf(v[k], sizeof v[k], __VA_ARGS__); meta[n++] = key; meta[n++] = v[k++]; } while (0)
-    meta[n++] = "ecr_step";
-    meta[n++] = step_s;
-    if (o->objective != ECR_TRAIN_LM) {
-        META("objective", "%s", ecr_train_objective_name(o->objective));
-        META("contrastive_weight", "%.9g", o->contrastive_weight);
-        META("contrastive_tau", "%.9g", o->contrastive_tau);
-        META("group_size", "%d", o->group_size);
+/* model.safetensors metadata: the step and what each term was trained with (its hook in
+ * term_hooks.c; see the Training section of ecr.h). */
+static void model_meta(const trainer *t, const char *step_s, ecr_tr_meta *m) {
+    m->n = m->k = 0;
+    m->key_val[m->n++] = "ecr_step";
+    m->key_val[m->n++] = step_s;
+    for (int i = 0; ecr_train_term(i); i++) {
+        const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
+        if (h) h->meta(t, m);
     }
-    if (t->anchors) {
-        const ecr_anchors *a = t->anchors;
-        META("ecr_anchors_k", "%d", a->k);
-        META("ecr_anchors_dim", "%d", a->dim);
-        META("ecr_tau", "%.9g", o->ecr_tau);
-        META("ecr_weight", "%.9g", o->ecr_weight);
-        META("ecr_soft", "%d", o->ecr_soft ? a->soft : 0);
-        META("ecr_anchors_source_hash", "%s", a->source_hash);
-        META("ecr_anchors_hash", "%s", t->anchors_hash);
-        meta[n++] = "ecr_anchors_source";
-        meta[n++] = a->source ? a->source : "";
-    }
-    if (t->kd_teacher) {
-        META("kd_teacher_hash", "%s", t->kd_hash);
-        META("kd_alpha", "%.9g", o->kd_alpha);
-        META("kd_temp", "%.9g", o->kd_temp);
-        meta[n++] = "kd_teacher";
-        meta[n++] = o->kd_teacher;
-    }
-    if (t->feat_emb) {
-        META("feat_hash", "%s", t->feat_hash);
-        META("feat_dim", "%d", t->feat_dim);
-        META("feat_weight", "%.9g", o->feat_weight);
-        meta[n++] = "feat_source";
-        meta[n++] = o->feat_path;
-    }
-    if (t->rkd_emb) {
-        META("rkd_hash", "%s", t->rkd_hash);
-        META("rkd_dim", "%d", t->rkd_dim);
-        META("rkd_weight", "%.9g", o->rkd_weight);
-        meta[n++] = "rkd_source";
-        meta[n++] = o->rkd_path;
-    }
-#undef META
-    meta[n] = NULL;
+    m->key_val[m->n] = NULL;
 }
 
 ecr_status ecr_tr_save_checkpoint(trainer *t) {
@@ -153,10 +115,9 @@ ecr_status ecr_tr_save_checkpoint(trainer *t) {
     snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
     snprintf(tokens_s, sizeof tokens_s, "%lld", (long long)t->tokens);
     snprintf(elapsed_s, sizeof elapsed_s, "%.3f", ecr_tr_elapsed(t));
-    char mv[32][40];
-    const char *meta[80];
-    model_meta(t, step_s, mv, meta);
-    ecr_status st = ecr_model_save(t->model, t->o.out_dir, NULL, meta);
+    ecr_tr_meta meta;
+    model_meta(t, step_s, &meta);
+    ecr_status st = ecr_model_save(t->model, t->o.out_dir, NULL, meta.key_val);
     if (st) return st;
     char *opts = ecr_tr_options_json(t);
     if (!opts) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", t->state_path);

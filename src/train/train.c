@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
 #include "trainer.h"
+#include "term.h"
 #include "rng.h"
 #include "batcher_internal.h"
 #include "runlog.h"
@@ -122,135 +123,15 @@ static ecr_status setup_tokenizer(trainer *t) {
     return st;
 }
 
-/* Loads the anchors (--anchors): codes for exactly the training texts; the model's ecr_dim
- * becomes the anchors' dim and ecr_tau defaults to the file's tau. */
-static ecr_status setup_anchors(trainer *t) {
-    ecr_train_opts *o = &t->o;
-    if (!o->anchors_path) {
-        if (o->ecr_soft) return ecr_fail(ECR_E_INVALID, "train: soft ECR codes need an anchors file");
-        return ECR_OK;
-    }
-    ecr_status st = ecr_anchors_load(o->anchors_path, &t->anchors);
-    if (st) return st;
-    const ecr_anchors *a = t->anchors;
-    if ((uint64_t)a->rows != (uint64_t)t->data->n_texts)
-        return ecr_fail(ECR_E_INVALID, "%s: codes for %lld texts, but %s holds %zu texts (anchors must be "
-                        "made from embeddings of the training data, one row per text)", o->anchors_path,
-                        (long long)a->rows, o->data_path, t->data->n_texts);
-    if (o->ecr_soft && a->soft < 1)
-        return ecr_fail(ECR_E_INVALID, "%s: no soft codes in the file (make them with ecr anchors --soft M)",
-                        o->anchors_path);
-    if (o->config.ecr_dim != 0 && o->config.ecr_dim != a->dim)
-        return ecr_fail(ECR_E_INVALID, "%s: anchors of dim %d, but ecr_dim is set to %d", o->anchors_path,
-                        a->dim, o->config.ecr_dim);
-    o->config.ecr_dim = a->dim;
-    if (!(o->ecr_tau > 0)) o->ecr_tau = a->tau;
-    if (!(o->ecr_weight >= 0) || !isfinite(o->ecr_weight) || !isfinite(o->ecr_tau))
-        return ecr_fail(ECR_E_INVALID, "train: ECR weight %g / temperature %g out of range",
-                        (double)o->ecr_weight, (double)o->ecr_tau);
-    /* identity of the anchors for the resume check: hashes of every array, hashed */
-    char parts[4][17], all[4 * 17];
-    size_t M = (size_t)a->soft;
-    ecr_hash_hex(a->anchors, (size_t)a->k * a->dim * sizeof *a->anchors, parts[0]);
-    ecr_hash_hex(a->codes, (size_t)a->rows * sizeof *a->codes, parts[1]);
-    ecr_hash_hex(a->soft_idx ? (const void *)a->soft_idx : "", a->soft_idx ? (size_t)a->rows * M * sizeof *a->soft_idx : 0, parts[2]);
-    ecr_hash_hex(a->soft_sim ? (const void *)a->soft_sim : "", a->soft_sim ? (size_t)a->rows * M * sizeof *a->soft_sim : 0, parts[3]);
-    snprintf(all, sizeof all, "%s%s%s%s", parts[0], parts[1], parts[2], parts[3]);
-    ecr_hash_hex(all, strlen(all), t->anchors_hash);
-    return ECR_OK;
-}
-
-/* Reads teacher vectors for --feat / --rkd (`flag`): one finite row per training text; the
- * columns become the projection's D, which the anchors and the other file must share. */
-static ecr_status load_vectors(trainer *t, const char *path, const char *flag, float **emb, int *dim,
-                               char hash[17]) {
-    ecr_train_opts *o = &t->o;
-    int64_t rows = 0, cols = 0;
-    ecr_status st = ecr_npy_read(path, emb, &rows, &cols);
-    if (st) return st;
-    if ((uint64_t)rows != (uint64_t)t->data->n_texts)
-        return ecr_fail(ECR_E_INVALID, "%s: %lld rows of teacher vectors, but %s holds %zu texts (%s needs one "
-                        "row per training text, in file order)", path, (long long)rows, o->data_path,
-                        t->data->n_texts, flag);
-    if (cols < 1 || cols > 65536)
-        return ecr_fail(ECR_E_INVALID, "%s: %lld columns (expected 1 to 65536)", path, (long long)cols);
-    size_t n = (size_t)rows * (size_t)cols;
-    for (size_t k = 0; k < n; k++)
-        if (!isfinite((*emb)[k]))
-            return ecr_fail(ECR_E_INVALID, "%s: row %zu column %zu is not finite", path, k / (size_t)cols,
-                            k % (size_t)cols);
-    *dim = (int)cols;
-    ecr_hash_hex(*emb, n * sizeof **emb, hash);
-    if (t->anchors && t->anchors->dim != *dim)
-        return ecr_fail(ECR_E_INVALID, "%s: teacher vectors of dim %d, but the anchors %s have dim %d (--anchors "
-                        "and %s share the projection, so their dims must agree)", path, *dim, o->anchors_path,
-                        t->anchors->dim, flag);
-    if (o->config.ecr_dim != 0 && o->config.ecr_dim != *dim)
-        return ecr_fail(ECR_E_INVALID, "%s: teacher vectors of dim %d, but ecr_dim is %d%s", path, *dim,
-                        o->config.ecr_dim, t->feat_emb ? " (the dim of the --feat vectors; --feat and --rkd "
-                        "share the projection)" : "");
-    o->config.ecr_dim = *dim;
-    return ECR_OK;
-}
-
-/* --feat and --rkd: the teacher vectors (one matrix when both name the same file). */
-static ecr_status setup_vectors(trainer *t) {
-    ecr_train_opts *o = &t->o;
+/* The setup hook of every term of the table (term_hooks.c) with `late` as given, in table
+ * order. */
+static ecr_status setup_terms(trainer *t, int late) {
     ecr_status st = ECR_OK;
-    if (o->feat_path) {
-        if (!(o->feat_weight >= 0) || !isfinite(o->feat_weight))
-            return ecr_fail(ECR_E_INVALID, "train: feat weight %g out of range", (double)o->feat_weight);
-        if ((st = load_vectors(t, o->feat_path, "--feat", &t->feat_emb, &t->feat_dim, t->feat_hash))) return st;
+    for (int i = 0; !st && ecr_train_term(i); i++) {
+        const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
+        if (h && h->late == late) st = h->setup(t);
     }
-    if (o->rkd_path) {
-        if (!(o->rkd_weight >= 0) || !isfinite(o->rkd_weight))
-            return ecr_fail(ECR_E_INVALID, "train: RKD weight %g out of range", (double)o->rkd_weight);
-        if (t->feat_emb && !strcmp(o->rkd_path, o->feat_path)) {
-            t->rkd_emb = t->feat_emb, t->rkd_dim = t->feat_dim;
-            memcpy(t->rkd_hash, t->feat_hash, sizeof t->rkd_hash);
-        } else if ((st = load_vectors(t, o->rkd_path, "--rkd", &t->rkd_emb, &t->rkd_dim, t->rkd_hash))) {
-            return st;
-        }
-    }
-    return ECR_OK;
-}
-
-/* --kd: the teacher model; same vocabulary and tokenizer as the data, rows of T slots. */
-static ecr_status setup_kd(trainer *t) {
-    ecr_train_opts *o = &t->o;
-    if (!o->kd_teacher) return ECR_OK;
-    if (!(o->kd_alpha >= 0 && o->kd_alpha <= 1) || !(o->kd_temp > 0) || !isfinite(o->kd_temp))
-        return ecr_fail(ECR_E_INVALID, "train: KD alpha %g (0 to 1) / temperature %g (> 0) out of range",
-                        (double)o->kd_alpha, (double)o->kd_temp);
-    ecr_status st = ecr_model_load(o->kd_teacher, &t->kd_teacher);
-    if (st) return st;
-    const ecr_config *c = ecr_model_config(t->kd_teacher);
-    if (c->vocab_size != t->data->vocab_size)
-        return ecr_fail(ECR_E_INVALID, "%s: the teacher's vocabulary has %d tokens, but %s has %d (KD needs the "
-                        "same tokenizer)", o->kd_teacher, c->vocab_size, o->data_path, t->data->vocab_size);
-    if (c->max_seq_len < t->T)
-        return ecr_fail(ECR_E_INVALID, "%s: the teacher's max_seq_len is %d, shorter than the rows of %d slots "
-                        "(lower --seq-len)", o->kd_teacher, c->max_seq_len, t->T);
-    /* the same tokenizer, when both say which */
-    const char *want = ecr_st_meta(t->data->file, "tokenizer_hash");
-    char *tok_path = ecr_path_join(o->kd_teacher, "tokenizer.json");
-    if (!tok_path) return ecr_fail(ECR_E_NOMEM, "out of memory");
-    if (want && ecr_file_exists(tok_path)) {
-        char *text = NULL, hash[17];
-        size_t len = 0;
-        st = ecr_read_file(tok_path, &text, &len);
-        if (!st) {
-            ecr_hash_hex(text, len, hash);
-            if (strcmp(hash, want) != 0)
-                st = ecr_fail(ECR_E_INVALID, "%s: the teacher's tokenizer (hash %s) is not the one %s was prepared "
-                              "with (hash %s)", tok_path, hash, o->data_path, want);
-        }
-        free(text);
-    }
-    free(tok_path);
-    if (st) return st;
-    ecr_hash_hex(ecr_model_params_ro(t->kd_teacher), ecr_model_num_params(t->kd_teacher) * sizeof(float), t->kd_hash);
-    return ecr_model_set_precision(t->kd_teacher, o->precision);
+    return st;
 }
 
 static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
@@ -266,15 +147,12 @@ static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
     ecr_status st = ecr_precision_resolve(want, &o->precision);
     if (st) return st;
     t->precision_auto = want == ECR_PRECISION_AUTO;
-    st = setup_anchors(t);
-    if (!st) st = setup_vectors(t);
-    if (st) return st;
+    if ((st = setup_terms(t, 0))) return st; /* the inputs that fix ecr_dim */
     if ((st = ecr_config_validate(&o->config))) return st;
     t->T = o->seq_len > 0 ? o->seq_len : (o->config.max_seq_len < 256 ? o->config.max_seq_len : 256);
     if (t->T < 2 || t->T > o->config.max_seq_len)
         return ecr_fail(ECR_E_INVALID, "train: seq_len %d is outside [2, max_seq_len %d]", t->T,
                         o->config.max_seq_len);
-    if ((st = setup_kd(t))) return st;
     if (o->tokens_per_step < 1) return ecr_fail(ECR_E_INVALID, "train: tokens_per_step must be positive");
     int64_t B = o->tokens_per_step / t->T;
     t->B = (int)(B < 1 ? 1 : B > 65536 ? 65536 : B);
@@ -285,18 +163,7 @@ static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
     if (o->log_every < 1) o->log_every = 10;
     if (o->objective != ECR_TRAIN_LM && o->objective != ECR_TRAIN_LM_CONTRASTIVE)
         return ecr_fail(ECR_E_INVALID, "train: unknown objective %d", (int)o->objective);
-    if (o->objective == ECR_TRAIN_LM_CONTRASTIVE) {
-        if (!(o->contrastive_weight >= 0) || !isfinite(o->contrastive_weight) || !(o->contrastive_tau > 0) ||
-            !isfinite(o->contrastive_tau))
-            return ecr_fail(ECR_E_INVALID, "train: contrastive weight %g / temperature %g out of range",
-                            (double)o->contrastive_weight, (double)o->contrastive_tau);
-        if (o->group_size < 2 || o->group_size > ECR_MAX_WINDOW)
-            return ecr_fail(ECR_E_INVALID, "train: group size %d is outside [2, %d]", o->group_size, ECR_MAX_WINDOW);
-        if (t->B < o->group_size)
-            return ecr_fail(ECR_E_INVALID, "train: a step of %d rows (tokens_per_step / seq_len) cannot hold a "
-                            "group of %d texts; raise tokens_per_step or lower the group size", t->B,
-                            o->group_size);
-    }
+    if ((st = setup_terms(t, 1))) return st; /* the ones that need the batch shape */
     return ECR_OK;
 }
 
@@ -386,25 +253,10 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
         return ecr_fail(ECR_E_RUNTIME, "train: optimizer state does not match the model");
     ecr_objective_opts oo;
     memset(&oo, 0, sizeof oo);
-    if (t->o.objective == ECR_TRAIN_LM_CONTRASTIVE) {
-        oo.contrastive_weight = t->o.contrastive_weight;
-        oo.contrastive_tau = t->o.contrastive_tau;
+    for (int i = 0; ecr_train_term(i); i++) {
+        const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
+        if (h) h->objective(t, &oo);
     }
-    oo.anchors = t->anchors;
-    oo.ecr_weight = t->o.ecr_weight;
-    oo.ecr_tau = t->o.ecr_tau;
-    oo.ecr_soft = t->o.ecr_soft;
-    oo.kd_teacher = t->kd_teacher;
-    oo.kd_alpha = t->o.kd_alpha;
-    oo.kd_temp = t->o.kd_temp;
-    oo.feat_emb = t->feat_emb;
-    oo.feat_rows = (int64_t)t->data->n_texts;
-    oo.feat_dim = t->feat_dim;
-    oo.feat_weight = t->o.feat_weight;
-    oo.rkd_emb = t->rkd_emb;
-    oo.rkd_rows = (int64_t)t->data->n_texts;
-    oo.rkd_dim = t->rkd_dim;
-    oo.rkd_weight = t->o.rkd_weight;
     if ((st = ecr_objective_create(&oo, t->model, &t->obj))) return st;
     if (t->o.resume) {
         if ((st = ecr_tr_load_state(t))) return st;
@@ -531,6 +383,11 @@ static ecr_status train_step(trainer *t, ecr_objective_terms *terms, double *gno
     return ECR_OK;
 }
 
+/* The unweighted value of term `term` in the objective's terms. */
+static double term_value(const ecr_term_info *term, const ecr_objective_terms *x) {
+    return *(const double *)((const char *)x + term->ops->value);
+}
+
 /* The objective's extra terms for a log record (",\"ecr\":...,\"total\":..."), or "": the
  * terms that are on, in the table's order (terms.c). */
 static void extra_terms_json(const trainer *t, const ecr_objective_terms *x, char *buf, size_t n) {
@@ -539,7 +396,7 @@ static void extra_terms_json(const trainer *t, const ecr_objective_terms *x, cha
     for (int i = 0; ecr_train_term(i) && k < n; i++) {
         const ecr_term_info *term = ecr_train_term(i);
         if (ecr_train_term_on(term, &t->o))
-            k += (size_t)snprintf(buf + k, n - k, ",\"%s\":%.7g", term->name, ecr_tr_term_value(term, x));
+            k += (size_t)snprintf(buf + k, n - k, ",\"%s\":%.7g", term->name, term_value(term, x));
     }
     if (k > 0 && k < n) snprintf(buf + k, n - k, ",\"total\":%.7g", x->total);
 }
@@ -551,7 +408,7 @@ static void extra_terms_text(const trainer *t, const ecr_objective_terms *x, cha
     for (int i = 0; ecr_train_term(i) && k < n; i++) {
         const ecr_term_info *term = ecr_train_term(i);
         if (ecr_train_term_on(term, &t->o))
-            k += (size_t)snprintf(buf + k, n - k, "  %s %.4f", term->name, ecr_tr_term_value(term, x));
+            k += (size_t)snprintf(buf + k, n - k, "  %s %.4f", term->name, term_value(term, x));
     }
 }
 
@@ -572,26 +429,10 @@ static void print_start(const trainer *t) {
     if (s.n_truncated > 0)
         fprintf(stderr, "train: %lld texts are longer than %d tokens (longest %lld) and are truncated\n",
                 (long long)s.n_truncated, t->T - 1, (long long)s.max_tokens);
-    const ecr_train_opts *o = &t->o;
-    if (o->objective == ECR_TRAIN_LM_CONTRASTIVE)
-        fprintf(stderr, "train: objective lm + %g x InfoNCE (tau %g) over groups of %d texts per step\n",
-                (double)o->contrastive_weight, (double)o->contrastive_tau, o->group_size);
-    if (t->anchors)
-        fprintf(stderr, "train: ECR %g x KL to %d anchors of dim %d (tau %g, %s codes) from %s\n",
-                (double)o->ecr_weight, t->anchors->k, t->anchors->dim, (double)o->ecr_tau,
-                o->ecr_soft ? "soft" : "hard", o->anchors_path);
-    if (t->kd_teacher) {
-        const ecr_config *k = ecr_model_config(t->kd_teacher);
-        fprintf(stderr, "train: KD (1 - %g) x lm + %g x T^2 KL at T %g from the teacher %s (%d layers x %d, "
-                        "%zu parameters)\n", (double)o->kd_alpha, (double)o->kd_alpha, (double)o->kd_temp,
-                o->kd_teacher, k->n_layers, k->dim, ecr_model_num_params(t->kd_teacher));
+    for (int i = 0; ecr_train_term(i); i++) {
+        const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
+        if (h) h->describe(t, stderr);
     }
-    if (t->feat_emb)
-        fprintf(stderr, "train: feat %g x mean (1 - cos(P h, t)) with teacher vectors of dim %d from %s\n",
-                (double)o->feat_weight, t->feat_dim, o->feat_path);
-    if (t->rkd_emb)
-        fprintf(stderr, "train: RKD %g x (25 distance + 50 angle) with teacher vectors of dim %d from %s\n",
-                (double)o->rkd_weight, t->rkd_dim, o->rkd_path);
 }
 
 static ecr_status run(trainer *t) {

@@ -37,12 +37,34 @@ typedef struct trainer {
     FILE *log;
 } trainer;
 
-/* The unweighted value of term t in the objective's terms (terms.c). */
-double ecr_tr_term_value(const ecr_term_info *t, const ecr_objective_terms *x);
+/* model.safetensors metadata being built: key, value, ..., NULL in key_val; values that
+ * are formatted live in v. */
+typedef struct ecr_tr_meta {
+    const char *key_val[96];
+    char v[40][40];
+    int n, k;
+} ecr_tr_meta;
 
-/* The hash of what term's input files hold (anchors, teacher, vectors; ecr_hash_hex) and
- * its key in the resume options ("ecr_anchors_hash"), or NULL for a term without one. */
-const char *ecr_tr_term_hash(const trainer *t, const ecr_term_info *term, const char **key);
+/* A term's side of the trainer (term_hooks.c), found by the name of its row in the term
+ * table. Every hook is called for every row, on or off (each checks its own options), in
+ * table order. */
+typedef struct ecr_tr_term {
+    const char *name;
+    int late;                 /* setup after the batch shape (t->B, t->T) is known        */
+    /* reads and checks its inputs and options (ECR_E_INVALID naming the file or option) */
+    ecr_status (*setup)(trainer *t);
+    /* its fields of the objective's options */
+    void (*objective)(const trainer *t, ecr_objective_opts *oo);
+    /* its model.safetensors metadata (nothing when off) */
+    void (*meta)(const trainer *t, ecr_tr_meta *m);
+    /* its line on stderr at the start of a run (nothing when off) */
+    void (*describe)(const trainer *t, FILE *fp);
+    const char *hash_key;     /* its inputs' hash in the resume options, or NULL          */
+    size_t hash;              /* offset of that hash (char[17]) in the trainer            */
+} ecr_tr_term;
+
+/* The hooks of a row of the term table; NULL for a term without any. */
+const ecr_tr_term *ecr_tr_term_hooks(const ecr_term_info *term);
 
 /* Seconds of training so far, this process and those before a resume. */
 double ecr_tr_elapsed(const trainer *t);

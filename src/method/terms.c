@@ -1,16 +1,25 @@
 /* terms.c — the objective terms as data: one row per term beyond the LM loss, in the order
  * the log, the method names and the progress lines use (contract: ecr.h, "Objective
- * terms"). The trainer (log records, resume options), `ecr train` (flags, --help, orphan
- * checks, run.json, the method name) and `ecr report` (the order of methods) loop over it.
+ * terms"). A row holds the term's name, its place among methods, its options (flags,
+ * run.json keys, ranges, --help) and its operations (term.h: check, create, forward,
+ * backward, weight). Everything loops over this table: the objective (objective.c: which
+ * terms are on, their forward and backward, the total), the trainer (log records,
+ * progress lines, resume options, model metadata), `ecr train` (flags, --help, orphan
+ * checks, run.json, the method name) and `ecr report` (the order of methods).
  *
- * Adding a term: its loss in src/method/loss_NAME.c (contract in losses.h), its options as
- * fields of ecr_train_opts with their defaults in ecr_train_opts_default, and one row here
- * (with its value in ecr_tr_term_value and its input files' hash in ecr_tr_term_hash); the
- * objective (objective.c: create, forward, backward), the trainer's setup (train.c: its
- * input files) and the checkpoint metadata (checkpoint.c, model_meta) then wire it in:
- * those three still name each term. */
+ * Adding a term:
+ *   1. src/method/loss_NAME.c: the loss, forward beside backward (its contract in
+ *      losses.h), and its ecr_term_ops at the end of the file (term.h) with its value's
+ *      field in ecr_objective_terms; declare the ops in term.h.
+ *   2. Its options as fields of ecr_train_opts (defaults in ecr_train_opts_default) and,
+ *      for the objective, of ecr_objective_opts.
+ *   3. One row below.
+ *   4. If it reads an input of a new kind (a file other than the anchors, teacher vectors
+ *      or a teacher model), its setup, metadata and start line in src/train/term_hooks.c.
+ *   5. Tests: finite differences and a PyTorch float64 fixture (tests/test_losses.c and
+ *      tests/ref/), and a run through the trainer (tests/test_train.c). */
 #include "ecr.h"
-#include "trainer.h"
+#include "term.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -61,13 +70,13 @@ static const ecr_term_opt rkd_opts[] = {
     {"--rkd-weight", "rkd_weight", ECR_TERM_FLOAT, OPT(rkd_weight), 0, 1e6, 0, "W", "weight of the RKD term"},
 };
 
-#define ROW(name, rank, opts) {name, rank, opts, (int)(sizeof opts / sizeof opts[0])}
+#define ROW(name, rank, opts, ops) {name, rank, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
 static const ecr_term_info TERMS[] = {
-    ROW("contrastive", 0, contrastive_opts), /* on with --objective lm+contrastive (the teacher) */
-    ROW("ecr", 4, ecr_opts),
-    ROW("kd", 1, kd_opts),
-    ROW("feat", 2, feat_opts),
-    ROW("rkd", 3, rkd_opts),
+    ROW("contrastive", 0, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
+    ROW("ecr", 4, ecr_opts, ecr_term_ops_ecr),
+    ROW("kd", 1, kd_opts, ecr_term_ops_kd),
+    ROW("feat", 2, feat_opts, ecr_term_ops_feat),
+    ROW("rkd", 3, rkd_opts, ecr_term_ops_rkd),
 };
 #undef ROW
 
@@ -78,26 +87,6 @@ const ecr_term_info *ecr_train_term(int i) {
 int ecr_train_term_on(const ecr_term_info *t, const ecr_train_opts *o) {
     if (t->opts[0].kind != ECR_TERM_PATH) return o->objective == ECR_TRAIN_LM_CONTRASTIVE;
     return *(const char *const *)((const char *)o + t->opts[0].offset) != NULL;
-}
-
-double ecr_tr_term_value(const ecr_term_info *t, const ecr_objective_terms *x) {
-    const char *n = t->name;
-    return !strcmp(n, "contrastive") ? x->contrastive
-           : !strcmp(n, "ecr")       ? x->ecr
-           : !strcmp(n, "kd")        ? x->kd
-           : !strcmp(n, "feat")      ? x->feat
-           : !strcmp(n, "rkd")       ? x->rkd
-                                     : 0.0;
-}
-
-const char *ecr_tr_term_hash(const trainer *t, const ecr_term_info *term, const char **key) {
-    const char *n = term->name;
-    *key = NULL;
-    if (!strcmp(n, "ecr")) return *key = "ecr_anchors_hash", t->anchors_hash;
-    if (!strcmp(n, "kd")) return *key = "kd_teacher_hash", t->kd_hash;
-    if (!strcmp(n, "feat")) return *key = "feat_hash", t->feat_hash;
-    if (!strcmp(n, "rkd")) return *key = "rkd_hash", t->rkd_hash;
-    return NULL;
 }
 
 void ecr_train_method_name(const ecr_train_opts *o, char *buf, size_t n) {
