@@ -117,10 +117,7 @@ static ecr_status feat_create(const ecr_objective_opts *o, const ecr_model *m, v
 static ecr_status feat_forward(void *state, const ecr_term_step *x, ecr_objective_terms *t) {
     feat_term *s = state;
     const ecr_objective_opts *o = x->o;
-    ecr_status st = RESERVE(s->t, s->cap_t, (size_t)x->n * o->feat_dim, "objective");
-    for (int i = 0; !st && i < x->n; i++)
-        st = ecr_term_gather_row(o->feat_emb, o->feat_rows, o->feat_dim, x->b->text_id[i], i, "feat",
-                                 s->t + (size_t)i * o->feat_dim);
+    ecr_status st = ecr_term_gather_rows(o->feat_emb, o->feat_rows, o->feat_dim, x, "feat", &s->t, &s->cap_t);
     if (st) return st;
     return ecr_feat_forward(s->w, x->P, x->h, s->t, x->has_tokens, x->n, x->d, o->feat_dim, &t->feat, &t->n_feat);
 }

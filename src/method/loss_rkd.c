@@ -294,10 +294,7 @@ static ecr_status rkd_create(const ecr_objective_opts *o, const ecr_model *m, vo
 static ecr_status rkd_forward(void *state, const ecr_term_step *x, ecr_objective_terms *t) {
     rkd_term *s = state;
     const ecr_objective_opts *o = x->o;
-    ecr_status st = RESERVE(s->t, s->cap_t, (size_t)x->n * o->rkd_dim, "objective");
-    for (int i = 0; !st && i < x->n; i++)
-        st = ecr_term_gather_row(o->rkd_emb, o->rkd_rows, o->rkd_dim, x->b->text_id[i], i, "RKD",
-                                 s->t + (size_t)i * o->rkd_dim);
+    ecr_status st = ecr_term_gather_rows(o->rkd_emb, o->rkd_rows, o->rkd_dim, x, "RKD", &s->t, &s->cap_t);
     if (st) return st;
     return ecr_rkd_forward(s->w, x->P, x->h, s->t, x->has_tokens, x->n, x->d, o->rkd_dim, &t->rkd, &t->rkd_dist,
                            &t->rkd_angle, &t->n_rkd);

@@ -66,13 +66,17 @@ ecr_status ecr_term_check_proj(const ecr_model *m, int D, const char *what) {
                     "(ecr_dim = their dim)", cfg->ecr_dim, cfg->dim, what, D, cfg->dim);
 }
 
-ecr_status ecr_term_gather_row(const float *emb, int64_t rows, int dim, int64_t id, int i, const char *what,
-                               float *dst) {
-    if (id < 0 || id >= rows)
-        return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the %s teacher vectors "
-                        "(%lld rows)", i, (long long)id, what, (long long)rows);
-    memcpy(dst, emb + (size_t)id * dim, (size_t)dim * sizeof *dst);
-    return ECR_OK;
+ecr_status ecr_term_gather_rows(const float *emb, int64_t rows, int dim, const ecr_term_step *x, const char *what,
+                                float **dst, size_t *cap) {
+    ecr_status st = RESERVE(*dst, *cap, (size_t)x->n * dim, "objective");
+    for (int i = 0; !st && i < x->n; i++) {
+        int64_t id = x->b->text_id[i];
+        if (id < 0 || id >= rows)
+            return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the %s teacher vectors "
+                            "(%lld rows)", i, (long long)id, what, (long long)rows);
+        memcpy(*dst + (size_t)i * dim, emb + (size_t)id * dim, (size_t)dim * sizeof **dst);
+    }
+    return st;
 }
 
 ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,

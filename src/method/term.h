@@ -55,10 +55,11 @@ typedef struct ecr_term_ops {
 extern const ecr_term_ops ecr_term_ops_contrastive, ecr_term_ops_ecr, ecr_term_ops_kd, ecr_term_ops_feat,
     ecr_term_ops_rkd;
 
-/* Shared by the terms' gathers: row `id` of a [rows, dim] matrix into dst, or a refusal
- * naming the batch text i and `what` (objective.c). */
-ecr_status ecr_term_gather_row(const float *emb, int64_t rows, int dim, int64_t id, int i, const char *what,
-                               float *dst);
+/* Shared by the terms on teacher vectors: the rows text_id of the step's n texts of a
+ * [rows, dim] matrix into *dst (grown as needed, [n, dim]), or a refusal naming the batch
+ * text and `what` (objective.c). */
+ecr_status ecr_term_gather_rows(const float *emb, int64_t rows, int dim, const ecr_term_step *x, const char *what,
+                                float **dst, size_t *cap);
 /* Shared by the terms on the projection: ECR_E_INVALID unless the model's ecr.proj.weight
  * is [D, d] (`what` names the input that fixes D). */
 ecr_status ecr_term_check_proj(const ecr_model *m, int D, const char *what);
