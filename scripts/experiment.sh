@@ -27,7 +27,8 @@
 # eval.json come from the full log). A run whose folder exists is skipped, so committing
 # results/ is what carries the experiment from one working session to the next; a run
 # interrupted mid-training resumes from its checkpoint in build/exp/runs/NAME.
-# Then, for main, `ecr report` over the main runs (docs/report-main/) and over the ablations plus the
+# Then, for main, `ecr report` over the main runs (docs/report-main/), over the variants plus
+# the main tiny none, ecr and feat runs (docs/report-variants/) and over the ablations plus the
 # main tiny none and ecr runs (docs/report-ablations/). Anchor agreement is measured against
 # the anchors each run trained with (the shipped K = 256 ones for runs without ECR). For
 # convergence, one report over its runs (docs/report-convergence/).
@@ -92,6 +93,10 @@ plan_main() {
         echo "abl-soft-s$s tiny $s soft-codes ecr --ecr-soft"
         echo "abl-shuffled-s$s tiny $s control:shuffled-codes ecr@$W/anchors_shuffled.safetensors"
         echo "abl-random-s$s tiny $s control:random-anchors ecr@$W/anchors_random.safetensors"
+    done
+    for s in 1 2 3; do # codes-only variants (issue: the method at convergence), tiny
+        echo "var-k1024-tau0.02-s$s tiny $s K=1024,tau=0.02 ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02"
+        echo "var-k1024-tau0.02-lam0.1-s$s tiny $s K=1024,tau=0.02,lambda=0.1 ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02 --ecr-weight 0.1"
     done
 }
 
@@ -250,6 +255,9 @@ if [ "$STUDY" = convergence ]; then
 fi
 main=("$RES"/main-*)
 abl=("$RES"/abl-*)
+var=("$RES"/var-*)
+[ ${#var[@]} -eq 0 ] || var+=("$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s* "$RES"/main-tiny-feat-*)
 [ ${#abl[@]} -eq 0 ] || abl+=("$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s*)  # the references
 report "${EXP_REPORTS:-docs}/report-main" "lo10: methods by student size" "${main[@]}"
 report "${EXP_REPORTS:-docs}/report-ablations" "lo10: ECR ablations (tiny)" "${abl[@]}"
+report "${EXP_REPORTS:-docs}/report-variants" "lo10: codes-only ECR variants against feat (tiny)" "${var[@]}"
