@@ -188,7 +188,7 @@ static void term_flags(cli_args *a, ecr_train_opts *o, const char **orphan, cons
             else *(int *)field = given;
             if (k > 0 && given && !first) first = p->flag;
         }
-        if (first && !*orphan && t->opts[0].kind == ECR_TERM_PATH && !ecr_train_term_on(t, o))
+        if (first && !*orphan && t->on != ECR_TERM_ON_OBJECTIVE && !ecr_train_term_on(t, o))
             *orphan = first, *needs = t->opts[0].flag;
     }
 }

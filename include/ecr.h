@@ -652,7 +652,8 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                             across resumes)}, plus, when those terms are on, "contrastive"
  *                             (InfoNCE, unweighted), "ecr" (mean KL, unweighted), "kd" (T^2
  *                             mean KL, before alpha), "feat" (mean 1 - cos, unweighted), "rkd"
- *                             (25 L_dist + 50 L_angle, before w_r) and "total" (the objective
+ *                             (25 L_dist + 50 L_angle, before w_r), "rel" and "con" (the
+ *                             codes-only variants, unweighted) and "total" (the objective
  *                             optimised); and per validation pass {"step",
  *                             "val_loss","val_bpb","val_tokens","val_eff_rank" (effective
  *                             rank of the validation texts' h), "val_p1" (cross-lingual P@1
@@ -694,6 +695,12 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                     ECR, feat and rkd share the projection P: the anchors' dim and the .npy
  *                     files' columns must agree (D = ecr_dim), and each file must hold one
  *                     row per training text (rows == n_texts).
+ *   + rel (anchors)   L += w_rel mean_{i != j} (<x_i, x_j> - <a_ci, a_cj>)^2 over the texts
+ *                     of the step (relational consistency): x = u, or h / ||h|| with rel_on_h;
+ *                     a_c the anchor of code c. Codes and anchors only; needs --anchors.
+ *   + con (anchors)   L += w_con InfoNCE (as lm+contrastive's, temperature con_tau) on x = u,
+ *                     or h with con_on_h, in which texts that share a code are positives.
+ *                     Codes only; needs --anchors.
  * Texts without tokens take part in no embedding term. With ECR, model.safetensors' metadata
  * also records "ecr_anchors_k", "ecr_anchors_dim", "ecr_tau", "ecr_weight", "ecr_soft",
  * "ecr_anchors_source", "ecr_anchors_source_hash" (the anchors' source_hash) and
@@ -762,6 +769,12 @@ typedef struct ecr_train_opts {
     float feat_weight;          /* w_f (default 1.0)                                         */
     const char *rkd_path;       /* teacher vectors (.npy, likewise): adds relational KD       */
     float rkd_weight;           /* w_r (default 1.0)                                         */
+    float rel_weight;           /* w_rel: relational consistency on the codes' anchors;
+                                   0 (default) = off; needs anchors_path                     */
+    int rel_on_h;               /* rel on h / ||h|| instead of u (default 0)                 */
+    float con_weight;           /* w_con: code-contrastive; 0 (default) = off; needs anchors  */
+    float con_tau;              /* its temperature (default 0.1)                             */
+    int con_on_h;               /* con on h instead of u (default 0)                         */
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */
@@ -773,15 +786,21 @@ void ecr_train_opts_default(ecr_train_opts *o);
 /* Objective terms (src/method/terms.c): every term beyond the LM loss is one row of a
  * table, which the trainer (log records), `ecr train` (flags, --help, orphan checks,
  * run.json, the method name) and `ecr report` (the order of methods) loop over. Rows, in
- * order: "contrastive" (on with objective lm+contrastive), "ecr", "kd", "feat", "rkd".
- * A term's options are fields of ecr_train_opts; opts[0] of a term other than contrastive
- * is the path that switches it on, and its other options need it. */
+ * order: "contrastive" (on with objective lm+contrastive), "ecr", "kd", "feat", "rkd", "rel",
+ * "con". A term's options are fields of ecr_train_opts; opts[0] switches it on (see
+ * ecr_term_switch), and its other options need it. */
 typedef enum ecr_term_kind {
     ECR_TERM_PATH,            /* const char * (NULL = not given)                               */
     ECR_TERM_FLOAT,           /* float                                                         */
     ECR_TERM_INT,             /* int                                                           */
     ECR_TERM_FLAG,            /* int, 0 or 1 (a flag without a value)                          */
 } ecr_term_kind;
+
+typedef enum ecr_term_switch {
+    ECR_TERM_ON_PATH,         /* opts[0], a path, is given                                     */
+    ECR_TERM_ON_WEIGHT,       /* opts[0], a float, is not 0                                    */
+    ECR_TERM_ON_OBJECTIVE,    /* the objective is lm+contrastive                               */
+} ecr_term_switch;
 
 typedef struct ecr_term_opt {
     const char *flag;         /* "--ecr-weight"                                                */
@@ -797,7 +816,9 @@ typedef struct ecr_term_opt {
 typedef struct ecr_term_info {
     const char *name;         /* "ecr": its key in log.jsonl, its part of a method name        */
     int method_rank;          /* > 0: a method; order among single-term methods (kd 1, feat 2,
-                                 rkd 3, ecr 4); 0: not part of a method name (contrastive)     */
+                                 rkd 3, ecr 4, rel 5, con 6); 0: not part of a method name
+                                 (contrastive)                                                 */
+    ecr_term_switch on;       /* what switches it on                                           */
     const ecr_term_opt *opts;
     int n_opts;
     const struct ecr_term_ops *ops; /* the objective's operations (internal: src/method/term.h) */

@@ -270,11 +270,8 @@ static ecr_status reg_forward(void *state, const ecr_term_step *x, ecr_objective
     if (!st) st = RESERVE(s->soft_idx, s->cap_si, n * M, "objective");
     if (!st) st = RESERVE(s->soft_sim, s->cap_ss, n * M, "objective");
     for (int i = 0; !st && i < x->n; i++) {
+        if ((st = ecr_term_code(an, x, i, &s->code[i]))) return st;
         int64_t id = x->b->text_id[i];
-        if (id < 0 || id >= an->rows)
-            return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the anchors' codes "
-                            "(%lld rows)", i, (long long)id, (long long)an->rows);
-        s->code[i] = x->has_tokens[i] ? an->codes[id] : -1;
         if (s->M > 0) {
             memcpy(s->soft_idx + (size_t)i * s->M, an->soft_idx + (size_t)id * s->M, M * sizeof *s->soft_idx);
             memcpy(s->soft_sim + (size_t)i * s->M, an->soft_sim + (size_t)id * s->M, M * sizeof *s->soft_sim);

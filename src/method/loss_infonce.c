@@ -80,8 +80,9 @@ static void infonce_row(ecr_infonce *w, const int32_t *group, int i) {
     w->loss_i[i] = lse - pos / m;
 }
 
-ecr_status ecr_infonce_forward(ecr_infonce *w, const float *h, const int32_t *group, int n, int d,
-                               float tau, double *loss, int *n_anchor) {
+/* The forward on float rows h or double rows hd (the other NULL), see losses.h. */
+static ecr_status infonce_forward(ecr_infonce *w, const float *h, const double *hd, const int32_t *group, int n,
+                                  int d, float tau, double *loss, int *n_anchor) {
     *loss = 0;
     if (n_anchor) *n_anchor = 0;
     if (n < 0 || d < 1 || !(tau > 0))
@@ -92,7 +93,7 @@ ecr_status ecr_infonce_forward(ecr_infonce *w, const float *h, const int32_t *gr
     ECR_OMP(parallel for schedule(static))
     for (int i = 0; i < n; i++) {
         double *xi = w->x + (size_t)i * d;
-        for (int j = 0; j < d; j++) xi[j] = h[(size_t)i * d + j];
+        for (int j = 0; j < d; j++) xi[j] = h ? h[(size_t)i * d + j] : hd[(size_t)i * d + j];
         w->clamped[i] = (unsigned char)normalize_row(xi, d, xi, &w->rnorm[i]);
         int m = 0;
         for (int k = 0; group[i] >= 0 && k < n; k++) m += k != i && group[k] == group[i];
@@ -109,9 +110,20 @@ ecr_status ecr_infonce_forward(ecr_infonce *w, const float *h, const int32_t *gr
     return ECR_OK;
 }
 
-void ecr_infonce_backward(ecr_infonce *w, float scale, float *dh) {
+ecr_status ecr_infonce_forward(ecr_infonce *w, const float *h, const int32_t *group, int n, int d,
+                               float tau, double *loss, int *n_anchor) {
+    return infonce_forward(w, h, NULL, group, n, d, tau, loss, n_anchor);
+}
+
+ecr_status ecr_infonce_forward_d(ecr_infonce *w, const double *h, const int32_t *group, int n, int d,
+                                 float tau, double *loss, int *n_anchor) {
+    return infonce_forward(w, NULL, h, group, n, d, tau, loss, n_anchor);
+}
+
+/* dL/dh of the last forward, unscaled, into w->dx; 0 when no text had a positive. */
+static int infonce_grad(ecr_infonce *w) {
     int n = w->n, d = w->d;
-    if (w->n_anchor == 0) return;
+    if (w->n_anchor == 0) return 0;
     /* dL/dx_i = (1 / (|A| tau)) sum_k (G_ik + G_ki) x_k */
     double c = 1.0 / ((double)w->n_anchor * w->tau);
     ECR_OMP(parallel for schedule(static))
@@ -125,8 +137,20 @@ void ecr_infonce_backward(ecr_infonce *w, float scale, float *dh) {
             for (int j = 0; j < d; j++) dxi[j] += gk * xk[j];
         }
         normalize_backward(w->x + (size_t)i * d, dxi, w->rnorm[i], w->clamped[i], d, dxi);
-        for (int j = 0; j < d; j++) dh[(size_t)i * d + j] += (float)(scale * dxi[j]);
     }
+    return 1;
+}
+
+void ecr_infonce_backward(ecr_infonce *w, float scale, float *dh) {
+    if (!infonce_grad(w)) return;
+    size_t nd = (size_t)w->n * w->d;
+    for (size_t k = 0; k < nd; k++) dh[k] += (float)(scale * w->dx[k]);
+}
+
+void ecr_infonce_backward_d(ecr_infonce *w, double scale, double *dh) {
+    if (!infonce_grad(w)) return;
+    size_t nd = (size_t)w->n * w->d;
+    for (size_t k = 0; k < nd; k++) dh[k] += scale * w->dx[k];
 }
 
 /* ---- the term (term.h): on with a contrastive weight; groups from the data ------------------- */

@@ -34,6 +34,10 @@ ecr_status ecr_infonce_forward(ecr_infonce *w, const float *h, const int32_t *gr
                                float tau, double *loss, int *n_anchor);
 /* For the inputs of the last forward: dh [n, d] += scale * dL/dh. */
 void ecr_infonce_backward(ecr_infonce *w, float scale, float *dh);
+/* The same on rows given in double (the code-contrastive term's u, loss_code.c). */
+ecr_status ecr_infonce_forward_d(ecr_infonce *w, const double *h, const int32_t *group, int n, int d,
+                                 float tau, double *loss, int *n_anchor);
+void ecr_infonce_backward_d(ecr_infonce *w, double scale, double *dh);
 
 /* ---- the ECR regulariser (DESIGN "The method") ---------------------------------------------
  * Anchors A [K, D] (unit rows), temperature tau, projection P [D, d]:
@@ -137,6 +141,44 @@ ecr_status ecr_rkd_forward(ecr_rkd *w, const float *P, const float *h, const flo
  * NULL). */
 void ecr_rkd_backward(ecr_rkd *w, const float *P, const float *h, float scale, float *dP, float *dh);
 
+/* ---- codes-only variants of ECR (DESIGN "Codes-only variants") -------------------------------
+ * Both work on student rows x_i over the texts of a step: x_i = normalize(P h_i) (the space
+ * u, as ECR) when P is given, x_i = normalize(h_i) (h itself) when P is NULL (then D = d).
+ * They need nothing but the anchors and each text's code.
+ *
+ * Relational consistency ("rel"): the students' in-batch similarities matched to the
+ * similarities of the anchors of their codes. Target rows t [n, Dt] (the anchor rows
+ * a_{code_i}; normalised again here), over the m used texts:
+ *   s_ij = <x_i, x_j>,  S_ij = <t^_i, t^_j>,  t^_i = t_i / max(||t_i||, 1e-12)
+ *   L = 1 / (m (m - 1)) sum_{i != j, both used} (s_ij - S_ij)^2        (0 when m < 2)
+ * backward: dL/dx_i = 4 / (m (m - 1)) sum_{j != i used} (s_ij - S_ij) x_j, then through the
+ * normalisation (and P): dP [D, d] += scale dL/dP, dh [n, d] += scale dL/dh. */
+typedef struct ecr_rel ecr_rel;
+
+ecr_status ecr_rel_create(ecr_rel **out);
+void ecr_rel_free(ecr_rel *w);
+/* P [D, d] or NULL, h [n, d], t [n, Dt], used [n] (NULL = all). *n_used (may be NULL) = m. */
+ecr_status ecr_rel_forward(ecr_rel *w, const float *P, const float *h, const float *t,
+                           const unsigned char *used, int n, int d, int D, int Dt, double *loss,
+                           int *n_used);
+/* For the inputs of the last forward: dP (ignored when P was NULL) and dh += scale * dL. */
+void ecr_rel_backward(ecr_rel *w, const float *P, const float *h, float scale, float *dP, float *dh);
+
+/* Code-contrastive ("con"): the in-batch InfoNCE of ecr_infonce on the rows x, with the
+ * texts that share a code as positives: group_i = code_i for used texts, -1 (a negative
+ * only, at x_i = 0) for the others. L and |A| as for ecr_infonce (L = 0 when no used text
+ * shares its code with another). */
+typedef struct ecr_con ecr_con;
+
+ecr_status ecr_con_create(ecr_con **out);
+void ecr_con_free(ecr_con *w);
+/* P [D, d] or NULL, h [n, d], code [n], used [n] (NULL = all); tau > 0. */
+ecr_status ecr_con_forward(ecr_con *w, const float *P, const float *h, const int32_t *code,
+                           const unsigned char *used, int n, int d, int D, float tau, double *loss,
+                           int *n_anchor);
+/* For the inputs of the last forward: dP (ignored when P was NULL) and dh += scale * dL. */
+void ecr_con_backward(ecr_con *w, const float *P, const float *h, float scale, float *dP, float *dh);
+
 /* ---- the step objective -----------------------------------------------------------------------
  * L = a_LM L_LM + w InfoNCE(h; groups of the texts) + lambda L_ECR(P, h; codes of the texts)
  *     + alpha KD(student logits, teacher logits) + w_f L_feat(P, h; t) + w_r L_RKD(P, h; t),
@@ -165,6 +207,9 @@ typedef struct ecr_objective_opts {
     int64_t rkd_rows;
     int rkd_dim;
     float rkd_weight;            /* w_r                                                    */
+    const ecr_train_opts *train; /* the numbers of the terms that read them from the training
+                                    options (rel, con; their rows' fields); NULL: those
+                                    terms are off; borrowed                                */
 } ecr_objective_opts;
 
 typedef struct ecr_objective_terms {
@@ -175,11 +220,13 @@ typedef struct ecr_objective_terms {
     double feat;                 /* mean (1 - cos), unweighted (0 when off)                */
     double rkd;                  /* 25 L_D + 50 L_A, before w_r (0 when off)               */
     double rkd_dist, rkd_angle;  /* L_D and L_A                                            */
+    double rel, con;             /* relational consistency, code-contrastive, unweighted    */
     double total;                /* the objective optimised (see above)                    */
     int64_t n_targets;           /* LM target tokens                                       */
     int n_contrastive;           /* texts with a positive                                  */
     int n_ecr;                   /* texts in the ECR mean                                  */
     int n_feat, n_rkd;           /* texts in the feat mean / the RKD set                   */
+    int n_rel, n_con;            /* texts in the rel set / with a positive in con          */
 } ecr_objective_terms;
 
 typedef struct ecr_objective ecr_objective;

@@ -66,6 +66,15 @@ ecr_status ecr_term_check_proj(const ecr_model *m, int D, const char *what) {
                     "(ecr_dim = their dim)", cfg->ecr_dim, cfg->dim, what, D, cfg->dim);
 }
 
+ecr_status ecr_term_code(const ecr_anchors *an, const ecr_term_step *x, int i, int32_t *code) {
+    int64_t id = x->b->text_id[i];
+    if (id < 0 || id >= an->rows)
+        return ecr_fail(ECR_E_INVALID, "objective: batch text %d is row %lld, outside the anchors' codes "
+                        "(%lld rows)", i, (long long)id, (long long)an->rows);
+    *code = x->has_tokens[i] ? an->codes[id] : -1;
+    return ECR_OK;
+}
+
 ecr_status ecr_term_gather_rows(const float *emb, int64_t rows, int dim, const ecr_term_step *x, const char *what,
                                 float **dst, size_t *cap) {
     ecr_status st = RESERVE(*dst, *cap, (size_t)x->n * dim, "objective");

@@ -53,7 +53,11 @@ typedef struct ecr_term_ops {
 
 /* The ops of each term (defined in loss_NAME.c; the table in terms.c points at them). */
 extern const ecr_term_ops ecr_term_ops_contrastive, ecr_term_ops_ecr, ecr_term_ops_kd, ecr_term_ops_feat,
-    ecr_term_ops_rkd;
+    ecr_term_ops_rkd, ecr_term_ops_rel, ecr_term_ops_con;
+
+/* Shared by the terms on codes: the code of the step's text i into *code (-1 when it has no
+ * tokens), or a refusal when its text_id is outside the anchors' codes (objective.c). */
+ecr_status ecr_term_code(const ecr_anchors *an, const ecr_term_step *x, int i, int32_t *code);
 
 /* Shared by the terms on teacher vectors: the rows text_id of the step's n texts of a
  * [rows, dim] matrix into *dst (grown as needed, [n, dim]), or a refusal naming the batch

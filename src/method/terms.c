@@ -70,13 +70,30 @@ static const ecr_term_opt rkd_opts[] = {
     {"--rkd-weight", "rkd_weight", ECR_TERM_FLOAT, OPT(rkd_weight), 0, 1e6, 0, "W", "weight of the RKD term"},
 };
 
-#define ROW(name, rank, opts, ops) {name, rank, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
+static const ecr_term_opt rel_opts[] = {
+    {"--rel-weight", "rel_weight", ECR_TERM_FLOAT, OPT(rel_weight), 0, 1e6, 0, "W",
+     "relational consistency, codes only (needs --anchors): adds\n"
+     "W mean over text pairs of the step of (cos(u_i, u_j) - <a_ci, a_cj>)^2,\n"
+     "a_c the anchor of code c; 0 = off"},
+    {"--rel-on-h", "rel_on_h", ECR_TERM_FLAG, OPT(rel_on_h), 0, 1, 0, NULL, "on h itself instead of u"},
+};
+static const ecr_term_opt con_opts[] = {
+    {"--con-weight", "con_weight", ECR_TERM_FLOAT, OPT(con_weight), 0, 1e6, 0, "W",
+     "code-contrastive, codes only (needs --anchors): adds W InfoNCE on u\n"
+     "over the texts of the step, texts that share a code as positives; 0 = off"},
+    {"--con-tau", "con_tau", ECR_TERM_FLOAT, OPT(con_tau), 1e-6, 1e6, 0, "T", "its temperature"},
+    {"--con-on-h", "con_on_h", ECR_TERM_FLAG, OPT(con_on_h), 0, 1, 0, NULL, "on h itself instead of u"},
+};
+
+#define ROW(name, rank, on, opts, ops) {name, rank, on, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
 static const ecr_term_info TERMS[] = {
-    ROW("contrastive", 0, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
-    ROW("ecr", 4, ecr_opts, ecr_term_ops_ecr),
-    ROW("kd", 1, kd_opts, ecr_term_ops_kd),
-    ROW("feat", 2, feat_opts, ecr_term_ops_feat),
-    ROW("rkd", 3, rkd_opts, ecr_term_ops_rkd),
+    ROW("contrastive", 0, ECR_TERM_ON_OBJECTIVE, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
+    ROW("ecr", 4, ECR_TERM_ON_PATH, ecr_opts, ecr_term_ops_ecr),
+    ROW("kd", 1, ECR_TERM_ON_PATH, kd_opts, ecr_term_ops_kd),
+    ROW("feat", 2, ECR_TERM_ON_PATH, feat_opts, ecr_term_ops_feat),
+    ROW("rkd", 3, ECR_TERM_ON_PATH, rkd_opts, ecr_term_ops_rkd),
+    ROW("rel", 5, ECR_TERM_ON_WEIGHT, rel_opts, ecr_term_ops_rel),
+    ROW("con", 6, ECR_TERM_ON_WEIGHT, con_opts, ecr_term_ops_con),
 };
 #undef ROW
 
@@ -85,8 +102,12 @@ const ecr_term_info *ecr_train_term(int i) {
 }
 
 int ecr_train_term_on(const ecr_term_info *t, const ecr_train_opts *o) {
-    if (t->opts[0].kind != ECR_TERM_PATH) return o->objective == ECR_TRAIN_LM_CONTRASTIVE;
-    return *(const char *const *)((const char *)o + t->opts[0].offset) != NULL;
+    const void *field = (const char *)o + t->opts[0].offset;
+    switch (t->on) {
+    case ECR_TERM_ON_PATH: return *(const char *const *)field != NULL;
+    case ECR_TERM_ON_WEIGHT: return *(const float *)field != 0;
+    default: return o->objective == ECR_TRAIN_LM_CONTRASTIVE;
+    }
 }
 
 void ecr_train_method_name(const ecr_train_opts *o, char *buf, size_t n) {

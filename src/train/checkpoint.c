@@ -104,8 +104,22 @@ static void model_meta(const trainer *t, const char *step_s, ecr_tr_meta *m) {
     m->key_val[m->n++] = "ecr_step";
     m->key_val[m->n++] = step_s;
     for (int i = 0; ecr_train_term(i); i++) {
-        const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
-        if (h) h->meta(t, m);
+        const ecr_term_info *term = ecr_train_term(i);
+        const ecr_tr_term *h = ecr_tr_term_hooks(term);
+        if (h) {
+            h->meta(t, m);
+            continue;
+        }
+        for (int k = 0; ecr_train_term_on(term, &t->o) && k < term->n_opts; k++) { /* its options */
+            const ecr_term_opt *p = &term->opts[k];
+            const void *field = (const char *)&t->o + p->offset;
+            if (m->k == (int)(sizeof m->v / sizeof m->v[0]) || m->n + 3 > (int)(sizeof m->key_val / sizeof m->key_val[0])) break;
+            if (p->kind == ECR_TERM_FLOAT) snprintf(m->v[m->k], sizeof m->v[0], "%.9g", *(const float *)field);
+            else if (p->kind == ECR_TERM_PATH) snprintf(m->v[m->k], sizeof m->v[0], "%s", "");
+            else snprintf(m->v[m->k], sizeof m->v[0], "%d", *(const int *)field);
+            m->key_val[m->n++] = p->key;
+            m->key_val[m->n++] = p->kind == ECR_TERM_PATH ? *(const char *const *)field : m->v[m->k++];
+        }
     }
     m->key_val[m->n] = NULL;
 }

@@ -319,3 +319,18 @@ const ecr_tr_term *ecr_tr_term_hooks(const ecr_term_info *term) {
         if (!strcmp(HOOKS[i].name, term->name)) return &HOOKS[i];
     return NULL;
 }
+
+void ecr_tr_term_options(const ecr_term_info *term, const ecr_train_opts *o, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < term->n_opts && k < n; i++) {
+        const ecr_term_opt *p = &term->opts[i];
+        const void *field = (const char *)o + p->offset;
+        int w;
+        if (p->kind == ECR_TERM_FLOAT) w = snprintf(buf + k, n - k, "%s %s %g", i ? "," : "", p->key, (double)*(const float *)field);
+        else if (p->kind == ECR_TERM_PATH) w = snprintf(buf + k, n - k, "%s %s %s", i ? "," : "", p->key, *(const char *const *)field ? *(const char *const *)field : "-");
+        else w = snprintf(buf + k, n - k, "%s %s %d", i ? "," : "", p->key, *(const int *)field);
+        if (w < 0) break;
+        k += (size_t)w;
+    }
+}

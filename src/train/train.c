@@ -50,6 +50,7 @@ void ecr_train_opts_default(ecr_train_opts *o) {
     o->kd_temp = 2.0f;
     o->feat_weight = 1.0f;
     o->rkd_weight = 1.0f;
+    o->con_tau = 0.1f;
 }
 
 ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out) {
@@ -253,6 +254,7 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
         return ecr_fail(ECR_E_RUNTIME, "train: optimizer state does not match the model");
     ecr_objective_opts oo;
     memset(&oo, 0, sizeof oo);
+    oo.train = &t->o; /* the terms without a hook read their options there */
     for (int i = 0; ecr_train_term(i); i++) {
         const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
         if (h) h->objective(t, &oo);
@@ -430,8 +432,15 @@ static void print_start(const trainer *t) {
         fprintf(stderr, "train: %lld texts are longer than %d tokens (longest %lld) and are truncated\n",
                 (long long)s.n_truncated, t->T - 1, (long long)s.max_tokens);
     for (int i = 0; ecr_train_term(i); i++) {
-        const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
-        if (h) h->describe(t, stderr);
+        const ecr_term_info *term = ecr_train_term(i);
+        const ecr_tr_term *h = ecr_tr_term_hooks(term);
+        if (h) {
+            h->describe(t, stderr);
+        } else if (ecr_train_term_on(term, &t->o)) { /* a term without hooks: its options */
+            char line[256];
+            ecr_tr_term_options(term, &t->o, line, sizeof line);
+            fprintf(stderr, "train: term %s:%s\n", term->name, line);
+        }
     }
 }
 

@@ -66,6 +66,9 @@ typedef struct ecr_tr_term {
 /* The hooks of a row of the term table; NULL for a term without any. */
 const ecr_tr_term *ecr_tr_term_hooks(const ecr_term_info *term);
 
+/* " key value, key value" of the term's options in o (float %g, int %d, path), into buf. */
+void ecr_tr_term_options(const ecr_term_info *term, const ecr_train_opts *o, char *buf, size_t n);
+
 /* Seconds of training so far, this process and those before a resume. */
 double ecr_tr_elapsed(const trainer *t);
 /* The options a resumed run must share with the run it continues, as a JSON object of
