@@ -769,6 +769,9 @@ typedef struct ecr_train_opts {
     float feat_weight;          /* w_f (default 1.0)                                         */
     const char *rkd_path;       /* teacher vectors (.npy, likewise): adds relational KD       */
     float rkd_weight;           /* w_r (default 1.0)                                         */
+    float ecr_warmup;           /* share of the run over which lambda ramps up from 0
+                                   linearly (default 0: none)                                 */
+    float ecr_decay;            /* share at the end over which it ramps down to 0 (default 0) */
     float rel_weight;           /* w_rel: relational consistency on the codes' anchors;
                                    0 (default) = off; needs anchors_path                     */
     int rel_on_h;               /* rel on h / ||h|| instead of u (default 0)                 */

@@ -13,7 +13,9 @@
  *  - edge cases: no positives, zero rows, every text left out, soft codes with M = 1 equal
  *    -log q, invalid codes refused, K above the Pi cache against a direct double
  *    computation, thread-count independence, accumulation (two backwards of scale 1/2);
- *  - the whole objective through a tiny model: L = L_LM + w InfoNCE + lambda ECR, central
+ *  - the whole objective through a tiny model: L = L_LM + w InfoNCE + lambda ECR (and, in two
+ *    more configurations, + w_rel rel + w_con con on u and on h with lambda on its warm-up
+ *    ramp at progress 1/4, so lambda / 2 in forward and backward alike), central
  *    differences wrt sampled elements of every tensor (ecr.proj included), tolerance
  *    |fd - an| <= 3e-4 + 2e-2 |an| (fp32 model, h = 1e-2 on weights of scale ~0.3, as in
  *    test_model.c), with the LM-only gradient also checked to differ (the terms matter). */
@@ -409,17 +411,34 @@ static void test_objective_fd(void) {
     memset(&an, 0, sizeof an);
     an.k = K, an.dim = D, an.rows = 6, an.anchors = A, an.codes = codes, an.soft = 2;
     an.soft_idx = sidx, an.soft_sim = ssim, an.tau = 0.2f;
-    for (int soft = 0; soft <= 1; soft++) {
+    /* configurations: hard codes; soft codes; hard codes with the codes-only terms rel and
+     * con on u and the lambda schedule (warm-up over half the run, at a quarter: lambda / 2);
+     * the same with rel and con on h */
+    for (int cfg = 0; cfg < 4; cfg++) {
+        int soft = cfg == 1, codes_only = cfg >= 2;
+        ecr_train_opts tr;
+        ecr_train_opts_default(&tr);
+        tr.rel_weight = 0.3f, tr.con_weight = 0.4f, tr.con_tau = 0.3f, tr.ecr_warmup = 0.5f;
+        tr.rel_on_h = tr.con_on_h = cfg == 3;
         ecr_objective_opts oo = {0};
         oo.contrastive_weight = 0.7f, oo.contrastive_tau = 0.2f;
         oo.anchors = &an, oo.ecr_weight = 0.5f, oo.ecr_tau = 0.2f, oo.ecr_soft = soft;
+        if (codes_only) oo.train = &tr;
         CHECK_OK(ecr_objective_create(&oo, e2e_m, &e2e_ob));
         if (!e2e_ob) break;
+        if (codes_only) ecr_objective_set_progress(e2e_ob, 0.25);
         ecr_objective_terms t;
         CHECK_OK(ecr_objective_forward(e2e_ob, e2e_m, &e2e_b.b, &e2e_d, &t));
         CHECK(t.n_contrastive == 4 && t.n_ecr == 5);
         CHECK(t.contrastive > 0 && t.ecr > 0);
-        CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.5 * t.ecr, 1e-12);
+        if (!codes_only) {
+            CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.5 * t.ecr, 1e-12);
+            CHECK(t.rel == 0 && t.con == 0 && t.n_rel == 0 && t.n_con == 0);
+        } else { /* texts 2 and 5 share code 1: the only positives of con */
+            CHECK(t.n_rel == 5 && t.n_con == 2 && t.rel > 0 && t.con > 0);
+            CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.25 * t.ecr + (double)0.3f * t.rel +
+                                     (double)0.4f * t.con, 1e-12);
+        }
         ecr_model_zero_grad(e2e_m);
         CHECK_OK(ecr_objective_backward(e2e_ob, e2e_m, &e2e_b.b));
         CHECK_STATUS(ecr_objective_backward(e2e_ob, e2e_m, &e2e_b.b), ECR_E_INVALID);
@@ -462,7 +481,9 @@ static void test_objective_fd(void) {
         /* the projection's gradient comes from the ECR term alone */
         const ecr_param_info *pr = ecr_model_find_tensor(e2e_m, "ecr.proj.weight");
         CHECK(pr && tl_max_abs(g + pr->offset, pr->numel) > 1e-3 && tl_max_abs(glm + pr->offset, pr->numel) == 0.0);
-        fprintf(stderr, "    objective FD (%s codes): worst err/tolerance %.3f\n", soft ? "soft" : "hard", worst);
+        fprintf(stderr, "    objective FD (%s): worst err/tolerance %.3f\n",
+                cfg == 0 ? "hard codes" : cfg == 1 ? "soft codes" : cfg == 2 ? "+ rel, con on u, lambda ramp"
+                                                                           : "+ rel, con on h, lambda ramp", worst);
         free(g);
         free(glm);
         ecr_objective_free(e2e_ob);

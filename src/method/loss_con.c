@@ -84,7 +84,9 @@ typedef struct con_term {
 } con_term;
 
 static int con_on(const ecr_objective_opts *o) { return o->train && o->train->con_weight != 0; }
-static float con_weight(const ecr_objective_opts *o) { return o->train->con_weight; }
+static float con_weight(const ecr_objective_opts *o, double progress) {
+    (void)progress;
+    return o->train->con_weight; }
 
 static ecr_status con_check(const ecr_objective_opts *o, const ecr_model *m) {
     const ecr_train_opts *tr = o->train;

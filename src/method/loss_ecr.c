@@ -225,7 +225,14 @@ typedef struct reg_term {
 } reg_term;
 
 static int reg_on(const ecr_objective_opts *o) { return o->anchors != NULL; }
-static float reg_weight(const ecr_objective_opts *o) { return o->ecr_weight; }
+/* lambda, times the schedule's ramps at `progress` (the share of the run done, 0 to 1):
+ * lambda min(1, p / warmup) min(1, (1 - p) / decay), a ramp being off when its share is 0. */
+static float reg_weight(const ecr_objective_opts *o, double progress) {
+    double w = o->ecr_weight, up = o->train ? o->train->ecr_warmup : 0, down = o->train ? o->train->ecr_decay : 0;
+    if (up > 0 && progress < up) w *= progress / up;
+    if (down > 0 && 1 - progress < down) w *= (1 - progress) / down;
+    return (float)w;
+}
 
 static ecr_status reg_check(const ecr_objective_opts *o, const ecr_model *m) {
     const ecr_anchors *an = o->anchors;

@@ -88,7 +88,9 @@ typedef struct feat_term {
 } feat_term;
 
 static int feat_on(const ecr_objective_opts *o) { return o->feat_emb != NULL; }
-static float feat_weight(const ecr_objective_opts *o) { return o->feat_weight; }
+static float feat_weight(const ecr_objective_opts *o, double progress) {
+    (void)progress;
+    return o->feat_weight; }
 
 static ecr_status feat_check(const ecr_objective_opts *o, const ecr_model *m) {
     if (ecr_term_bad_weight(o->feat_weight) || o->feat_rows < 0)

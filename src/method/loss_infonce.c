@@ -162,7 +162,9 @@ typedef struct nce_term {
 } nce_term;
 
 static int nce_on(const ecr_objective_opts *o) { return o->contrastive_weight != 0; }
-static float nce_weight(const ecr_objective_opts *o) { return o->contrastive_weight; }
+static float nce_weight(const ecr_objective_opts *o, double progress) {
+    (void)progress;
+    return o->contrastive_weight; }
 
 static ecr_status nce_check(const ecr_objective_opts *o, const ecr_model *m) {
     (void)m;

@@ -105,7 +105,9 @@ typedef struct kd_term {
 } kd_term;
 
 static int kd_on(const ecr_objective_opts *o) { return o->kd_teacher != NULL; }
-static float kd_weight(const ecr_objective_opts *o) { return o->kd_alpha; }
+static float kd_weight(const ecr_objective_opts *o, double progress) {
+    (void)progress;
+    return o->kd_alpha; }
 
 static ecr_status kd_check(const ecr_objective_opts *o, const ecr_model *m) {
     const ecr_config *tc = ecr_model_config(o->kd_teacher), *cfg = ecr_model_config(m);

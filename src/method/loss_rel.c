@@ -139,7 +139,9 @@ typedef struct rel_term {
 } rel_term;
 
 static int rel_on(const ecr_objective_opts *o) { return o->train && o->train->rel_weight != 0; }
-static float rel_weight(const ecr_objective_opts *o) { return o->train->rel_weight; }
+static float rel_weight(const ecr_objective_opts *o, double progress) {
+    (void)progress;
+    return o->train->rel_weight; }
 
 static ecr_status rel_check(const ecr_objective_opts *o, const ecr_model *m) {
     if (ecr_term_bad_weight(o->train->rel_weight))

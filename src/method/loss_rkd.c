@@ -265,7 +265,9 @@ typedef struct rkd_term {
 } rkd_term;
 
 static int rkd_on(const ecr_objective_opts *o) { return o->rkd_emb != NULL; }
-static float rkd_weight(const ecr_objective_opts *o) { return o->rkd_weight; }
+static float rkd_weight(const ecr_objective_opts *o, double progress) {
+    (void)progress;
+    return o->rkd_weight; }
 
 static ecr_status rkd_check(const ecr_objective_opts *o, const ecr_model *m) {
     if (ecr_term_bad_weight(o->rkd_weight) || o->rkd_rows < 0)

@@ -244,6 +244,9 @@ void ecr_objective_free(ecr_objective *ob);
  * total is not finite; the caller decides). */
 ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batch *b,
                                  const ecr_data *d, ecr_objective_terms *t);
+/* The share of the run done (0 to 1, default 0) for the terms' weight schedules (the ECR
+ * weight's warm-up and decay); the next forward and backward use it. */
+void ecr_objective_set_progress(ecr_objective *ob, double progress);
 /* Backward of the last forward's total into the model's gradient block (accumulates; the
  * ECR, feat and RKD terms add their dP at ecr.proj.weight). With KD, the teacher's logits
  * buffer is overwritten with the KD gradient (the teacher never runs a backward). */

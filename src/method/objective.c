@@ -40,6 +40,7 @@ struct ecr_objective {
     int embedding;            /* a term that is not a logit term is on                  */
     size_t proj_off;          /* offset of ecr.proj.weight in the parameter block       */
     int d;
+    double progress;          /* the share of the run done (ecr_objective_set_progress)   */
     /* the last forward */
     int n, ready;
     ecr_term_step step;
@@ -120,6 +121,8 @@ ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,
     return ECR_OK;
 }
 
+void ecr_objective_set_progress(ecr_objective *ob, double progress) { ob->progress = progress; }
+
 static double *term_value(const ecr_term_ops *ops, ecr_objective_terms *t) {
     return (double *)((char *)t + ops->value);
 }
@@ -151,7 +154,7 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
     for (int i = 0; i < ob->n_terms; i++) {
         const ecr_term_ops *ops = ob->ops[i];
         if ((st = ops->forward(ob->state[i], x, t))) return st;
-        double w = ops->weight(&ob->o), v = *term_value(ops, t);
+        double w = ops->weight(&ob->o, ob->progress), v = *term_value(ops, t);
         t->total = ops->logits ? (1.0 - w) * t->lm + w * v : t->total + w * v;
     }
     ob->ready = 1;
@@ -166,7 +169,7 @@ ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_bat
     const float *dlogits = NULL;
     for (int i = 0; i < ob->n_terms; i++)
         if (ob->ops[i]->logits) {
-            lm_scale = 1.0f - ob->ops[i]->weight(&ob->o);
+            lm_scale = 1.0f - ob->ops[i]->weight(&ob->o, ob->progress);
             dlogits = ob->ops[i]->dlogits(ob->state[i]);
         }
     if (!ob->embedding) return ecr_model_backward(m, b, lm_scale, NULL, dlogits);
@@ -174,6 +177,6 @@ ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_bat
     memset(dp, 0, (size_t)ob->n * ob->d * sizeof *dp);
     float *dP = ecr_model_grads(m) + ob->proj_off;
     for (int i = 0; i < ob->n_terms; i++)
-        if (!ob->ops[i]->logits) ob->ops[i]->backward(ob->state[i], &ob->step, ob->ops[i]->weight(&ob->o), dP, dp);
+        if (!ob->ops[i]->logits) ob->ops[i]->backward(ob->state[i], &ob->step, ob->ops[i]->weight(&ob->o, ob->progress), dP, dp);
     return ecr_model_backward(m, b, lm_scale, dp, dlogits);
 }

@@ -37,8 +37,8 @@ typedef struct ecr_term_ops {
     int logits;               /* 1: a term on the logits (see above)                       */
     /* 1 when options `o` switch it on */
     int (*on)(const ecr_objective_opts *o);
-    /* its weight w_t */
-    float (*weight)(const ecr_objective_opts *o);
+    /* its weight w_t at `progress`, the share of the run done (0 to 1; ecr_objective_set_progress) */
+    float (*weight)(const ecr_objective_opts *o, double progress);
     /* ECR_E_INVALID naming what is wrong with its options for model m */
     ecr_status (*check)(const ecr_objective_opts *o, const ecr_model *m);
     ecr_status (*create)(const ecr_objective_opts *o, const ecr_model *m, void **state);

@@ -44,6 +44,10 @@ static const ecr_term_opt ecr_opts[] = {
      "ECR temperature (default: the anchors file's, normally 0.05)"},
     {"--ecr-soft", "ecr_soft", ECR_TERM_FLAG, OPT(ecr_soft), 0, 1, 0, NULL,
      "soft targets from the anchors' top-M codes (ecr anchors --soft M)"},
+    {"--ecr-warmup", "ecr_warmup", ECR_TERM_FLOAT, OPT(ecr_warmup), 0, 1, 1, "F",
+     "lambda ramps up linearly from 0 over the first F of the run (0 to 1)"},
+    {"--ecr-decay", "ecr_decay", ECR_TERM_FLOAT, OPT(ecr_decay), 0, 1, 1, "F",
+     "lambda ramps down linearly to 0 over the last F of the run"},
 };
 static const ecr_term_opt kd_opts[] = {
     {"--kd", "kd", ECR_TERM_PATH, OPT(kd_teacher), 0, 0, 0, "DIR",

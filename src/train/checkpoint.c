@@ -56,6 +56,7 @@ char *ecr_tr_options_json(const trainer *t) {
         for (int k = 0; k < term->n_opts; k++) {
             const ecr_term_opt *p = &term->opts[k];
             const void *field = (const char *)o + p->offset;
+            if (p->kind == ECR_TERM_FLOAT && p->zero_unset && *(const float *)field == 0) continue;
             if (p->kind == ECR_TERM_FLOAT) PUT(p->key, "%.9g", *(const float *)field);
             else if (p->kind != ECR_TERM_PATH) PUT(p->key, "%d", *(const int *)field);
         }

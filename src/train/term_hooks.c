@@ -94,6 +94,9 @@ static ecr_status reg_setup(trainer *t) {
     if (!(o->ecr_weight >= 0) || !isfinite(o->ecr_weight) || !isfinite(o->ecr_tau))
         return ecr_fail(ECR_E_INVALID, "train: ECR weight %g / temperature %g out of range",
                         (double)o->ecr_weight, (double)o->ecr_tau);
+    if (!(o->ecr_warmup >= 0 && o->ecr_warmup <= 1) || !(o->ecr_decay >= 0 && o->ecr_decay <= 1))
+        return ecr_fail(ECR_E_INVALID, "train: ECR warm-up %g / decay %g outside [0, 1]", (double)o->ecr_warmup,
+                        (double)o->ecr_decay);
     /* identity of the anchors for the resume check: hashes of every array, hashed */
     char parts[4][17], all[4 * 17];
     size_t M = (size_t)a->soft;
@@ -125,15 +128,20 @@ static void reg_meta(const trainer *t, ecr_tr_meta *m) {
     META("ecr_soft", "%d", o->ecr_soft ? a->soft : 0);
     META("ecr_anchors_source_hash", "%s", a->source_hash);
     META("ecr_anchors_hash", "%s", t->anchors_hash);
+    if (o->ecr_warmup > 0) META("ecr_warmup", "%.9g", o->ecr_warmup);
+    if (o->ecr_decay > 0) META("ecr_decay", "%.9g", o->ecr_decay);
     META_STR("ecr_anchors_source", a->source ? a->source : "");
 }
 
 static void reg_describe(const trainer *t, FILE *fp) {
     const ecr_train_opts *o = &t->o;
-    if (t->anchors)
-        fprintf(fp, "train: ECR %g x KL to %d anchors of dim %d (tau %g, %s codes) from %s\n",
-                (double)o->ecr_weight, t->anchors->k, t->anchors->dim, (double)o->ecr_tau,
-                o->ecr_soft ? "soft" : "hard", o->anchors_path);
+    if (!t->anchors) return;
+    char ramp[96] = "";
+    if (o->ecr_warmup > 0 || o->ecr_decay > 0)
+        snprintf(ramp, sizeof ramp, ", lambda ramps up over %g and down over %g of the run", (double)o->ecr_warmup,
+                 (double)o->ecr_decay);
+    fprintf(fp, "train: ECR %g x KL to %d anchors of dim %d (tau %g, %s codes%s) from %s\n", (double)o->ecr_weight,
+            t->anchors->k, t->anchors->dim, (double)o->ecr_tau, o->ecr_soft ? "soft" : "hard", ramp, o->anchors_path);
 }
 
 /* ---- kd: the teacher model ----------------------------------------------------------------- */

@@ -368,6 +368,7 @@ static ecr_status train_step(trainer *t, ecr_objective_terms *terms, double *gno
     ecr_status st = ecr_batcher_next(t->batcher, &b, NULL);
     if (st) return st;
     ecr_model_zero_grad(t->model);
+    ecr_objective_set_progress(t->obj, (double)t->step / (double)t->total); /* steps done before this one */
     if ((st = ecr_objective_forward(t->obj, t->model, b, t->data, terms))) return st;
     if (t->o.nan_at_step == step) terms->total = NAN;
     if (!isfinite(terms->total)) return nonfinite(t, step, "loss", terms->total);
