@@ -76,15 +76,16 @@ static const ecr_term_opt rkd_opts[] = {
 
 static const ecr_term_opt rel_opts[] = {
     {"--rel-weight", "rel_weight", ECR_TERM_FLOAT, OPT(rel_weight), 0, 1e6, 0, "W",
-     "relational consistency, codes only (needs --anchors): adds\n"
-     "W mean over text pairs of the step of (cos(u_i, u_j) - <a_ci, a_cj>)^2,\n"
+     "relational consistency, codes only (needs --anchors): adds W x\n"
+     "the mean over the step's text pairs of (cos(u_i, u_j) - <a_ci, a_cj>)^2,\n"
      "a_c the anchor of code c; 0 = off"},
     {"--rel-on-h", "rel_on_h", ECR_TERM_FLAG, OPT(rel_on_h), 0, 1, 0, NULL, "on h itself instead of u"},
 };
 static const ecr_term_opt con_opts[] = {
     {"--con-weight", "con_weight", ECR_TERM_FLOAT, OPT(con_weight), 0, 1e6, 0, "W",
-     "code-contrastive, codes only (needs --anchors): adds W InfoNCE on u\n"
-     "over the texts of the step, texts that share a code as positives; 0 = off"},
+     "code-contrastive, codes only (needs --anchors): adds W x InfoNCE\n"
+     "on u over the step's texts, those that share a code as positives;\n"
+     "0 = off"},
     {"--con-tau", "con_tau", ECR_TERM_FLOAT, OPT(con_tau), 1e-6, 1e6, 0, "T", "its temperature"},
     {"--con-on-h", "con_on_h", ECR_TERM_FLAG, OPT(con_on_h), 0, 1, 0, NULL, "on h itself instead of u"},
 };
