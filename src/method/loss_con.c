@@ -1,7 +1,8 @@
 /* loss_con.c — code-contrastive, a codes-only variant of ECR: in-batch InfoNCE in which the
  * texts that share a code are positives, forward beside backward (contract in losses.h),
- * and its term (term.h). On h it is ecr_infonce itself with the codes as groups; on u the
- * InfoNCE runs on the projected rows in double and its gradient goes back through P. */
+ * and its term (term.h). The InfoNCE (ecr_infonce) runs in double on the rows x: h, or
+ * the projected u, with the rows of unused texts set to zero (negatives at cosine 0 that
+ * receive no gradient); on u the gradient goes back through P. */
 #include "loss_common.h"
 #include "term.h"
 
@@ -11,7 +12,8 @@ struct ecr_con {
     int n, d, D, on_h;
     int32_t *group;           /* [n] code, -1 when unused                                   */
     unsigned char *used;      /* [n]                                                        */
-    double *u, *rz, *du;      /* [n, D], [n], [n, D] (space u)                              */
+    double *u, *du;           /* [n, D] the rows x (zero when unused), and dL/dx            */
+    double *rz;               /* [n] (space u)                                              */
     unsigned char *clamped;   /* [n]                                                        */
     double *acc;              /* [max(n, D), d]                                             */
     size_t cap_g, cap_used, cap_u, cap_r, cap_du, cap_c, cap_acc;
@@ -49,8 +51,8 @@ ecr_status ecr_con_forward(ecr_con *w, const float *P, const float *h, const int
     size_t un = (size_t)n, acc = (un > (size_t)D ? un : (size_t)D) * (size_t)d;
     ecr_status st = RESERVE(w->group, w->cap_g, un, "con");
     if (!st) st = RESERVE(w->used, w->cap_used, un, "con");
-    if (!st && P) st = RESERVE(w->u, w->cap_u, un * D, "con");
-    if (!st && P) st = RESERVE(w->du, w->cap_du, un * D, "con");
+    if (!st) st = RESERVE(w->u, w->cap_u, un * D, "con");
+    if (!st) st = RESERVE(w->du, w->cap_du, un * D, "con");
     if (!st && P) st = RESERVE(w->rz, w->cap_r, un, "con");
     if (!st && P) st = RESERVE(w->clamped, w->cap_c, un, "con");
     if (!st && P) st = RESERVE(w->acc, w->cap_acc, acc, "con");
@@ -60,18 +62,23 @@ ecr_status ecr_con_forward(ecr_con *w, const float *P, const float *h, const int
         w->used[i] = used ? used[i] != 0 : 1;
         w->group[i] = w->used[i] ? code[i] : -1;
     }
-    if (!P) return ecr_infonce_forward(w->nce, h, w->group, n, d, tau, loss, n_anchor);
-    ecr_loss_project_rows(P, h, w->used, n, d, D, w->u, w->rz, w->clamped);
+    if (P) {
+        ecr_loss_project_rows(P, h, w->used, n, d, D, w->u, w->rz, w->clamped);
+    } else {
+        for (size_t k = 0; k < un * d; k++) w->u[k] = w->used[k / (size_t)d] ? h[k] : 0.0;
+    }
     return ecr_infonce_forward_d(w->nce, w->u, w->group, n, D, tau, loss, n_anchor);
 }
 
 void ecr_con_backward(ecr_con *w, const float *P, const float *h, float scale, float *dP, float *dh) {
+    size_t nD = (size_t)w->n * w->D;
+    memset(w->du, 0, nD * sizeof *w->du);
+    ecr_infonce_backward_d(w->nce, scale, w->du);
     if (w->on_h) {
-        ecr_infonce_backward(w->nce, scale, dh);
+        for (size_t k = 0; k < nD; k++)
+            if (w->used[k / (size_t)w->D]) dh[k] += (float)w->du[k];
         return;
     }
-    memset(w->du, 0, (size_t)w->n * w->D * sizeof *w->du);
-    ecr_infonce_backward_d(w->nce, scale, w->du);
     ecr_loss_project_backward(P, h, w->used, w->n, w->d, w->D, w->u, w->rz, w->clamped, w->du, w->acc, dP, dh);
 }
 

@@ -98,11 +98,11 @@ ecr_status ecr_rel_forward(ecr_rel *w, const float *P, const float *h, const flo
             e[j] = s - S;
         }
     }
+    if (n_used) *n_used = w->m;
     if (w->m < 2) return ECR_OK;
     double sum = 0;
     for (size_t k = 0; k < un * un; k++) sum += w->E[k] * w->E[k];
     *loss = sum / ((double)w->m * (w->m - 1));
-    if (n_used) *n_used = w->m;
     return ECR_OK;
 }
 
