@@ -41,26 +41,6 @@ static int all_finite(const float *a, size_t n) {
     return 1;
 }
 
-/* ---- fixture access -------------------------------------------------------------------------- */
-
-static const ecr_tensor_view *fx(const ecr_st_file *f, const char *kind, int c, const char *field,
-                                 ecr_dtype dt) {
-    char name[64];
-    snprintf(name, sizeof name, "%s.%d.%s", kind, c, field);
-    const ecr_tensor_view *v = ecr_st_find(f, name);
-    CHECK_MSG(v && v->dtype == dt, "fixture tensor '%s' missing or not %s", name, ecr_dtype_name(dt));
-    return v && v->dtype == dt ? v : NULL;
-}
-
-static double fx1(const ecr_tensor_view *v) { return ((const float *)v->data)[0]; }
-
-/* used [n] I32 -> bytes */
-static unsigned char *used_bytes(const ecr_tensor_view *u) {
-    unsigned char *b = malloc(u->numel ? u->numel : 1);
-    for (size_t i = 0; i < u->numel; i++) b[i] = ((const int32_t *)u->data)[i] != 0;
-    return b;
-}
-
 /* ---- PyTorch reference ----------------------------------------------------------------------- */
 
 static void reference_kd(const ecr_st_file *f, int c) {
@@ -68,9 +48,9 @@ static void reference_kd(const ecr_st_file *f, int c) {
     snprintf(key, sizeof key, "kd_%d_temp", c);
     const char *tv = ecr_st_meta(f, key);
     CHECK_MSG(tv != NULL, "fixture metadata '%s' missing", key);
-    const ecr_tensor_view *zs = fx(f, "kd", c, "zs", ECR_F32), *zt = fx(f, "kd", c, "zt", ECR_F32);
-    const ecr_tensor_view *tg = fx(f, "kd", c, "targets", ECR_I32), *L = fx(f, "kd", c, "loss", ECR_F32);
-    const ecr_tensor_view *dz = fx(f, "kd", c, "dzs", ECR_F32);
+    const ecr_tensor_view *zs = tl_fx(f, "kd", c, "zs", ECR_F32), *zt = tl_fx(f, "kd", c, "zt", ECR_F32);
+    const ecr_tensor_view *tg = tl_fx(f, "kd", c, "targets", ECR_I32), *L = tl_fx(f, "kd", c, "loss", ECR_F32);
+    const ecr_tensor_view *dz = tl_fx(f, "kd", c, "dzs", ECR_F32);
     if (!tv || !zs || !zt || !tg || !L || !dz) return;
     float temp = (float)atof(tv);
     int N = (int)zs->shape[0], V = (int)zs->shape[1];
@@ -84,8 +64,8 @@ static void reference_kd(const ecr_st_file *f, int c) {
     ecr_kd_backward(w, zs->data, zt->data, 1.0f, mine);
     double e = tl_rel_err(mine, dz->data, (size_t)N * V);
     fprintf(stderr, "    KD case %d (T %.0f, %lld of %d slots, V %d): loss %.6f (torch %.6f), dzs rel err %.1e\n", c,
-            (double)temp, (long long)used, N, V, loss, fx1(L), e);
-    CHECK_CLOSE(loss, fx1(L), 1e-6 * fabs(fx1(L)));
+            (double)temp, (long long)used, N, V, loss, tl_fx1(L), e);
+    CHECK_CLOSE(loss, tl_fx1(L), 1e-6 * fabs(tl_fx1(L)));
     CHECK(e < 1e-5);
     int n_t = 0;
     for (int t = 0; t < N; t++) n_t += ((const int32_t *)tg->data)[t] >= 0;
@@ -95,16 +75,16 @@ static void reference_kd(const ecr_st_file *f, int c) {
 }
 
 static void reference_proj(const ecr_st_file *f, const char *kind, int c) {
-    const ecr_tensor_view *P = fx(f, kind, c, "P", ECR_F32), *h = fx(f, kind, c, "h", ECR_F32);
-    const ecr_tensor_view *t = fx(f, kind, c, "t", ECR_F32), *u = fx(f, kind, c, "used", ECR_I32);
-    const ecr_tensor_view *L = fx(f, kind, c, "loss", ECR_F32);
-    const ecr_tensor_view *dPr = fx(f, kind, c, "dP", ECR_F32), *dhr = fx(f, kind, c, "dh", ECR_F32);
+    const ecr_tensor_view *P = tl_fx(f, kind, c, "P", ECR_F32), *h = tl_fx(f, kind, c, "h", ECR_F32);
+    const ecr_tensor_view *t = tl_fx(f, kind, c, "t", ECR_F32), *u = tl_fx(f, kind, c, "used", ECR_I32);
+    const ecr_tensor_view *L = tl_fx(f, kind, c, "loss", ECR_F32);
+    const ecr_tensor_view *dPr = tl_fx(f, kind, c, "dP", ECR_F32), *dhr = tl_fx(f, kind, c, "dh", ECR_F32);
     int is_rkd = !strcmp(kind, "rkd");
-    const ecr_tensor_view *Ld = is_rkd ? fx(f, kind, c, "dist", ECR_F32) : NULL;
-    const ecr_tensor_view *La = is_rkd ? fx(f, kind, c, "angle", ECR_F32) : NULL;
+    const ecr_tensor_view *Ld = is_rkd ? tl_fx(f, kind, c, "dist", ECR_F32) : NULL;
+    const ecr_tensor_view *La = is_rkd ? tl_fx(f, kind, c, "angle", ECR_F32) : NULL;
     if (!P || !h || !t || !u || !L || !dPr || !dhr || (is_rkd && (!Ld || !La))) return;
     int n = (int)h->shape[0], d = (int)h->shape[1], D = (int)P->shape[0];
-    unsigned char *used = used_bytes(u);
+    unsigned char *used = tl_fx_flags(u);
     float *dP = calloc((size_t)D * d, sizeof *dP), *dh = calloc((size_t)n * d, sizeof *dh);
     double loss = 0, dist = 0, angle = 0;
     int nu = 0;
@@ -116,8 +96,8 @@ static void reference_proj(const ecr_st_file *f, const char *kind, int c) {
             ecr_rkd_backward(w, P->data, h->data, 1.0f, dP, dh);
         }
         ecr_rkd_free(w);
-        CHECK_CLOSE(dist, fx1(Ld), 1e-6 * fabs(fx1(Ld)));
-        CHECK_CLOSE(angle, fx1(La), 1e-6 * fabs(fx1(La)));
+        CHECK_CLOSE(dist, tl_fx1(Ld), 1e-6 * fabs(tl_fx1(Ld)));
+        CHECK_CLOSE(angle, tl_fx1(La), 1e-6 * fabs(tl_fx1(La)));
     } else {
         ecr_feat *w = NULL;
         CHECK_OK(ecr_feat_create(&w));
@@ -129,9 +109,9 @@ static void reference_proj(const ecr_st_file *f, const char *kind, int c) {
     }
     double eP = tl_rel_err(dP, dPr->data, (size_t)D * d), eh = tl_rel_err(dh, dhr->data, (size_t)n * d);
     fprintf(stderr, "    %s case %d (%d of %d texts, d %d, D %d): loss %.6f (torch %.6f)%s, dP rel err %.1e, "
-                    "dh rel err %.1e\n", is_rkd ? "RKD" : "feat", c, nu, n, d, D, loss, fx1(L),
+                    "dh rel err %.1e\n", is_rkd ? "RKD" : "feat", c, nu, n, d, D, loss, tl_fx1(L),
             is_rkd ? " incl. distance and angle parts" : "", eP, eh);
-    CHECK_CLOSE(loss, fx1(L), 1e-6 * fabs(fx1(L)));
+    CHECK_CLOSE(loss, tl_fx1(L), 1e-6 * fabs(tl_fx1(L)));
     CHECK(eP < 1e-5 && eh < 1e-5);
     int want = 0, left_out_zero = 1;
     for (int i = 0; i < n; i++) {

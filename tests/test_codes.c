@@ -81,26 +81,6 @@ static int unused_rows_zero(const float *dh, const unsigned char *used, int n, i
     return ok;
 }
 
-/* ---- fixture access -------------------------------------------------------------------------- */
-
-static const ecr_tensor_view *fx(const ecr_st_file *f, const char *kind, int c, const char *field,
-                                 ecr_dtype dt) {
-    char name[64];
-    snprintf(name, sizeof name, "%s.%d.%s", kind, c, field);
-    const ecr_tensor_view *v = ecr_st_find(f, name);
-    CHECK_MSG(v && v->dtype == dt, "fixture tensor '%s' missing or not %s", name, ecr_dtype_name(dt));
-    return v && v->dtype == dt ? v : NULL;
-}
-
-static double fx1(const ecr_tensor_view *v) { return ((const float *)v->data)[0]; }
-
-/* used [n] I32 -> bytes */
-static unsigned char *used_bytes(const ecr_tensor_view *u) {
-    unsigned char *b = malloc(u->numel ? u->numel : 1);
-    for (size_t i = 0; i < u->numel; i++) b[i] = ((const int32_t *)u->data)[i] != 0;
-    return b;
-}
-
 /* ---- PyTorch reference ----------------------------------------------------------------------- */
 
 /* Case c of kind "rel" or "con": space from metadata <kind>_<c>_space ("u": P, dP stored; "h":
@@ -120,16 +100,16 @@ static void reference(const ecr_st_file *f, const char *kind, int c) {
         snprintf(key, sizeof key, "%s_%d_tau", kind, c);
         tau = (float)tl_meta_num(f, key);
     }
-    const ecr_tensor_view *P = in_u ? fx(f, kind, c, "P", ECR_F32) : NULL;
-    const ecr_tensor_view *dPr = in_u ? fx(f, kind, c, "dP", ECR_F32) : NULL;
-    const ecr_tensor_view *h = fx(f, kind, c, "h", ECR_F32), *u = fx(f, kind, c, "used", ECR_I32);
-    const ecr_tensor_view *t = is_con ? NULL : fx(f, kind, c, "t", ECR_F32);
-    const ecr_tensor_view *code = is_con ? fx(f, kind, c, "code", ECR_I32) : NULL;
-    const ecr_tensor_view *L = fx(f, kind, c, "loss", ECR_F32), *dhr = fx(f, kind, c, "dh", ECR_F32);
+    const ecr_tensor_view *P = in_u ? tl_fx(f, kind, c, "P", ECR_F32) : NULL;
+    const ecr_tensor_view *dPr = in_u ? tl_fx(f, kind, c, "dP", ECR_F32) : NULL;
+    const ecr_tensor_view *h = tl_fx(f, kind, c, "h", ECR_F32), *u = tl_fx(f, kind, c, "used", ECR_I32);
+    const ecr_tensor_view *t = is_con ? NULL : tl_fx(f, kind, c, "t", ECR_F32);
+    const ecr_tensor_view *code = is_con ? tl_fx(f, kind, c, "code", ECR_I32) : NULL;
+    const ecr_tensor_view *L = tl_fx(f, kind, c, "loss", ECR_F32), *dhr = tl_fx(f, kind, c, "dh", ECR_F32);
     if ((in_u && (!P || !dPr)) || !h || !u || !L || !dhr || (is_con ? !code : !t)) return;
     int n = (int)h->shape[0], d = (int)h->shape[1], D = in_u ? (int)P->shape[0] : d;
     int Dt = is_con ? 0 : (int)t->shape[1];
-    unsigned char *used = used_bytes(u);
+    unsigned char *used = tl_fx_flags(u);
     float *dP = calloc((size_t)D * d, sizeof *dP), *dh = calloc((size_t)n * d, sizeof *dh);
     const float *Pd = in_u ? P->data : NULL;
     int count = -1;
@@ -148,9 +128,9 @@ static void reference(const ecr_st_file *f, const char *kind, int c) {
     else snprintf(extra, sizeof extra, "target dim %d", Dt);
     fprintf(stderr, "    %s case %d (space %s, %s, %d %s of %d texts, d %d, D %d): loss %.6f (torch %.6f), "
                     "%s %.1e, dh rel err %.1e\n", kind, c, sp, extra, count, is_con ? "anchors" : "used", n, d, D,
-            loss, fx1(L), in_u ? "dP rel err" : "dummy dP max", eP, eh);
-    CHECK_CLOSE(loss, fx1(L), 1e-6 * fabs(fx1(L)));
-    CHECK(fx1(L) > 0);
+            loss, tl_fx1(L), in_u ? "dP rel err" : "dummy dP max", eP, eh);
+    CHECK_CLOSE(loss, tl_fx1(L), 1e-6 * fabs(tl_fx1(L)));
+    CHECK(tl_fx1(L) > 0);
     if (in_u) CHECK(eP < 1e-5);
     else CHECK(eP == 0.0);
     CHECK(eh < 1e-5);

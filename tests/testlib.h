@@ -62,6 +62,28 @@ int tl_rm_tree(const char *dir);
 /* ---- checking helpers (include test.h first) --------------------------------------------- */
 #ifdef ECR_TEST_H
 
+
+/* Fixture tensor "KIND.C.FIELD" of dtype dt, or NULL after a failed check (the fixtures of
+ * test_baselines.c and test_codes.c name their cases so). */
+static inline const ecr_tensor_view *tl_fx(const ecr_st_file *f, const char *kind, int c, const char *field,
+                                           ecr_dtype dt) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.%d.%s", kind, c, field);
+    const ecr_tensor_view *v = ecr_st_find(f, name);
+    CHECK_MSG(v && v->dtype == dt, "fixture tensor '%s' missing or not %s", name, ecr_dtype_name(dt));
+    return v && v->dtype == dt ? v : NULL;
+}
+
+/* The first element of an F32 fixture tensor. */
+static inline double tl_fx1(const ecr_tensor_view *v) { return ((const float *)v->data)[0]; }
+
+/* An I32 fixture tensor of 0 / 1 flags as bytes (caller frees). */
+static inline unsigned char *tl_fx_flags(const ecr_tensor_view *u) {
+    unsigned char *b = malloc(u->numel ? u->numel : 1);
+    for (size_t i = 0; b && i < u->numel; i++) b[i] = ((const int32_t *)u->data)[i] != 0;
+    return b;
+}
+
 /* tl_meta_num: metadata `key` of f by atof (0 if missing); one check, failed if missing. */
 static inline double tl_meta_num(const ecr_st_file *f, const char *key) {
     const char *v = ecr_st_meta(f, key);
