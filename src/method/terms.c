@@ -11,13 +11,18 @@
  *   1. src/method/loss_NAME.c: the loss, forward beside backward (its contract in
  *      losses.h), and its ecr_term_ops at the end of the file (term.h) with its value's
  *      field in ecr_objective_terms; declare the ops in term.h.
- *   2. Its options as fields of ecr_train_opts (defaults in ecr_train_opts_default) and,
- *      for the objective, of ecr_objective_opts.
- *   3. One row below.
- *   4. If it reads an input of a new kind (a file other than the anchors, teacher vectors
- *      or a teacher model), its setup, metadata and start line in src/train/term_hooks.c.
- *   5. Tests: finite differences and a PyTorch float64 fixture (tests/test_losses.c and
- *      tests/ref/), and a run through the trainer (tests/test_train.c). */
+ *   2. Its options as fields of ecr_train_opts (defaults in ecr_train_opts_default); its
+ *      operations read them through ecr_objective_opts.train, and the inputs the trainer
+ *      already reads (the anchors, teacher vectors, a teacher model) through the other
+ *      fields of ecr_objective_opts.
+ *   3. One row below: the trainer then logs it, checks it on resume, writes its options to
+ *      the model's metadata and names it at the start of a run, with no code of its own.
+ *   4. Only if it reads an input of a new kind: its setup, metadata and start line as a
+ *      block of src/train/term_hooks.c.
+ *   5. Tests: the loss against a PyTorch float64 fixture (a generator in tools/, the
+ *      fixture in tests/fixtures/) and finite differences, then the whole objective
+ *      (tests/test_losses.c, test_objective_fd).
+ * rel and con (loss_rel.c, loss_con.c) were added this way. */
 #include "ecr.h"
 #include "term.h"
 
