@@ -4,8 +4,8 @@
 #
 #   scripts/experiment.sh [--study NAME] [--only REGEX] [--list] [--report-only]
 #
-#   --study NAME   which study: main (the default; results/experiment/) or convergence
-#                  (results/convergence/, see below)
+#   --study NAME   which study: main (the default; results/experiment/), convergence
+#                  (results/convergence/) or stress (results/stress/), see below
 #   --only REGEX   run only the runs whose name matches REGEX (grep -E), e.g.
 #                  --only '^main-tiny-' or --only 's1$'
 #   --list         print the plan (each run, done or to do, estimated time) and stop
@@ -22,6 +22,15 @@
 # 5 epochs instead of 1 (tiny 4,000 steps, small 3,000), validation every 1/8 of the run
 # (loss, effective rank and P@1 over training):
 #   conv-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none ecr feat; seeds 1-3
+# Study "stress" (the same issue: does ECR stabilise training?): tiny students, 600 steps,
+# with the stabilisers taken away (no warm-up, no gradient clipping) and the learning rate
+# raised. First the probes, plain LM at three learning rates, to find where `none` spikes
+# or diverges:
+#   probe-lrLR-sSEED         none, LR 3e-3 | 1e-2 | 3e-2, seeds 1-2
+# then the protocol at the learning rate the probes choose (EXP_STRESS_LR, default 1e-2):
+#   stress-METHOD-sSEED      METHOD none ecr kd; seeds 1-5
+# A diverged run (a non-finite loss stops training) counts as a divergence; its run.json is
+# written by the runner with "diverged_at" and its log kept.
 # A finished run is results/STUDY/NAME/ (run.json, eval.json, eval.txt, the training
 # log thinned to every 10th step plus all validation records; the stability metrics in
 # eval.json come from the full log). A run whose folder exists is skipped, so committing
@@ -63,7 +72,9 @@ main) RES=${EXP_RESULTS:-results/experiment} TINY_STEPS=${EXP_TINY_STEPS:-1000} 
     EVALS=6 ;;
 convergence) RES=${EXP_RESULTS:-results/convergence} TINY_STEPS=${EXP_TINY_STEPS:-4000}
     SMALL_STEPS=${EXP_SMALL_STEPS:-3000} EVALS=8 ;;
-*) say "experiment: unknown study '$STUDY' (main or convergence)"; exit 2 ;;
+stress) RES=${EXP_RESULTS:-results/stress} TINY_STEPS=${EXP_TINY_STEPS:-600} SMALL_STEPS=${EXP_SMALL_STEPS:-600}
+    EVALS=3 ;;
+*) say "experiment: unknown study '$STUDY' (main, convergence or stress)"; exit 2 ;;
 esac
 
 # ---- the plan: NAME PRESET SEED TAG FLAGS... (TAG "-" = none; FLAGS use the names below) ----
@@ -75,6 +86,17 @@ plan_convergence() {
         for s in 1 2 3; do
             for m in none ecr feat; do echo "conv-$size-$m-s$s $size $s - $m"; done
         done
+    done
+}
+STRESS=(--warmup 0 --grad-clip 0)
+plan_stress() {
+    local s m lr
+    for s in 1 2; do
+        for lr in 3e-3 1e-2 3e-2; do echo "probe-lr$lr-s$s tiny $s lr=$lr none --lr $lr ${STRESS[*]}"; done
+    done
+    lr=${EXP_STRESS_LR:-1e-2}
+    for s in 1 2 3 4 5; do
+        for m in none ecr kd; do echo "stress-$m-s$s tiny $s stress-lr=$lr $m --lr $lr ${STRESS[*]}"; done
     done
 }
 plan_main() {
@@ -191,14 +213,29 @@ run_one() {
     args+=($(flags "$method" "$@"))
     local a
     for a in "${args[@]}"; do case $a in "$W"/*.npy | "$W"/anchors_*) need "$a" ;; esac; done
+    local rc=0
     if [ -f "$out/run.json" ]; then
         say "experiment: $name: trained already"
     elif [ -f "$out/train_state.safetensors" ]; then
-        "$ECR" train "${args[@]}" --resume
+        "$ECR" train "${args[@]}" --resume 2> >(tee "$out.err" >&2) || rc=$?
     else
         rm -rf "$out"
-        "$ECR" train "${args[@]}"
+        "$ECR" train "${args[@]}" 2> >(tee "$out.err" >&2) || rc=$?
     fi
+    if [ $rc = 1 ] && [ "$STUDY" = stress ]; then # diverged: keep the log, say where
+        local why
+        why=$(grep -o 'step [0-9]*: [a-z ]* is [A-Za-z]*' "$out.err" | tail -1)
+        local tmp=$RES/.$name.tmp
+        rm -rf "$tmp"
+        mkdir -p "$tmp"
+        printf '{"preset": "%s", "method": "%s", "tag": "%s", "seed": %s, "steps": %s, "diverged": "%s"}\n' \
+            "$preset" "$method" "$tag" "$seed" "$steps" "$why" >"$tmp/run.json"
+        cp "$out/log.jsonl" "$tmp/"
+        mv "$tmp" "$RES/$name"
+        say "experiment: $name: diverged ($why)"
+        return 0
+    fi
+    [ $rc = 0 ] || exit $rc
     # anchor agreement against the anchors the run trained with (the shipped ones otherwise)
     local anchors=$ANCH i
     for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[$i]}" = --anchors ] && anchors=${args[$((i + 1))]}; done
@@ -257,6 +294,11 @@ shopt -s nullglob
 if [ "$STUDY" = convergence ]; then
     conv=("$RES"/conv-*)
     report "${EXP_REPORTS:-docs}/report-convergence" "lo10: methods trained about 5 epochs" "${conv[@]}"
+    exit 0
+fi
+if [ "$STUDY" = stress ]; then
+    stress=("$RES"/probe-* "$RES"/stress-*)
+    report "${EXP_REPORTS:-docs}/report-stress" "lo10: training without warm-up or clipping (tiny)" "${stress[@]}"
     exit 0
 fi
 main=("$RES"/main-*)
