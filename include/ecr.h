@@ -701,6 +701,9 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *   + con (anchors)   L += w_con InfoNCE (as lm+contrastive's, temperature con_tau) on x = u,
  *                     or h with con_on_h, in which texts that share a code are positives.
  *                     Codes only; needs --anchors.
+ *   + orth            L += w_orth ||P^T P - I||_F^2 / d: keeps the projection near an
+ *                     isometry, so that the cosines of u are those of h and the structure
+ *                     ECR gives u is in h too. Needs the projection (--anchors).
  * Texts without tokens take part in no embedding term. With ECR, model.safetensors' metadata
  * also records "ecr_anchors_k", "ecr_anchors_dim", "ecr_tau", "ecr_weight", "ecr_soft",
  * "ecr_anchors_source", "ecr_anchors_source_hash" (the anchors' source_hash) and
@@ -778,6 +781,8 @@ typedef struct ecr_train_opts {
     float con_weight;           /* w_con: code-contrastive; 0 (default) = off; needs anchors  */
     float con_tau;              /* its temperature (default 0.1)                             */
     int con_on_h;               /* con on h instead of u (default 0)                         */
+    float orth_weight;          /* w_orth: keeps P^T P near I so that u's cosines are h's;
+                                   0 (default) = off; needs the projection                   */
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */
@@ -790,7 +795,7 @@ void ecr_train_opts_default(ecr_train_opts *o);
  * table, which the trainer (log records), `ecr train` (flags, --help, orphan checks,
  * run.json, the method name) and `ecr report` (the order of methods) loop over. Rows, in
  * order: "contrastive" (on with objective lm+contrastive), "ecr", "kd", "feat", "rkd", "rel",
- * "con". A term's options are fields of ecr_train_opts; opts[0] switches it on (see
+ * "con", "orth". A term's options are fields of ecr_train_opts; opts[0] switches it on (see
  * ecr_term_switch), and its other options need it. */
 typedef enum ecr_term_kind {
     ECR_TERM_PATH,            /* const char * (NULL = not given)                               */
@@ -819,7 +824,7 @@ typedef struct ecr_term_opt {
 typedef struct ecr_term_info {
     const char *name;         /* "ecr": its key in log.jsonl, its part of a method name        */
     int method_rank;          /* > 0: a method; order among single-term methods (kd 1, feat 2,
-                                 rkd 3, ecr 4, rel 5, con 6); 0: not part of a method name
+                                 rkd 3, ecr 4, rel 5, con 6, orth 7); 0: not part of a method name
                                  (contrastive)                                                 */
     ecr_term_switch on;       /* what switches it on                                           */
     const ecr_term_opt *opts;

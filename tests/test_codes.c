@@ -142,12 +142,35 @@ static void reference(const ecr_st_file *f, const char *kind, int c) {
     free(dh);
 }
 
+static void reference_orth(const ecr_st_file *f, int c) {
+    const ecr_tensor_view *P = tl_fx(f, "orth", c, "P", ECR_F32), *L = tl_fx(f, "orth", c, "loss", ECR_F32);
+    const ecr_tensor_view *dPr = tl_fx(f, "orth", c, "dP", ECR_F32);
+    if (!P || !L || !dPr) return;
+    int D = (int)P->shape[0], d = (int)P->shape[1];
+    float *dP = calloc((size_t)D * d, sizeof *dP);
+    ecr_orth *w = NULL;
+    double loss = NAN;
+    CHECK_OK(ecr_orth_create(&w));
+    if (w) {
+        CHECK_OK(ecr_orth_forward(w, P->data, D, d, &loss));
+        ecr_orth_backward(w, P->data, 1.0f, dP);
+    }
+    ecr_orth_free(w);
+    double e = tl_rel_err(dP, dPr->data, (size_t)D * d);
+    fprintf(stderr, "    orth case %d (D %d, d %d): loss %.6f (torch %.6f), dP rel err %.1e\n", c, D, d, loss,
+            tl_fx1(L), e);
+    CHECK_CLOSE(loss, tl_fx1(L), 1e-6 * fabs(tl_fx1(L)));
+    CHECK(e < 1e-5);
+    free(dP);
+}
+
 static void test_reference(void) {
     ecr_st_file *f = NULL;
     CHECK_OK(ecr_st_open(FIXTURE, &f));
     if (!f) return;
     for (int c = 0; c < 2; c++) reference(f, "rel", c);
     for (int c = 0; c < 2; c++) reference(f, "con", c);
+    for (int c = 0; c < 2; c++) reference_orth(f, c);
     ecr_st_close(f);
 }
 
@@ -179,6 +202,14 @@ static double loss_con(void) {
     return L;
 }
 
+static double loss_orth(void) {
+    ecr_orth *w = NULL;
+    double L = NAN;
+    if (ecr_orth_create(&w) == ECR_OK) ecr_orth_forward(w, g_P, FD_, Fd, &L);
+    ecr_orth_free(w);
+    return L;
+}
+
 /* Random P, h, t; the targets of texts of one code cluster around the first of them. */
 static void fd_setup(uint64_t seed) {
     tl_fill_normal(g_P, FD_ * Fd, 0.5, seed);
@@ -196,6 +227,39 @@ static void fd_setup(uint64_t seed) {
 static void fd_space(int in_h) {
     g_Pp = in_h ? NULL : g_P;
     g_D = in_h ? Fd : FD_;
+}
+
+/* orth: finite differences; an isometry (orthonormal columns) gives 0 and no gradient; the
+ * result does not depend on the thread count; the backward accumulates. */
+static void test_orth(void) {
+    fd_setup(99);
+    ecr_orth *w = NULL;
+    CHECK_OK(ecr_orth_create(&w));
+    if (!w) return;
+    float dP[FD_ * Fd] = {0}, dP2[FD_ * Fd] = {0};
+    double L = NAN, L1 = NAN;
+    CHECK_OK(ecr_orth_forward(w, g_P, FD_, Fd, &L));
+    ecr_orth_backward(w, g_P, 1.0f, dP);
+    double e = tl_fd_check("orth dP", loss_orth, g_P, dP, FD_ * Fd);
+    fprintf(stderr, "    FD orth: loss %.5f, worst |fd - an| / max(1, max|an|) %.1e\n", L, e);
+    CHECK(L > 0);
+    ecr_orth_backward(w, g_P, 1.0f, dP2);
+    ecr_orth_backward(w, g_P, 1.0f, dP2);
+    double acc = 0;
+    for (int i = 0; i < FD_ * Fd; i++) acc = tl_nanmax(acc, fabs(dP2[i] - 2.0 * dP[i]));
+    CHECK(acc <= 1e-6 * tl_max_abs(dP, FD_ * Fd));
+    ecr_set_threads(1);
+    CHECK_OK(ecr_orth_forward(w, g_P, FD_, Fd, &L1));
+    ecr_set_threads(2);
+    CHECK(L1 == L);
+    /* columns of the identity: P^T P = I exactly */
+    float I[FD_ * Fd] = {0}, dI[FD_ * Fd] = {0};
+    for (int a = 0; a < Fd; a++) I[a * Fd + a] = 1.0f;
+    CHECK_OK(ecr_orth_forward(w, I, FD_, Fd, &L));
+    ecr_orth_backward(w, I, 1.0f, dI);
+    CHECK(L == 0 && tl_max_abs(dI, FD_ * Fd) == 0.0);
+    CHECK_STATUS(ecr_orth_forward(w, g_P, 0, Fd, &L), ECR_E_INVALID);
+    ecr_orth_free(w);
 }
 
 static void test_fd_losses(void) {
@@ -478,5 +542,6 @@ int main(void) {
     RUN(test_rel_edges);
     RUN(test_con_edges);
     RUN(test_threads);
+    RUN(test_orth);
     return test_finish("test_codes");
 }

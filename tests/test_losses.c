@@ -14,7 +14,7 @@
  *    -log q, invalid codes refused, K above the Pi cache against a direct double
  *    computation, thread-count independence, accumulation (two backwards of scale 1/2);
  *  - the whole objective through a tiny model: L = L_LM + w InfoNCE + lambda ECR (and, in two
- *    more configurations, + w_rel rel + w_con con on u and on h with lambda on its warm-up
+ *    more configurations, + w_rel rel + w_con con on u and on h + w_orth orth, with lambda on its warm-up
  *    ramp at progress 1/4, so lambda / 2 in forward and backward alike), central
  *    differences wrt sampled elements of every tensor (ecr.proj included), tolerance
  *    |fd - an| <= 3e-4 + 2e-2 |an| (fp32 model, h = 1e-2 on weights of scale ~0.3, as in
@@ -418,7 +418,7 @@ static void test_objective_fd(void) {
         int soft = cfg == 1, codes_only = cfg >= 2;
         ecr_train_opts tr;
         ecr_train_opts_default(&tr);
-        tr.rel_weight = 0.3f, tr.con_weight = 0.4f, tr.con_tau = 0.3f, tr.ecr_warmup = 0.5f;
+        tr.rel_weight = 0.3f, tr.con_weight = 0.4f, tr.con_tau = 0.3f, tr.ecr_warmup = 0.5f, tr.orth_weight = 0.2f;
         tr.rel_on_h = tr.con_on_h = cfg == 3;
         ecr_objective_opts oo = {0};
         oo.contrastive_weight = 0.7f, oo.contrastive_tau = 0.2f;
@@ -435,9 +435,9 @@ static void test_objective_fd(void) {
             CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.5 * t.ecr, 1e-12);
             CHECK(t.rel == 0 && t.con == 0 && t.n_rel == 0 && t.n_con == 0);
         } else { /* texts 2 and 5 share code 1: the only positives of con */
-            CHECK(t.n_rel == 5 && t.n_con == 2 && t.rel > 0 && t.con > 0);
+            CHECK(t.n_rel == 5 && t.n_con == 2 && t.rel > 0 && t.con > 0 && t.orth > 0);
             CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.25 * t.ecr + (double)0.3f * t.rel +
-                                     (double)0.4f * t.con, 1e-12);
+                                     (double)0.4f * t.con + (double)0.2f * t.orth, 1e-12);
         }
         ecr_model_zero_grad(e2e_m);
         CHECK_OK(ecr_objective_backward(e2e_ob, e2e_m, &e2e_b.b));
@@ -482,8 +482,8 @@ static void test_objective_fd(void) {
         const ecr_param_info *pr = ecr_model_find_tensor(e2e_m, "ecr.proj.weight");
         CHECK(pr && tl_max_abs(g + pr->offset, pr->numel) > 1e-3 && tl_max_abs(glm + pr->offset, pr->numel) == 0.0);
         fprintf(stderr, "    objective FD (%s): worst err/tolerance %.3f\n",
-                cfg == 0 ? "hard codes" : cfg == 1 ? "soft codes" : cfg == 2 ? "+ rel, con on u, lambda ramp"
-                                                                           : "+ rel, con on h, lambda ramp", worst);
+                cfg == 0 ? "hard codes" : cfg == 1 ? "soft codes" : cfg == 2 ? "+ rel, con on u, orth, lambda ramp"
+                                                                           : "+ rel, con on h, orth, lambda ramp", worst);
         free(g);
         free(glm);
         ecr_objective_free(e2e_ob);

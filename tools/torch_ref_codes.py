@@ -18,6 +18,7 @@ x_i = F.normalize(h_i P^T) (space "u", with a projection P [D, d]) or x_i = F.no
          loss_i = -mean_{j in P(i)} log(exp(s_ij) / sum_{k != i} exp(s_ik)),
          loss = mean over the anchors (texts with P(i) non-empty; 0 when there is none);
          gradients wrt P (space u) and h. In space h the fixture's unused rows of h are 0.
+  orth   ||P^T P - I||_F^2 / d and its gradient wrt P.
 
 and writes tests/fixtures/codes_ref.safetensors:
 
@@ -28,7 +29,9 @@ and writes tests/fixtures/codes_ref.safetensors:
       con.<c>.used [n] I32, con.<c>.loss [1], con.<c>.dP [D, d] (space u only),
       con.<c>.dh [n, d]
       (metadata con_<c>_space = u | h, con_<c>_tau, con_<c>_n_anchor)
-  for c = 0 (space u) and c = 1 (space h).
+  for c = 0 (space u) and c = 1 (space h);
+  orth.<c>.P [D, d], orth.<c>.loss [1], orth.<c>.dP [D, d]: orthogonality of the projection,
+      loss = ||P^T P - I||_F^2 / d; c = 0 a random P, c = 1 a P near an isometry.
 
 Regenerate from the repository root (Debian's python3-torch; no network):
 
@@ -81,6 +84,12 @@ def con_loss(P, h, code, used, tau):
     x = torch.where(used[:, None], x, torch.zeros_like(x))     # unused: x_i = 0, constant
     group = torch.where(used, code, torch.full_like(code, -1))
     return infonce(x, group, tau)
+
+
+def orth_loss(P):
+    d = P.shape[1]
+    M = P.T @ P - torch.eye(d, dtype=P.dtype)
+    return (M * M).sum() / d
 
 
 def used_mask(n, unused):
@@ -157,6 +166,19 @@ def main():
         meta[f"con_{c}_tau"] = tau
         meta[f"con_{c}_n_anchor"] = n_anchor
         print(f"con case {c} (space {space}, tau {tau}): {n_anchor} anchors of {n} texts, loss {loss.item():.6f}")
+    # orth: ||P^T P - I||_F^2 / d for a random P (case 0, D > d) and a P near an isometry
+    # (case 1: orthonormal columns plus a small perturbation)
+    for c, (D, d) in enumerate([(7, 4), (6, 5)]):
+        P32 = torch.randn((D, d), generator=gen) / d ** 0.5
+        if c == 1:
+            q, _ = torch.linalg.qr(torch.randn((D, d), generator=gen, dtype=torch.float64))
+            P32 = (q + 0.05 * torch.randn((D, d), generator=gen, dtype=torch.float64)).float()
+        P = leaf(P32)
+        loss = orth_loss(P)
+        loss.backward()
+        out += [(f"orth.{c}.P", P32), (f"orth.{c}.loss", loss.detach().reshape(1).float()),
+                (f"orth.{c}.dP", P.grad.float())]
+        print(f"orth case {c} (D {D}, d {d}): loss {loss.item():.6f}")
     write_safetensors(out_path, out, meta)
     print(f"wrote {out_path}: {len(out)} tensors")
 

@@ -179,6 +179,19 @@ ecr_status ecr_con_forward(ecr_con *w, const float *P, const float *h, const int
 /* For the inputs of the last forward: dP (ignored when P was NULL) and dh += scale * dL. */
 void ecr_con_backward(ecr_con *w, const float *P, const float *h, float scale, float *dP, float *dh);
 
+/* Orthogonality of the projection ("orth"), for P [D, d]:
+ *   M = P^T P - I [d, d];  L = ||M||_F^2 / d
+ * backward: dP += scale 4 P M / d. At P^T P = I, <P a, P b> = <a, b>: cosines in u are the
+ * cosines in h, so the structure ECR gives u is in h too. In double, rows in parallel, each
+ * sum in a fixed order. */
+typedef struct ecr_orth ecr_orth;
+
+ecr_status ecr_orth_create(ecr_orth **out);
+void ecr_orth_free(ecr_orth *w);
+ecr_status ecr_orth_forward(ecr_orth *w, const float *P, int D, int d, double *loss);
+/* For the P of the last forward: dP [D, d] += scale * dL/dP. */
+void ecr_orth_backward(ecr_orth *w, const float *P, float scale, float *dP);
+
 /* ---- the step objective -----------------------------------------------------------------------
  * L = a_LM L_LM + w InfoNCE(h; groups of the texts) + lambda L_ECR(P, h; codes of the texts)
  *     + alpha KD(student logits, teacher logits) + w_f L_feat(P, h; t) + w_r L_RKD(P, h; t),
@@ -221,6 +234,7 @@ typedef struct ecr_objective_terms {
     double rkd;                  /* 25 L_D + 50 L_A, before w_r (0 when off)               */
     double rkd_dist, rkd_angle;  /* L_D and L_A                                            */
     double rel, con;             /* relational consistency, code-contrastive, unweighted    */
+    double orth;                 /* ||P^T P - I||^2 / d, unweighted                        */
     double total;                /* the objective optimised (see above)                    */
     int64_t n_targets;           /* LM target tokens                                       */
     int n_contrastive;           /* texts with a positive                                  */

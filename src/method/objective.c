@@ -39,7 +39,7 @@ struct ecr_objective {
     void *state[MAX_TERMS];
     int embedding;            /* a term that is not a logit term is on                  */
     size_t proj_off;          /* offset of ecr.proj.weight in the parameter block       */
-    int d;
+    int d, D;                 /* model dim; rows of the projection (0 without one)      */
     double progress;          /* the share of the run done (ecr_objective_set_progress)   */
     /* the last forward */
     int n, ready;
@@ -104,7 +104,7 @@ ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,
     ob->o = *o;
     ob->d = ecr_model_config(m)->dim;
     const ecr_param_info *proj = ecr_model_find_tensor(m, "ecr.proj.weight");
-    if (proj) ob->proj_off = proj->offset;
+    if (proj) ob->proj_off = proj->offset, ob->D = (int)proj->shape[0];
     for (int i = 0; !st && term_ops(i); i++) {
         const ecr_term_ops *ops = term_ops(i);
         if (!ops->on(o)) continue;
@@ -140,7 +140,7 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
     int n = b->n_texts;
     ob->n = n;
     ecr_term_step *x = &ob->step;
-    *x = (ecr_term_step){&ob->o, b, d, NULL, fo.pooled, NULL, fo.logits, n, ob->d};
+    *x = (ecr_term_step){&ob->o, b, d, NULL, fo.pooled, NULL, fo.logits, n, ob->d, ob->D};
     if (ob->embedding) {
         st = RESERVE(ob->has_tokens, ob->cap_t, (size_t)n, "objective");
         if (!st) st = RESERVE(ob->dpooled, ob->cap_dp, (size_t)n * ob->d, "objective");

@@ -22,7 +22,7 @@
  *   5. Tests: the loss against a PyTorch float64 fixture (a generator in tools/, the
  *      fixture in tests/fixtures/) and finite differences, then the whole objective
  *      (tests/test_losses.c, test_objective_fd).
- * rel and con (loss_rel.c, loss_con.c) were added this way. */
+ * rel, con and orth (loss_rel.c, loss_con.c, loss_orth.c) were added this way. */
 #include "ecr.h"
 #include "term.h"
 
@@ -95,6 +95,12 @@ static const ecr_term_opt con_opts[] = {
     {"--con-on-h", "con_on_h", ECR_TERM_FLAG, OPT(con_on_h), 0, 1, 0, NULL, "on h itself instead of u"},
 };
 
+static const ecr_term_opt orth_opts[] = {
+    {"--orth-weight", "orth_weight", ECR_TERM_FLOAT, OPT(orth_weight), 0, 1e6, 0, "W",
+     "keeps the projection near an isometry (needs --anchors): adds\n"
+     "W ||P^T P - I||^2 / dim, so that cosines of u are cosines of h; 0 = off"},
+};
+
 #define ROW(name, rank, on, opts, ops) {name, rank, on, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
 static const ecr_term_info TERMS[] = {
     ROW("contrastive", 0, ECR_TERM_ON_OBJECTIVE, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
@@ -104,6 +110,7 @@ static const ecr_term_info TERMS[] = {
     ROW("rkd", 3, ECR_TERM_ON_PATH, rkd_opts, ecr_term_ops_rkd),
     ROW("rel", 5, ECR_TERM_ON_WEIGHT, rel_opts, ecr_term_ops_rel),
     ROW("con", 6, ECR_TERM_ON_WEIGHT, con_opts, ecr_term_ops_con),
+    ROW("orth", 7, ECR_TERM_ON_WEIGHT, orth_opts, ecr_term_ops_orth),
 };
 #undef ROW
 
