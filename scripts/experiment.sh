@@ -118,6 +118,7 @@ plan_main() {
     done
     for s in 1 2 3; do # codes-only variants (issue: the method at convergence), tiny
         echo "var-k1024-tau0.02-s$s tiny $s K=1024,tau=0.02 ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02"
+        echo "var-orth-s$s tiny $s +orth(1) ecr --orth-weight 1"
         echo "var-rel-h-s$s tiny $s +rel(h,1) ecr --rel-weight 1 --rel-on-h"
         echo "var-con-h-s$s tiny $s +con(h,0.1) ecr --con-weight 0.1 --con-on-h"
         echo "var-lam0.1-warmup-s$s tiny $s lambda=0.1,warm-up=0.5 ecr --ecr-weight 0.1 --ecr-warmup 0.5"
