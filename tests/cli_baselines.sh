@@ -159,6 +159,36 @@ for r in rs:
 assert json.load(open(f"{d}/all/run.json"))["method"] == "ecr+kd+feat+rkd"
 EOF
 
+# ---- the codes-only terms: rel, con and orth with ECR, from the anchors alone -------------------
+expect 0 "train with the codes-only terms" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    --steps 4 --tokens-per-step 256 --threads 1 --anchors "$T/anchors.safetensors" --rel-weight 0.5 \
+    --con-weight 0.2 --con-tau 0.3 --orth-weight 0.1 --out "$T/codes"
+has "$T/err" "train: term rel: rel_weight 0.5, rel_on_h 0" "the start line names a term without hooks"
+"$PY" - "$T" <<'EOF' && ok || bad "the codes-only log, run.json or metadata do not add up"
+import json, struct, sys
+d = sys.argv[1]
+rs = [json.loads(l) for l in open(f"{d}/codes/log.jsonl") if '"loss"' in l]
+assert len(rs) == 4
+for r in rs:
+    want = r["loss"] + 0.05 * r["ecr"] + 0.5 * r["rel"] + 0.2 * r["con"] + 0.1 * r["orth"]
+    assert abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
+run = json.load(open(f"{d}/codes/run.json"))
+assert run["method"] == "ecr+rel+con+orth", run["method"]
+assert run["rel_weight"] == 0.5 and run["con_tau"] == 0.3 and run["orth_weight"] == 0.1, run
+b = open(f"{d}/codes/model.safetensors", "rb").read()
+meta = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
+assert [round(float(meta[k]), 6) for k in ("rel_weight", "con_weight", "orth_weight")] == [0.5, 0.2, 0.1], meta
+EOF
+expect 2 "--con-tau without --con-weight" -- "$ECR" train --data x --model tiny --out "$T/o" --con-tau 0.3
+has "$T/err" "--con-tau needs --con-weight" "the orphan flag is named"
+expect 2 "--rel-weight without anchors" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    "${RUN[@]}" --rel-weight 0.5 --out "$T/rel_alone"
+has "$T/err" "rel term needs the anchors (--anchors)" "the missing anchors are named"
+expect 2 "resume with another rel weight" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    --steps 8 --tokens-per-step 256 --threads 1 --quiet --anchors "$T/anchors.safetensors" --rel-weight 0.4 \
+    --con-weight 0.2 --con-tau 0.3 --orth-weight 0.1 --out "$T/codes" --resume
+has "$T/err" "option 'rel_weight' was 0.5 in the checkpoint, now 0.4" "the changed option is named"
+
 # ---- resume keeps the baseline options ---------------------------------------------------------
 expect 0 "resume the KD run to 6 steps" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
     --steps 6 --tokens-per-step 256 --threads 1 --quiet --kd "$T/teacher" --out "$T/kd" --resume
