@@ -119,6 +119,8 @@ plan_main() {
     for s in 1 2 3; do # codes-only variants (issue: the method at convergence), tiny
         echo "var-k1024-tau0.02-s$s tiny $s K=1024,tau=0.02 ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02"
         echo "var-orth-s$s tiny $s +orth(1) ecr --orth-weight 1"
+        echo "var-small-orth-s$s small $s +orth(1) ecr --orth-weight 1"
+        echo "var-k1024-tau0.02-orth-s$s tiny $s K=1024,tau=0.02,+orth(1) ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02 --orth-weight 1"
         echo "var-rel-h-s$s tiny $s +rel(h,1) ecr --rel-weight 1 --rel-on-h"
         echo "var-con-h-s$s tiny $s +con(h,0.1) ecr --con-weight 0.1 --con-on-h"
         echo "var-lam0.1-warmup-s$s tiny $s lambda=0.1,warm-up=0.5 ecr --ecr-weight 0.1 --ecr-warmup 0.5"
@@ -305,7 +307,7 @@ fi
 main=("$RES"/main-*)
 abl=("$RES"/abl-*)
 var=("$RES"/var-*)
-[ ${#var[@]} -eq 0 ] || var+=("$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s* "$RES"/main-tiny-feat-*)
+[ ${#var[@]} -eq 0 ] || var+=("$RES"/main-*-none-* "$RES"/main-*-ecr-s* "$RES"/main-*-feat-*)
 [ ${#abl[@]} -eq 0 ] || abl+=("$RES"/main-tiny-none-* "$RES"/main-tiny-ecr-s*)  # the references
 report "${EXP_REPORTS:-docs}/report-main" "lo10: methods by student size" "${main[@]}"
 report "${EXP_REPORTS:-docs}/report-ablations" "lo10: ECR ablations (tiny)" "${abl[@]}"
