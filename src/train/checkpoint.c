@@ -52,13 +52,14 @@ char *ecr_tr_options_json(const trainer *t) {
         if (!ecr_train_term_on(term, o)) continue;
         const ecr_tr_term *h = ecr_tr_term_hooks(term);
         if (h && h->hash_key) PUT(h->hash_key, "%s", (const char *)t + h->hash);
-        else PUT("objective", "%s", ecr_train_objective_name(o->objective)); /* contrastive */
+        if (term->on == ECR_TERM_ON_OBJECTIVE) PUT("objective", "%s", ecr_train_objective_name(o->objective));
         for (int k = 0; k < term->n_opts; k++) {
             const ecr_term_opt *p = &term->opts[k];
             const void *field = (const char *)o + p->offset;
-            if (p->kind == ECR_TERM_FLOAT && p->zero_unset && *(const float *)field == 0) continue;
-            if (p->kind == ECR_TERM_FLOAT) PUT(p->key, "%.9g", *(const float *)field);
-            else if (p->kind != ECR_TERM_PATH) PUT(p->key, "%d", *(const int *)field);
+            if (p->kind == ECR_TERM_PATH || (p->kind == ECR_TERM_FLOAT && p->zero_unset && *(const float *)field == 0))
+                continue;
+            ecr_tr_opt_number(p, o, v, sizeof v);
+            cJSON_AddStringToObject(j, p->key, v);
         }
     }
 #undef PUT
@@ -115,11 +116,10 @@ static void model_meta(const trainer *t, const char *step_s, ecr_tr_meta *m) {
             const ecr_term_opt *p = &term->opts[k];
             const void *field = (const char *)&t->o + p->offset;
             if (m->k == (int)(sizeof m->v / sizeof m->v[0]) || m->n + 3 > (int)(sizeof m->key_val / sizeof m->key_val[0])) break;
-            if (p->kind == ECR_TERM_FLOAT) snprintf(m->v[m->k], sizeof m->v[0], "%.9g", *(const float *)field);
-            else if (p->kind == ECR_TERM_PATH) snprintf(m->v[m->k], sizeof m->v[0], "%s", "");
-            else snprintf(m->v[m->k], sizeof m->v[0], "%d", *(const int *)field);
+            const char *path = p->kind == ECR_TERM_PATH ? *(const char *const *)field : NULL;
+            if (p->kind != ECR_TERM_PATH) ecr_tr_opt_number(p, &t->o, m->v[m->k], sizeof m->v[0]);
             m->key_val[m->n++] = p->key;
-            m->key_val[m->n++] = p->kind == ECR_TERM_PATH ? *(const char *const *)field : m->v[m->k++];
+            m->key_val[m->n++] = p->kind == ECR_TERM_PATH ? (path ? path : "") : m->v[m->k++];
         }
     }
     m->key_val[m->n] = NULL;

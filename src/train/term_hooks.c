@@ -328,6 +328,12 @@ const ecr_tr_term *ecr_tr_term_hooks(const ecr_term_info *term) {
     return NULL;
 }
 
+void ecr_tr_opt_number(const ecr_term_opt *p, const ecr_train_opts *o, char *buf, size_t n) {
+    const void *field = (const char *)o + p->offset;
+    if (p->kind == ECR_TERM_FLOAT) snprintf(buf, n, "%.9g", *(const float *)field);
+    else snprintf(buf, n, "%d", *(const int *)field);
+}
+
 void ecr_tr_term_options(const ecr_term_info *term, const ecr_train_opts *o, char *buf, size_t n) {
     size_t k = 0;
     buf[0] = 0;

@@ -66,6 +66,9 @@ typedef struct ecr_tr_term {
 /* The hooks of a row of the term table; NULL for a term without any. */
 const ecr_tr_term *ecr_tr_term_hooks(const ecr_term_info *term);
 
+/* The value of the numeric option p (FLOAT, INT or FLAG) in o as the resume options and the
+ * model metadata write it: a float "%.9g", an int "%d". */
+void ecr_tr_opt_number(const ecr_term_opt *p, const ecr_train_opts *o, char *buf, size_t n);
 /* " key value, key value" of the term's options in o (float %g, int %d, path), into buf. */
 void ecr_tr_term_options(const ecr_term_info *term, const ecr_train_opts *o, char *buf, size_t n);
 
