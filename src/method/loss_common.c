@@ -1,4 +1,4 @@
-/* loss_common.c — the projection rows u_i = normalize(P h_i) shared by feat and RKD,
+/* loss_common.c — the projection rows u_i = normalize(P h_i) shared by feat, RKD and rel,
  * forward beside backward (contracts in loss_common.h). */
 #include "loss_common.h"
 
@@ -16,6 +16,10 @@ void ecr_loss_project_rows(const float *P, const float *h, const unsigned char *
         }
         const float *hi = h + (size_t)i * d;
         for (int a = 0; a < D; a++) {
+            if (!P) { /* no projection: h itself (D = d) */
+                ui[a] = hi[a];
+                continue;
+            }
             const float *pa = P + (size_t)a * d;
             double s = 0;
             for (int b = 0; b < d; b++) s += (double)pa[b] * hi[b];
@@ -41,6 +45,10 @@ void ecr_loss_project_backward(const float *P, const float *h, const unsigned ch
         }
         normalize_backward(u + (size_t)i * D, dz, rz[i], clamped[i], D, dz);
         if (!dh) continue;
+        if (!P) { /* no projection: dh_i += dz_i */
+            for (int b = 0; b < d; b++) dh[(size_t)i * d + b] += (float)dz[b];
+            continue;
+        }
         double *ac = acc + (size_t)i * d;
         memset(ac, 0, (size_t)d * sizeof *ac);
         for (int a = 0; a < D; a++) {
@@ -49,7 +57,7 @@ void ecr_loss_project_backward(const float *P, const float *h, const unsigned ch
         }
         for (int b = 0; b < d; b++) dh[(size_t)i * d + b] += (float)ac[b];
     }
-    if (!dP) return;
+    if (!dP || !P) return;
     ECR_OMP(parallel for schedule(static))
     for (int a = 0; a < D; a++) {
         double *ac = acc + (size_t)a * d;

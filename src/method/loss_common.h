@@ -55,13 +55,13 @@ static inline double log_sum_exp(const double *l, int n) {
 
 /* u_i = normalize(P h_i) in double for the used rows [n] of h [n, d], P [D, d] (the others:
  * u_i = 0, rz = 0); rz[i] = 1 / max(|P h_i|, eps), clamped[i] = 1 when the norm was clamped.
- * Shared by feat and RKD. */
+ * P NULL: u_i = normalize(h_i) (then D = d). Shared by feat, RKD and rel. */
 void ecr_loss_project_rows(const float *P, const float *h, const unsigned char *used, int n, int d,
                            int D, double *u, double *rz, unsigned char *clamped);
 /* Backward of ecr_loss_project_rows. du [n, D] holds dL/du_i (scaled; zero rows for unused
  * texts) and is overwritten with dL/dz_i; then dh_i += P^T dz_i (when dh is non-NULL) and
- * dP += sum_i dz_i h_i^T, texts in order (when dP is non-NULL). acc: scratch of
- * max(n, D) * d doubles. */
+ * dP += sum_i dz_i h_i^T, texts in order (when dP is non-NULL). P NULL: dh_i += dz_i and
+ * no dP. acc: scratch of max(n, D) * d doubles. */
 void ecr_loss_project_backward(const float *P, const float *h, const unsigned char *used, int n,
                                int d, int D, const double *u, const double *rz,
                                const unsigned char *clamped, double *du, double *acc, float *dP,

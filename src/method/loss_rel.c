@@ -35,25 +35,6 @@ void ecr_rel_free(ecr_rel *w) {
     free(w);
 }
 
-/* Student rows: u_i = normalize(P h_i), or normalize(h_i) without P (zero when unused). */
-static void rel_rows(ecr_rel *w, const float *P, const float *h) {
-    int n = w->n, d = w->d, D = w->D;
-    if (P) {
-        ecr_loss_project_rows(P, h, w->used, n, d, D, w->x, w->rz, w->clamped);
-        return;
-    }
-    for (int i = 0; i < n; i++) {
-        double *xi = w->x + (size_t)i * D;
-        w->rz[i] = 0, w->clamped[i] = 0;
-        if (!w->used[i]) {
-            memset(xi, 0, (size_t)D * sizeof *xi);
-            continue;
-        }
-        for (int a = 0; a < D; a++) xi[a] = h[(size_t)i * d + a];
-        w->clamped[i] = (unsigned char)normalize_row(xi, D, xi, &w->rz[i]);
-    }
-}
-
 ecr_status ecr_rel_forward(ecr_rel *w, const float *P, const float *h, const float *t,
                            const unsigned char *used, int n, int d, int D, int Dt, double *loss,
                            int *n_used) {
@@ -77,7 +58,7 @@ ecr_status ecr_rel_forward(ecr_rel *w, const float *P, const float *h, const flo
         w->used[i] = used ? used[i] != 0 : 1;
         w->m += w->used[i];
     }
-    rel_rows(w, P, h);
+    ecr_loss_project_rows(P, h, w->used, n, d, D, w->x, w->rz, w->clamped); /* P NULL: rows of h */
     for (int i = 0; i < n; i++) {
         double *ti = w->tt + (size_t)i * Dt, r;
         for (int a = 0; a < Dt; a++) ti[a] = w->used[i] ? t[(size_t)i * Dt + a] : 0.0;
@@ -121,12 +102,8 @@ void ecr_rel_backward(ecr_rel *w, const float *P, const float *h, float scale, f
             const double *xj = w->x + (size_t)j * D;
             for (int a = 0; a < D; a++) dxi[a] += e * xj[a];
         }
-        if (w->on_h && w->used[i]) {
-            normalize_backward(w->x + (size_t)i * D, dxi, w->rz[i], w->clamped[i], D, dxi);
-            for (int a = 0; a < D; a++) dh[(size_t)i * d + a] += (float)dxi[a];
-        }
     }
-    if (!w->on_h) ecr_loss_project_backward(P, h, w->used, n, d, D, w->x, w->rz, w->clamped, w->dx, w->acc, dP, dh);
+    ecr_loss_project_backward(w->on_h ? NULL : P, h, w->used, n, d, D, w->x, w->rz, w->clamped, w->dx, w->acc, dP, dh);
 }
 
 /* ---- the term (term.h): on with a weight and the anchors; targets the anchors of the codes --- */
