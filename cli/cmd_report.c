@@ -3,7 +3,9 @@
  *
  * Inputs of a run, each optional (a run needs run.json or eval.json):
  *   run.json    {"preset", "tag" (string or null), "method", "seed", "steps", ...}
- *               (cli/cmd_train.c); without it the preset is "LxD" from config.json
+ *               (cli/cmd_train.c); "diverged" (a string: why training stopped; written by
+ *               scripts/experiment.sh for a run stopped by a non-finite loss) is listed under
+ *               the runs; without run.json the preset is "LxD" from config.json
  *   log.jsonl   step records {"step", "loss", "grad_norm", "clipped", ...} and validation
  *               records {"step", "val_loss", "val_bpb", "val_eff_rank", "val_eff_rank_u"}
  *   eval.json   the schema at the top of cli/cmd_eval.c, plus "pca": {"space", "texts",
@@ -35,7 +37,8 @@ static const char *usage =
     "read.\n"
     "\n"
     "Inputs of each RUN_DIR (all optional, but a run needs run.json or eval.json):\n"
-    "  run.json     from ecr train: preset, tag, method, seed, steps. Without it the size is\n"
+    "  run.json     from ecr train: preset, tag, method, seed, steps (and \"diverged\", why a\n"
+    "               run stopped, listed under the runs table). Without it the size is\n"
     "               \"LxD\" (layers x width) from config.json, the method \"?\", the seed 0\n"
     "  log.jsonl    training log: step records (loss, grad_norm, clipped) and validation\n"
     "               records (val_loss, val_bpb, val_eff_rank, val_eff_rank_u); unknown fields\n"

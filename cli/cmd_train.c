@@ -173,7 +173,8 @@ static const char *usage(void) {
 }
 
 /* The objective terms' flags (terms.c) into o. An option given without the path that
- * switches its term on is an orphan: *orphan and *needs name the first. */
+ * switches its term on, or any option of a term given without the term it needs (terms.c
+ * `needs`: --orth-weight without --anchors), is an orphan: *orphan and *needs name the first. */
 static void term_flags(cli_args *a, ecr_train_opts *o, const char **orphan, const char **needs) {
     for (int i = 0; ecr_train_term(i); i++) {
         const ecr_term_info *t = ecr_train_term(i);
@@ -186,10 +187,14 @@ static void term_flags(cli_args *a, ecr_train_opts *o, const char **orphan, cons
             else if (p->kind == ECR_TERM_FLOAT) *(float *)field = (float)cli_float(a, p->flag, *(float *)field, p->lo, p->hi);
             else if (p->kind == ECR_TERM_INT) *(int *)field = (int)cli_int(a, p->flag, *(int *)field, (long long)p->lo, (long long)p->hi);
             else *(int *)field = given;
-            if (k > 0 && given && !first) first = p->flag;
+            if (given && !first && (k > 0 || t->needs)) first = p->flag;
         }
-        if (first && !*orphan && t->on != ECR_TERM_ON_OBJECTIVE && !ecr_train_term_on(t, o))
-            *orphan = first, *needs = t->opts[0].flag;
+        const ecr_term_info *n = NULL; /* the term it needs */
+        for (int j = 0; t->needs && ecr_train_term(j) && !n; j++)
+            if (!strcmp(ecr_train_term(j)->name, t->needs)) n = ecr_train_term(j);
+        if (!first || *orphan || t->on == ECR_TERM_ON_OBJECTIVE) continue;
+        if (n && !ecr_train_term_on(n, o)) *orphan = first, *needs = n->opts[0].flag;
+        else if (!n && !ecr_train_term_on(t, o)) *orphan = first, *needs = t->opts[0].flag;
     }
 }
 

@@ -54,6 +54,7 @@ typedef struct geo_space {
 typedef struct run {
     const char *dir;            /* as given on the command line (borrowed)               */
     char *preset, *method, *tag;   /* owned; tag NULL when none                           */
+    char *diverged;             /* owned: run.json "diverged" (why training stopped), or NULL */
     const char *label;          /* tag or method                                         */
     long long seed, steps;      /* steps -1 when unknown                                 */
     int has_run_json, has_config, has_log, has_eval;

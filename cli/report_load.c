@@ -71,6 +71,7 @@ void rp_run_free(run *u) {
     free(u->preset);
     free(u->method);
     free(u->tag);
+    free(u->diverged);
     dvec *v[] = {&u->step, &u->loss, &u->gnorm, &u->clip, &u->vstep, &u->vloss, &u->vbpb,
                  &u->ver, &u->veru, &u->vp1};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) rp_dvec_free(v[i]);
@@ -168,6 +169,7 @@ static ecr_status load_run_json(run *u, const char *path, const cJSON *j) {
     ecr_status st = get_str(path, j, "preset", &u->preset);
     if (!st) st = get_str(path, j, "method", &u->method);
     if (!st) st = get_str(path, j, "tag", &u->tag);
+    if (!st) st = get_str(path, j, "diverged", &u->diverged);
     if (!st) st = get_num(path, "", "", j, "seed", &seed);
     if (!st) st = get_num(path, "", "", j, "steps", &steps);
     if (st) return st;

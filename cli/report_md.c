@@ -63,6 +63,18 @@ static void md_runs(FILE *fp, const report *r) {
             fputs(" |\n", fp);
         }
     fputc('\n', fp);
+    const char *sep = "Diverged (training stopped by a non-finite loss; the run's figures are those of its "
+                      "log up to there): ";
+    for (int i = 0; i < r->n_runs; i++) {
+        if (!r->runs[i].diverged) continue;
+        fputs(sep, fp);
+        md_code(fp, r->runs[i].dir);
+        fputs(" (", fp);
+        md_text(fp, r->runs[i].diverged);
+        fputs(")", fp);
+        sep = ", ";
+    }
+    if (sep[0] != 'D') fputs(".\n\n", fp);
 }
 
 static void md_group_head(FILE *fp, const report *r, const group *g) {

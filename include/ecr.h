@@ -782,7 +782,7 @@ typedef struct ecr_train_opts {
     float con_tau;              /* its temperature (default 0.1)                             */
     int con_on_h;               /* con on h instead of u (default 0)                         */
     float orth_weight;          /* w_orth: keeps P^T P near I so that u's cosines are h's;
-                                   0 (default) = off; needs the projection                   */
+                                   part of ECR: on only with anchors; default 1, 0 = off     */
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */
@@ -827,6 +827,8 @@ typedef struct ecr_term_info {
                                  rkd 3, ecr 4, rel 5, con 6, orth 7); 0: not part of a method name
                                  (contrastive)                                                 */
     ecr_term_switch on;       /* what switches it on                                           */
+    const char *needs;        /* NULL, or the name of a term that must be on as well: "orth"
+                                 (on by default) is on only beside "ecr"                       */
     const ecr_term_opt *opts;
     int n_opts;
     const struct ecr_term_ops *ops; /* the objective's operations (internal: src/method/term.h) */
@@ -834,7 +836,7 @@ typedef struct ecr_term_info {
 
 /* The i-th term (0-based), NULL past the last. Static. */
 const ecr_term_info *ecr_train_term(int i);
-/* 1 when options `o` switch the term on. */
+/* 1 when options `o` switch the term on (and the term it needs, if any, is on too). */
 int ecr_train_term_on(const ecr_term_info *t, const ecr_train_opts *o);
 /* The method of a run: the '+'-joined names of its terms that are methods, in table order
  * ("ecr+kd"), or "none". */

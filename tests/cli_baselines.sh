@@ -139,7 +139,8 @@ for run, method in (("kd", "kd"), ("feat", "feat"), ("rkd", "rkd")):
     r = json.load(open(f"{d}/{run}/run.json"))
     assert r["method"] == method and r["preset"] == "tiny" and r["tag"] is None, r
 r = json.load(open(f"{d}/ekd/run.json"))
-assert r["method"] == "ecr+kd" and r["tag"] == "ECR + KD, K=4" and r["ecr_weight"] == 0.05, r
+assert r["method"] == "ecr+kd+orth" and r["tag"] == "ECR + KD, K=4" and r["ecr_weight"] == 0.05, r
+assert r["orth_weight"] == 1, r  # orth is part of ECR's defaults
 assert r["kd_alpha"] == 0.5 and r["objective"] == "lm" and r["steps"] == 4, r
 print("baseline logs, metadata and run.json: ok")
 EOF
@@ -154,9 +155,10 @@ d = sys.argv[1]
 rs = [json.loads(l) for l in open(f"{d}/all/log.jsonl") if '"loss"' in l]
 assert len(rs) == 4
 for r in rs:
-    want = 0.5 * r["loss"] + r["contrastive"] + 0.05 * r["ecr"] + 0.5 * r["kd"] + r["feat"] + 0.1 * r["rkd"]
+    want = (0.5 * r["loss"] + r["contrastive"] + 0.05 * r["ecr"] + 0.5 * r["kd"] + r["feat"] + 0.1 * r["rkd"]
+            + r["orth"])
     assert abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
-assert json.load(open(f"{d}/all/run.json"))["method"] == "ecr+kd+feat+rkd"
+assert json.load(open(f"{d}/all/run.json"))["method"] == "ecr+kd+feat+rkd+orth"
 EOF
 
 # ---- the codes-only terms: rel, con and orth with ECR, from the anchors alone -------------------
@@ -179,6 +181,22 @@ b = open(f"{d}/codes/model.safetensors", "rb").read()
 meta = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
 assert [round(float(meta[k]), 6) for k in ("rel_weight", "con_weight", "orth_weight")] == [0.5, 0.2, 0.1], meta
 EOF
+# orth is on by default beside ECR (--orth-weight 0: ECR alone, as the main study ran it), and
+# only beside it: the feat run above has no "orth" in its log, and the flag alone is an orphan
+expect 0 "ECR with --orth-weight 0" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    "${RUN[@]}" --anchors "$T/anchors.safetensors" --orth-weight 0 --out "$T/ecr_alone"
+"$PY" - "$T" <<'EOF' && ok || bad "--orth-weight 0 leaves orth in, or the default leaves it out"
+import json, sys
+d = sys.argv[1]
+def recs(run): return [json.loads(l) for l in open(f"{d}/{run}/log.jsonl") if '"loss"' in l]
+assert all("orth" not in r and abs(r["total"] - r["loss"] - 0.05 * r["ecr"]) < 1e-5 * r["total"]
+           for r in recs("ecr_alone"))
+run = json.load(open(f"{d}/ecr_alone/run.json"))
+assert run["method"] == "ecr" and "orth_weight" not in run, run
+assert all(r["orth"] >= 0 for r in recs("ekd")) and all("orth" not in r for r in recs("feat"))
+EOF
+expect 2 "--orth-weight without anchors" -- "$ECR" train --data x --model tiny --out "$T/o" --orth-weight 2
+has "$T/err" "--orth-weight needs --anchors" "the term orth needs is named"
 expect 2 "--con-tau without --con-weight" -- "$ECR" train --data x --model tiny --out "$T/o" --con-tau 0.3
 has "$T/err" "--con-tau needs --con-weight" "the orphan flag is named"
 expect 2 "--rel-weight without anchors" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \

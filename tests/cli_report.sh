@@ -173,6 +173,15 @@ has_fixed "$T/err_main" "norunjson: no log.jsonl" "the run without run.json is r
 has_fixed "$T/err_main" "feat1: no eval.json: left out of pca_lang, pca_label, p1_bars, p1_bars_u, tradeoff, tradeoff_u" \
     "a run with u but no eval.json is left out of the u plots too"
 
+# a run stopped by a non-finite loss (run.json "diverged", as scripts/experiment.sh writes it)
+mkdir -p "$T/div" && cp "$R/none1/log.jsonl" "$T/div/"
+printf '{"preset": "tiny", "method": "none", "tag": "stress", "seed": 4, "steps": 200, "diverged": "step 57: loss is NaN"}\n' \
+    >"$T/div/run.json"
+expect 0 "report with a diverged run" -- "$ECR" report "$R/none1" "$T/div" --out "$T/rep_div" --quiet
+has_fixed "$T/rep_div/report.md" "Diverged (training stopped by a non-finite loss" "diverged runs are listed"
+has_fixed "$T/rep_div/report.md" "/div\` (step 57: loss is NaN)." "with why they stopped"
+if grep -q 'Diverged' "$O/sub/report.md"; then bad "a report without diverged runs lists some"; else ok; fi
+
 M="$O/sub/report.md"
 has_fixed "$M" "# Synthetic \| test" "title (escaped for Markdown)"
 has_fixed "$M" "8 runs in 6 groups" "run count"

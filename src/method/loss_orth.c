@@ -62,9 +62,11 @@ void ecr_orth_backward(ecr_orth *w, const float *P, float scale, float *dP) {
     }
 }
 
-/* ---- the term (term.h): on with a weight; needs the model's projection ---------------------- */
+/* ---- the term (term.h): on with a weight beside ECR (terms.c: it needs "ecr") --------------- */
 
-static int orth_on(const ecr_objective_opts *o) { return o->train && o->train->orth_weight != 0; }
+static int orth_on(const ecr_objective_opts *o) {
+    return o->train && o->train->orth_weight != 0 && o->anchors != NULL;
+}
 static float orth_weight(const ecr_objective_opts *o, double progress) {
     (void)progress;
     return o->train->orth_weight;

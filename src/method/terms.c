@@ -97,20 +97,21 @@ static const ecr_term_opt con_opts[] = {
 
 static const ecr_term_opt orth_opts[] = {
     {"--orth-weight", "orth_weight", ECR_TERM_FLOAT, OPT(orth_weight), 0, 1e6, 0, "W",
-     "keeps the projection near an isometry (needs --anchors): adds\n"
-     "W ||P^T P - I||^2 / dim, so that cosines of u are cosines of h; 0 = off"},
+     "part of ECR, on with --anchors: keeps the projection near an\n"
+     "isometry, adding W ||P^T P - I||^2 / dim, so that cosines of u are\n"
+     "cosines of h; 0 = off (ECR as before, method \"ecr\")"},
 };
 
-#define ROW(name, rank, on, opts, ops) {name, rank, on, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
+#define ROW(name, rank, on, needs, opts, ops) {name, rank, on, needs, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
 static const ecr_term_info TERMS[] = {
-    ROW("contrastive", 0, ECR_TERM_ON_OBJECTIVE, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
-    ROW("ecr", 4, ECR_TERM_ON_PATH, ecr_opts, ecr_term_ops_ecr),
-    ROW("kd", 1, ECR_TERM_ON_PATH, kd_opts, ecr_term_ops_kd),
-    ROW("feat", 2, ECR_TERM_ON_PATH, feat_opts, ecr_term_ops_feat),
-    ROW("rkd", 3, ECR_TERM_ON_PATH, rkd_opts, ecr_term_ops_rkd),
-    ROW("rel", 5, ECR_TERM_ON_WEIGHT, rel_opts, ecr_term_ops_rel),
-    ROW("con", 6, ECR_TERM_ON_WEIGHT, con_opts, ecr_term_ops_con),
-    ROW("orth", 7, ECR_TERM_ON_WEIGHT, orth_opts, ecr_term_ops_orth),
+    ROW("contrastive", 0, ECR_TERM_ON_OBJECTIVE, NULL, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
+    ROW("ecr", 4, ECR_TERM_ON_PATH, NULL, ecr_opts, ecr_term_ops_ecr),
+    ROW("kd", 1, ECR_TERM_ON_PATH, NULL, kd_opts, ecr_term_ops_kd),
+    ROW("feat", 2, ECR_TERM_ON_PATH, NULL, feat_opts, ecr_term_ops_feat),
+    ROW("rkd", 3, ECR_TERM_ON_PATH, NULL, rkd_opts, ecr_term_ops_rkd),
+    ROW("rel", 5, ECR_TERM_ON_WEIGHT, NULL, rel_opts, ecr_term_ops_rel),
+    ROW("con", 6, ECR_TERM_ON_WEIGHT, NULL, con_opts, ecr_term_ops_con),
+    ROW("orth", 7, ECR_TERM_ON_WEIGHT, "ecr", orth_opts, ecr_term_ops_orth),
 };
 #undef ROW
 
@@ -120,6 +121,12 @@ const ecr_term_info *ecr_train_term(int i) {
 
 int ecr_train_term_on(const ecr_term_info *t, const ecr_train_opts *o) {
     const void *field = (const char *)o + t->opts[0].offset;
+    if (t->needs) {
+        const ecr_term_info *n = NULL;
+        for (int i = 0; ecr_train_term(i) && !n; i++)
+            if (!strcmp(ecr_train_term(i)->name, t->needs)) n = ecr_train_term(i);
+        if (!n || !ecr_train_term_on(n, o)) return 0;
+    }
     switch (t->on) {
     case ECR_TERM_ON_PATH: return *(const char *const *)field != NULL;
     case ECR_TERM_ON_WEIGHT: return *(const float *)field != 0;

@@ -51,6 +51,7 @@ void ecr_train_opts_default(ecr_train_opts *o) {
     o->feat_weight = 1.0f;
     o->rkd_weight = 1.0f;
     o->con_tau = 0.1f;
+    o->orth_weight = 1.0f;
 }
 
 ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out) {
