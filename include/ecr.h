@@ -725,6 +725,8 @@ ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out)
 /* "lm", "lm+contrastive". Static string. */
 const char *ecr_train_objective_name(ecr_train_objective obj);
 
+#define ECR_MRES_MAX 4          /* further anchor sets of the mres term                     */
+
 typedef struct ecr_train_opts {
     const char *data_path;      /* prepared training data (required)                         */
     const char *valid_path;     /* prepared validation data, or NULL                         */
@@ -783,6 +785,10 @@ typedef struct ecr_train_opts {
     int con_on_h;               /* con on h instead of u (default 0)                         */
     float orth_weight;          /* w_orth: keeps P^T P near I so that u's cosines are h's;
                                    part of ECR: on only with anchors; default 1, 0 = off     */
+    const char *mres_path;      /* multi-resolution codes: further anchors files, comma-
+                                   separated (at most ECR_MRES_MAX), each from the same
+                                   teacher vectors with another K; needs anchors; NULL = off */
+    float mres_weight;          /* their weight: L += w sum_r mean KL_r (default 0.05)       */
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */
@@ -795,7 +801,7 @@ void ecr_train_opts_default(ecr_train_opts *o);
  * table, which the trainer (log records), `ecr train` (flags, --help, orphan checks,
  * run.json, the method name) and `ecr report` (the order of methods) loop over. Rows, in
  * order: "contrastive" (on with objective lm+contrastive), "ecr", "kd", "feat", "rkd", "rel",
- * "con", "orth". A term's options are fields of ecr_train_opts; opts[0] switches it on (see
+ * "con", "orth", "mres". A term's options are fields of ecr_train_opts; opts[0] switches it on (see
  * ecr_term_switch), and its other options need it. */
 typedef enum ecr_term_kind {
     ECR_TERM_PATH,            /* const char * (NULL = not given)                               */
@@ -824,7 +830,7 @@ typedef struct ecr_term_opt {
 typedef struct ecr_term_info {
     const char *name;         /* "ecr": its key in log.jsonl, its part of a method name        */
     int method_rank;          /* > 0: a method; order among single-term methods (kd 1, feat 2,
-                                 rkd 3, ecr 4, rel 5, con 6, orth 7); 0: not part of a method name
+                                 rkd 3, ecr 4, rel 5, con 6, orth 7, mres 8); 0: not part of a method name
                                  (contrastive)                                                 */
     ecr_term_switch on;       /* what switches it on                                           */
     const char *needs;        /* NULL, or the name of a term that must be on as well: "orth"

@@ -207,6 +207,48 @@ expect 2 "resume with another rel weight" -- "$ECR" train --data "$T/small.safet
     --con-weight 0.2 --con-tau 0.3 --orth-weight 0.1 --out "$T/codes" --resume
 has "$T/err" "option 'rel_weight' was 0.5 in the checkpoint, now 0.4" "the changed option is named"
 
+# ---- multi-resolution codes: further anchor sets (K 2 and 8) beside the K = 4 ones ---------------
+for k in 2 8; do
+    expect 0 "anchors K=$k" -- "$ECR" anchors --emb "$T/teacher.npy" --data "$T/small.safetensors" --k $k \
+        --out "$T/anchors$k.safetensors" --quiet
+done
+expect 0 "train with mres" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    --steps 4 --tokens-per-step 256 --threads 1 --save-every 2 --anchors "$T/anchors.safetensors" \
+    --mres-anchors "$T/anchors2.safetensors,$T/anchors8.safetensors" --mres-weight 0.3 --out "$T/mres"
+has "$T/err" "train: mres 0.3 x the sum of ECR's KL to K = 2, K = 8 further anchors" "the start line names the sets"
+"$PY" - "$T" <<'EOF' && ok || bad "the mres log, run.json or metadata do not add up"
+import json, struct, sys
+d = sys.argv[1]
+rs = [json.loads(l) for l in open(f"{d}/mres/log.jsonl") if '"loss"' in l]
+assert len(rs) == 4
+for r in rs:
+    want = r["loss"] + 0.05 * r["ecr"] + r["orth"] + 0.3 * r["mres"]
+    assert r["mres"] > 0 and abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
+run = json.load(open(f"{d}/mres/run.json"))
+assert run["method"] == "ecr+orth+mres" and run["mres_weight"] == 0.3, run
+assert run["mres_anchors"].endswith("anchors2.safetensors," + d + "/anchors8.safetensors"), run
+b = open(f"{d}/mres/model.safetensors", "rb").read()
+meta = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
+assert meta["mres_k"] == "2,8" and abs(float(meta["mres_weight"]) - 0.3) < 1e-7 and len(meta["mres_hash"]) == 16, meta
+EOF
+expect 0 "resume the mres run to 6 steps" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    --steps 6 --tokens-per-step 256 --threads 1 --quiet --anchors "$T/anchors.safetensors" \
+    --mres-anchors "$T/anchors2.safetensors,$T/anchors8.safetensors" --mres-weight 0.3 --out "$T/mres" --resume
+expect 2 "resume with other mres anchors" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    --steps 8 --tokens-per-step 256 --threads 1 --quiet --anchors "$T/anchors.safetensors" \
+    --mres-anchors "$T/anchors8.safetensors,$T/anchors2.safetensors" --mres-weight 0.3 --out "$T/mres" --resume
+has "$T/err" "mres_hash" "the changed anchor sets are named"
+expect 2 "--mres-anchors without anchors" -- "$ECR" train --data x --model tiny --out "$T/o" \
+    --mres-anchors "$T/anchors2.safetensors"
+has "$T/err" "--mres-anchors needs --anchors" "the term mres needs is named"
+expect 0 "anchors of fewer texts" -- "$ECR" anchors --emb "$T/fewer.npy" --data "$T/fewer.safetensors" --k 2 \
+    --out "$T/anchors_fewer.safetensors" --quiet
+expect 2 "mres anchors of another data set" -- "$ECR" train --data "$T/small.safetensors" --model tiny \
+    "${SSET[@]}" "${RUN[@]}" --anchors "$T/anchors.safetensors" \
+    --mres-anchors "$T/anchors2.safetensors,$T/anchors_fewer.safetensors" --out "$T/mres_bad"
+has "$T/err" "anchors_fewer.safetensors: codes for" "the file that does not match is named"
+one_line "mres anchors of another data set"
+
 # ---- resume keeps the baseline options ---------------------------------------------------------
 expect 0 "resume the KD run to 6 steps" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
     --steps 6 --tokens-per-step 256 --threads 1 --quiet --kd "$T/teacher" --out "$T/kd" --resume

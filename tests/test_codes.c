@@ -1,6 +1,10 @@
-/* test_codes.c — the codes-only variants of ECR (src/method/loss_rel.c, loss_con.c): relational
- * consistency (rel) and code-contrastive (con), each on the student rows of the space u
- * (x = normalize(P h), P [D, d]) and of h itself (x = normalize(h), P NULL).
+/* test_codes.c — the codes-only variants of ECR (src/method/loss_rel.c, loss_con.c, loss_orth.c,
+ * loss_mres.c): relational consistency (rel) and code-contrastive (con), each on the student
+ * rows of the space u (x = normalize(P h), P [D, d]) and of h itself (x = normalize(h), P
+ * NULL); orth; multi-resolution codes (mres, through its term operations: the fixture's sum
+ * of ECR's KL over two further anchor sets, K 4 and 9, a text without tokens whose dh row
+ * stays exactly 0; off without sets or without ECR). mres's finite differences run through
+ * the whole objective in tests/test_losses.c.
  *
  *  - PyTorch reference (tests/fixtures/codes_ref.safetensors, written by tools/torch_ref_codes.py
  *    in float64): rel loss, dL/dP, dL/dh in space u (D 6, targets of dim 4) with a text left
@@ -27,6 +31,7 @@
 #include "test.h"
 #include "testlib.h"
 #include "losses.h"
+#include "term.h"
 
 #include <string.h>
 
@@ -164,6 +169,78 @@ static void reference_orth(const ecr_st_file *f, int c) {
     free(dP);
 }
 
+/* mres (loss_mres.c) through its term operations: two further anchor sets with their own
+ * codes, a text without tokens; the fixture's "mres.*" tensors (no case index). */
+static const ecr_tensor_view *fx_mres(const ecr_st_file *f, const char *field, ecr_dtype dt) {
+    char name[64];
+    snprintf(name, sizeof name, "mres.%s", field);
+    const ecr_tensor_view *v = ecr_st_find(f, name);
+    CHECK_MSG(v && v->dtype == dt, "fixture tensor '%s' missing or not %s", name, ecr_dtype_name(dt));
+    return v && v->dtype == dt ? v : NULL;
+}
+
+static void reference_mres(const ecr_st_file *f) {
+    const ecr_tensor_view *P = fx_mres(f, "P", ECR_F32), *h = fx_mres(f, "h", ECR_F32);
+    const ecr_tensor_view *u = fx_mres(f, "used", ECR_I32), *L = fx_mres(f, "loss", ECR_F32);
+    const ecr_tensor_view *dPr = fx_mres(f, "dP", ECR_F32), *dhr = fx_mres(f, "dh", ECR_F32);
+    const ecr_tensor_view *A[2] = {fx_mres(f, "A0", ECR_F32), fx_mres(f, "A1", ECR_F32)};
+    const ecr_tensor_view *C[2] = {fx_mres(f, "code0", ECR_I32), fx_mres(f, "code1", ECR_I32)};
+    if (!P || !h || !u || !L || !dPr || !dhr || !A[0] || !A[1] || !C[0] || !C[1]) return;
+    int D = (int)P->shape[0], d = (int)P->shape[1], n = (int)h->shape[0];
+    CHECK(n <= 16);
+    if (n > 16) return;
+    float tau = (float)tl_meta_num(f, "mres_tau");
+    uint16_t codes[2][16];
+    ecr_anchors an[2];
+    for (int r = 0; r < 2; r++) {
+        memset(&an[r], 0, sizeof an[r]);
+        an[r].k = (int)A[r]->shape[0], an[r].dim = D, an[r].rows = n, an[r].tau = tau;
+        an[r].anchors = (float *)(uintptr_t)A[r]->data, an[r].codes = codes[r];
+        for (int i = 0; i < n; i++) codes[r][i] = (uint16_t)((const int32_t *)C[r]->data)[i];
+    }
+    ecr_anchors main_an = an[0]; /* ECR's own anchors: mres reads only their dim and rows */
+    ecr_train_opts tr;
+    ecr_train_opts_default(&tr);
+    tr.mres_weight = 1.0f;
+    ecr_objective_opts oo = {0};
+    oo.anchors = &main_an, oo.ecr_tau = tau, oo.mres[0] = &an[0], oo.mres[1] = &an[1], oo.n_mres = 2;
+    oo.train = &tr;
+    int64_t ids[16];
+    for (int i = 0; i < n; i++) ids[i] = i;
+    ecr_batch b;
+    memset(&b, 0, sizeof b);
+    b.n_texts = n, b.text_id = ids;
+    unsigned char *has = tl_fx_flags(u);
+    ecr_term_step x = {0};
+    x.o = &oo, x.b = &b, x.has_tokens = has, x.h = h->data, x.P = P->data, x.n = n, x.d = d, x.D = D;
+    const ecr_term_ops *ops = &ecr_term_ops_mres;
+    CHECK(ops->on(&oo) && ops->weight(&oo, 0.5) == 1.0f);
+    float *dP = calloc((size_t)D * d, sizeof *dP), *dh = calloc((size_t)n * d, sizeof *dh);
+    ecr_objective_terms t;
+    memset(&t, 0, sizeof t);
+    void *state = NULL;
+    CHECK_OK(ops->create(&oo, NULL, &state));
+    if (state && dP && dh) {
+        CHECK_OK(ops->forward(state, &x, &t));
+        ops->backward(state, &x, 1.0f, dP, dh);
+    }
+    ops->destroy(state);
+    double eP = tl_rel_err(dP, dPr->data, (size_t)D * d), eh = tl_rel_err(dh, dhr->data, (size_t)n * d);
+    fprintf(stderr, "    mres (K %d and %d, tau %g): loss %.6f (torch %.6f), dP rel err %.1e, dh %.1e\n", an[0].k,
+            an[1].k, (double)tau, t.mres, tl_fx1(L), eP, eh);
+    CHECK_CLOSE(t.mres, tl_fx1(L), 1e-6 * fabs(tl_fx1(L)));
+    CHECK(eP < 1e-5 && eh < 1e-5);
+    for (int i = 0; i < n; i++)
+        if (!has[i]) CHECK(tl_max_abs(dh + (size_t)i * d, (size_t)d) == 0.0);
+    oo.n_mres = 0; /* no further set: off */
+    CHECK(!ops->on(&oo));
+    oo.n_mres = 2, oo.anchors = NULL; /* without ECR: off */
+    CHECK(!ops->on(&oo));
+    free(has);
+    free(dP);
+    free(dh);
+}
+
 static void test_reference(void) {
     ecr_st_file *f = NULL;
     CHECK_OK(ecr_st_open(FIXTURE, &f));
@@ -171,6 +248,7 @@ static void test_reference(void) {
     for (int c = 0; c < 2; c++) reference(f, "rel", c);
     for (int c = 0; c < 2; c++) reference(f, "con", c);
     for (int c = 0; c < 2; c++) reference_orth(f, c);
+    reference_mres(f);
     ecr_st_close(f);
 }
 

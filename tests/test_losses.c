@@ -411,16 +411,25 @@ static void test_objective_fd(void) {
     memset(&an, 0, sizeof an);
     an.k = K, an.dim = D, an.rows = 6, an.anchors = A, an.codes = codes, an.soft = 2;
     an.soft_idx = sidx, an.soft_sim = ssim, an.tau = 0.2f;
+    /* a second, coarser anchor set for mres (K = 3, its own codes) */
+    float A2[3 * D];
+    uint16_t codes2[6] = {2, 0, 1, 1, 0, 2};
+    tl_fill_unit_rows(A2, 3, D, 78);
+    ecr_anchors an_m;
+    memset(&an_m, 0, sizeof an_m);
+    an_m.k = 3, an_m.dim = D, an_m.rows = 6, an_m.anchors = A2, an_m.codes = codes2, an_m.tau = 0.2f;
     /* configurations: hard codes; soft codes; hard codes with the codes-only terms rel and
-     * con on u and the lambda schedule (warm-up over half the run, at a quarter: lambda / 2);
-     * the same with rel and con on h */
+     * con on u, orth, mres over the second set and the lambda schedule (warm-up over half the
+     * run, at a quarter: lambda / 2); the same with rel and con on h */
     for (int cfg = 0; cfg < 4; cfg++) {
         int soft = cfg == 1, codes_only = cfg >= 2;
         ecr_train_opts tr;
         ecr_train_opts_default(&tr);
         tr.rel_weight = 0.3f, tr.con_weight = 0.4f, tr.con_tau = 0.3f, tr.ecr_warmup = 0.5f, tr.orth_weight = 0.2f;
         tr.rel_on_h = tr.con_on_h = cfg == 3;
+        tr.mres_weight = 0.6f;
         ecr_objective_opts oo = {0};
+        oo.mres[0] = &an_m, oo.n_mres = 1;
         oo.contrastive_weight = 0.7f, oo.contrastive_tau = 0.2f;
         oo.anchors = &an, oo.ecr_weight = 0.5f, oo.ecr_tau = 0.2f, oo.ecr_soft = soft;
         if (codes_only) oo.train = &tr;
@@ -433,11 +442,11 @@ static void test_objective_fd(void) {
         CHECK(t.contrastive > 0 && t.ecr > 0);
         if (!codes_only) {
             CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.5 * t.ecr, 1e-12);
-            CHECK(t.rel == 0 && t.con == 0 && t.n_rel == 0 && t.n_con == 0);
+            CHECK(t.rel == 0 && t.con == 0 && t.n_rel == 0 && t.n_con == 0 && t.mres == 0); /* no train opts */
         } else { /* texts 2 and 5 share code 1: the only positives of con */
-            CHECK(t.n_rel == 5 && t.n_con == 2 && t.rel > 0 && t.con > 0 && t.orth > 0);
+            CHECK(t.n_rel == 5 && t.n_con == 2 && t.rel > 0 && t.con > 0 && t.orth > 0 && t.mres > 0);
             CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.25 * t.ecr + (double)0.3f * t.rel +
-                                     (double)0.4f * t.con + (double)0.2f * t.orth, 1e-12);
+                                     (double)0.4f * t.con + (double)0.2f * t.orth + (double)0.6f * t.mres, 1e-12);
         }
         ecr_model_zero_grad(e2e_m);
         CHECK_OK(ecr_objective_backward(e2e_ob, e2e_m, &e2e_b.b));
@@ -482,8 +491,8 @@ static void test_objective_fd(void) {
         const ecr_param_info *pr = ecr_model_find_tensor(e2e_m, "ecr.proj.weight");
         CHECK(pr && tl_max_abs(g + pr->offset, pr->numel) > 1e-3 && tl_max_abs(glm + pr->offset, pr->numel) == 0.0);
         fprintf(stderr, "    objective FD (%s): worst err/tolerance %.3f\n",
-                cfg == 0 ? "hard codes" : cfg == 1 ? "soft codes" : cfg == 2 ? "+ rel, con on u, orth, lambda ramp"
-                                                                           : "+ rel, con on h, orth, lambda ramp", worst);
+                cfg == 0 ? "hard codes" : cfg == 1 ? "soft codes" : cfg == 2 ? "+ rel, con on u, orth, mres, lambda ramp"
+                                                                           : "+ rel, con on h, orth, mres, lambda ramp", worst);
         free(g);
         free(glm);
         ecr_objective_free(e2e_ob);

@@ -32,6 +32,10 @@ and writes tests/fixtures/codes_ref.safetensors:
   for c = 0 (space u) and c = 1 (space h);
   orth.<c>.P [D, d], orth.<c>.loss [1], orth.<c>.dP [D, d]: orthogonality of the projection,
       loss = ||P^T P - I||_F^2 / d; c = 0 a random P, c = 1 a P near an isometry.
+  mres.P [D, d], mres.h [n, d], mres.used [n] I32, mres.A<r> [K_r, D], mres.code<r> [n] I32
+      (r = 0, 1), mres.loss [1], mres.dP, mres.dh (metadata mres_tau): multi-resolution codes,
+      the sum over the sets of ECR's mean KL over the used texts, u = normalize(h P^T),
+      q_i = softmax(A u_i / tau), target Pi[code_i] with Pi = row-softmax(A A^T / tau).
 
 Regenerate from the repository root (Debian's python3-torch; no network):
 
@@ -90,6 +94,18 @@ def orth_loss(P):
     d = P.shape[1]
     M = P.T @ P - torch.eye(d, dtype=P.dtype)
     return (M * M).sum() / d
+
+
+def mres_loss(P, h, sets, used, tau):
+    """Sum over the sets (A [K, D], code [n]) of ECR's mean KL(Pi[code_i] || q_i) over the used
+    texts: u = normalize(h P^T), q_i = softmax(A u_i / tau), Pi = row-softmax(A A^T / tau)."""
+    u = student_rows(P, h)[used]
+    total = u.sum() * 0.0
+    for A, code in sets:
+        logq = F.log_softmax(u @ A.T / tau, dim=1)
+        Pi = F.softmax(A @ A.T / tau, dim=1)[code[used].long()]
+        total = total + (Pi * (torch.log(Pi) - logq)).sum(dim=1).mean()
+    return total
 
 
 def used_mask(n, unused):
@@ -179,6 +195,29 @@ def main():
         out += [(f"orth.{c}.P", P32), (f"orth.{c}.loss", loss.detach().reshape(1).float()),
                 (f"orth.{c}.dP", P.grad.float())]
         print(f"orth case {c} (D {D}, d {d}): loss {loss.item():.6f}")
+    # mres: two further anchor sets (K 4 and 9, unit rows) with their own codes, tau 0.1, one
+    # text without tokens (code -1 in every set: left out of each mean)
+    n, d, D, tau = 7, 5, 6, 0.1
+    tau32 = float(torch.tensor(tau, dtype=torch.float32))
+    P32 = torch.randn((D, d), generator=gen) / d ** 0.5
+    h32 = torch.randn((n, d), generator=gen)
+    used = used_mask(n, [4])
+    sets = []
+    for K in (4, 9):
+        A32 = F.normalize(torch.randn((K, D), generator=gen), dim=1)
+        code = torch.randint(0, K, (n,), generator=gen, dtype=torch.int32)
+        sets.append((A32, code))
+    P, h = leaf(P32), leaf(h32)
+    loss = mres_loss(P, h, [(A.double(), c) for A, c in sets], used.bool(), tau32)
+    loss.backward()
+    assert h.grad[used == 0].abs().max().item() == 0.0
+    out += [("mres.P", P32), ("mres.h", h32), ("mres.used", used)]
+    for r, (A32, code) in enumerate(sets):
+        out += [(f"mres.A{r}", A32), (f"mres.code{r}", code)]
+    out += [("mres.loss", loss.detach().reshape(1).float()), ("mres.dP", P.grad.float()),
+            ("mres.dh", h.grad.float())]
+    meta["mres_tau"] = tau
+    print(f"mres (K 4 and 9, tau {tau}): loss {loss.item():.6f}")
     write_safetensors(out_path, out, meta)
     print(f"wrote {out_path}: {len(out)} tensors")
 

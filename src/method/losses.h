@@ -220,6 +220,9 @@ typedef struct ecr_objective_opts {
     int64_t rkd_rows;
     int rkd_dim;
     float rkd_weight;            /* w_r                                                    */
+    const ecr_anchors *mres[ECR_MRES_MAX]; /* [n_mres] further anchor sets (multi-resolution
+                                    codes: other K, same dim and texts as `anchors`); borrowed */
+    int n_mres;                  /* 0 = no mres term                                       */
     const ecr_train_opts *train; /* the numbers of the terms that read them from the training
                                     options (rel, con; their rows' fields); NULL: those
                                     terms are off; borrowed                                */
@@ -235,6 +238,7 @@ typedef struct ecr_objective_terms {
     double rkd_dist, rkd_angle;  /* L_D and L_A                                            */
     double rel, con;             /* relational consistency, code-contrastive, unweighted    */
     double orth;                 /* ||P^T P - I||^2 / d, unweighted                        */
+    double mres;                 /* sum over the further anchor sets of their mean KL      */
     double total;                /* the objective optimised (see above)                    */
     int64_t n_targets;           /* LM target tokens                                       */
     int n_contrastive;           /* texts with a positive                                  */

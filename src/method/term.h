@@ -54,7 +54,7 @@ typedef struct ecr_term_ops {
 
 /* The ops of each term (defined in loss_NAME.c; the table in terms.c points at them). */
 extern const ecr_term_ops ecr_term_ops_contrastive, ecr_term_ops_ecr, ecr_term_ops_kd, ecr_term_ops_feat,
-    ecr_term_ops_rkd, ecr_term_ops_rel, ecr_term_ops_con, ecr_term_ops_orth;
+    ecr_term_ops_rkd, ecr_term_ops_rel, ecr_term_ops_con, ecr_term_ops_orth, ecr_term_ops_mres;
 
 /* Shared by the terms on codes: the code of the step's text i into *code (-1 when it has no
  * tokens), or a refusal when its text_id is outside the anchors' codes (objective.c). */

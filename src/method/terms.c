@@ -22,7 +22,8 @@
  *   5. Tests: the loss against a PyTorch float64 fixture (a generator in tools/, the
  *      fixture in tests/fixtures/) and finite differences, then the whole objective
  *      (tests/test_losses.c, test_objective_fd).
- * rel, con and orth (loss_rel.c, loss_con.c, loss_orth.c) were added this way. */
+ * rel, con, orth and mres (loss_rel.c, loss_con.c, loss_orth.c, loss_mres.c) were added this
+ * way; mres reads files of its own, so it has a block in term_hooks.c too. */
 #include "ecr.h"
 #include "term.h"
 
@@ -102,6 +103,16 @@ static const ecr_term_opt orth_opts[] = {
      "cosines of h; 0 = off (ECR as before, method \"ecr\")"},
 };
 
+static const ecr_term_opt mres_opts[] = {
+    {"--mres-anchors", "mres_anchors", ECR_TERM_PATH, OPT(mres_path), 0, 0, 0, "FILES",
+     "multi-resolution codes (needs --anchors): further anchors files,\n"
+     "comma-separated (up to 4), made by ecr anchors from the same teacher\n"
+     "vectors with other --k; each adds ECR's KL for its codes through\n"
+     "the same projection and tau"},
+    {"--mres-weight", "mres_weight", ECR_TERM_FLOAT, OPT(mres_weight), 0, 1e6, 0, "W",
+     "their weight: adds W x the sum over the files of the mean KL"},
+};
+
 #define ROW(name, rank, on, needs, opts, ops) {name, rank, on, needs, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
 static const ecr_term_info TERMS[] = {
     ROW("contrastive", 0, ECR_TERM_ON_OBJECTIVE, NULL, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
@@ -112,6 +123,7 @@ static const ecr_term_info TERMS[] = {
     ROW("rel", 5, ECR_TERM_ON_WEIGHT, NULL, rel_opts, ecr_term_ops_rel),
     ROW("con", 6, ECR_TERM_ON_WEIGHT, NULL, con_opts, ecr_term_ops_con),
     ROW("orth", 7, ECR_TERM_ON_WEIGHT, "ecr", orth_opts, ecr_term_ops_orth),
+    ROW("mres", 8, ECR_TERM_ON_PATH, "ecr", mres_opts, ecr_term_ops_mres),
 };
 #undef ROW
 

@@ -307,6 +307,67 @@ static void rkd_describe(const trainer *t, FILE *fp) {
                 (double)t->o.rkd_weight, t->rkd_dim, t->o.rkd_path);
 }
 
+/* ---- mres: further anchor sets, one code per text in each (multi-resolution codes) -------- */
+
+/* After ECR's setup: each file of the comma-separated --mres-anchors, with codes for exactly
+ * the training texts and the main anchors' dim. */
+static ecr_status mres_setup(trainer *t) {
+    ecr_train_opts *o = &t->o;
+    if (!o->mres_path || !t->anchors) return ECR_OK; /* without --anchors: `ecr train` refuses it */
+    if (!(o->mres_weight >= 0) || !isfinite(o->mres_weight))
+        return ecr_fail(ECR_E_INVALID, "train: mres weight %g out of range", (double)o->mres_weight);
+    char *list = strdup(o->mres_path), *save = NULL;
+    if (!list) return ecr_fail(ECR_E_NOMEM, "out of memory");
+    ecr_status st = ECR_OK;
+    char all[ECR_MRES_MAX * 32 + 1] = "";
+    for (char *p = strtok_r(list, ",", &save); p && !st; p = strtok_r(NULL, ",", &save)) {
+        if (t->n_mres == ECR_MRES_MAX) {
+            st = ecr_fail(ECR_E_INVALID, "--mres-anchors: more than %d files", ECR_MRES_MAX);
+            break;
+        }
+        if ((st = ecr_anchors_load(p, &t->mres[t->n_mres]))) break;
+        const ecr_anchors *a = t->mres[t->n_mres++];
+        if ((uint64_t)a->rows != (uint64_t)t->data->n_texts)
+            st = ecr_fail(ECR_E_INVALID, "%s: codes for %lld texts, but %s holds %zu texts (anchors must be made "
+                          "from embeddings of the training data, one row per text)", p, (long long)a->rows,
+                          o->data_path, t->data->n_texts);
+        else if (a->dim != t->anchors->dim)
+            st = ecr_fail(ECR_E_INVALID, "%s: anchors of dim %d, but the anchors %s have dim %d (they share the "
+                          "projection)", p, a->dim, o->anchors_path, t->anchors->dim);
+        char h[2][17];
+        ecr_hash_hex(a->anchors, (size_t)a->k * a->dim * sizeof *a->anchors, h[0]);
+        ecr_hash_hex(a->codes, (size_t)a->rows * sizeof *a->codes, h[1]);
+        strcat(all, h[0]), strcat(all, h[1]);
+    }
+    if (!st && t->n_mres == 0) st = ecr_fail(ECR_E_INVALID, "--mres-anchors: no file given");
+    free(list);
+    if (!st) ecr_hash_hex(all, strlen(all), t->mres_hash);
+    return st;
+}
+
+static void mres_objective(const trainer *t, ecr_objective_opts *oo) {
+    for (int r = 0; r < t->n_mres; r++) oo->mres[r] = t->mres[r];
+    oo->n_mres = t->n_mres;
+}
+
+static void mres_meta(const trainer *t, ecr_tr_meta *m) {
+    if (t->n_mres == 0) return;
+    size_t k = 0;
+    char ks[sizeof m->v[0]] = "";
+    for (int r = 0; r < t->n_mres; r++) k += (size_t)snprintf(ks + k, sizeof ks - k, "%s%d", r ? "," : "", t->mres[r]->k);
+    META("mres_k", "%s", ks);
+    META("mres_weight", "%.9g", t->o.mres_weight);
+    META("mres_hash", "%s", t->mres_hash);
+    META_STR("mres_anchors", t->o.mres_path);
+}
+
+static void mres_describe(const trainer *t, FILE *fp) {
+    if (t->n_mres == 0) return;
+    fprintf(fp, "train: mres %g x the sum of ECR's KL to", (double)t->o.mres_weight);
+    for (int r = 0; r < t->n_mres; r++) fprintf(fp, "%s K = %d", r ? "," : "", t->mres[r]->k);
+    fprintf(fp, " further anchors (same projection, tau %g) from %s\n", (double)t->o.ecr_tau, t->o.mres_path);
+}
+
 #undef META
 #undef META_STR
 
@@ -319,6 +380,7 @@ static const ecr_tr_term HOOKS[] = {
     {"kd", 1, kd_setup, kd_objective, kd_meta, kd_describe, "kd_teacher_hash", HASH(kd_hash)},
     {"feat", 0, feat_setup, feat_objective, feat_meta, feat_describe, "feat_hash", HASH(feat_hash)},
     {"rkd", 0, rkd_setup, rkd_objective, rkd_meta, rkd_describe, "rkd_hash", HASH(rkd_hash)},
+    {"mres", 0, mres_setup, mres_objective, mres_meta, mres_describe, "mres_hash", HASH(mres_hash)},
 };
 #undef HASH
 

@@ -52,6 +52,7 @@ void ecr_train_opts_default(ecr_train_opts *o) {
     o->rkd_weight = 1.0f;
     o->con_tau = 0.1f;
     o->orth_weight = 1.0f;
+    o->mres_weight = 0.05f;
 }
 
 ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out) {
@@ -73,6 +74,7 @@ static void trainer_free(trainer *t) {
     ecr_model_free(t->model);
     ecr_adamw_free(t->opt);
     ecr_anchors_free(t->anchors);
+    for (int r = 0; r < t->n_mres; r++) ecr_anchors_free(t->mres[r]);
     ecr_objective_free(t->obj);
     ecr_model_free(t->kd_teacher);
     if (t->rkd_emb != t->feat_emb) free(t->rkd_emb);

@@ -19,6 +19,9 @@ typedef struct trainer {
     ecr_adamw *opt;
     ecr_anchors *anchors;     /* ECR anchors, or NULL                                     */
     char anchors_hash[17];    /* of the anchors, codes and soft codes                     */
+    ecr_anchors *mres[ECR_MRES_MAX]; /* the mres term's further anchor sets             */
+    int n_mres;
+    char mres_hash[17];       /* of their anchors and codes, in order                     */
     ecr_model *kd_teacher;    /* the KD teacher, or NULL                                  */
     char kd_hash[17];         /* of its fp32 parameters                                   */
     float *feat_emb, *rkd_emb; /* teacher vectors [n_texts, dim] (rkd_emb may be feat_emb) */
