@@ -789,6 +789,9 @@ typedef struct ecr_train_opts {
                                    separated (at most ECR_MRES_MAX), each from the same
                                    teacher vectors with another K; needs anchors; NULL = off */
     float mres_weight;          /* their weight: L += w sum_r mean KL_r (default 0.05)       */
+    float mid_weight;           /* ECR on an intermediate layer too: L += w KL on the pooled
+                                   output of block mid_layer; 0 (default) = off; needs anchors */
+    int mid_layer;              /* that block, 1..n_layers-1 (default 1)                     */
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */
@@ -801,7 +804,7 @@ void ecr_train_opts_default(ecr_train_opts *o);
  * table, which the trainer (log records), `ecr train` (flags, --help, orphan checks,
  * run.json, the method name) and `ecr report` (the order of methods) loop over. Rows, in
  * order: "contrastive" (on with objective lm+contrastive), "ecr", "kd", "feat", "rkd", "rel",
- * "con", "orth", "mres". A term's options are fields of ecr_train_opts; opts[0] switches it on (see
+ * "con", "orth", "mres", "mid". A term's options are fields of ecr_train_opts; opts[0] switches it on (see
  * ecr_term_switch), and its other options need it. */
 typedef enum ecr_term_kind {
     ECR_TERM_PATH,            /* const char * (NULL = not given)                               */
@@ -830,7 +833,8 @@ typedef struct ecr_term_opt {
 typedef struct ecr_term_info {
     const char *name;         /* "ecr": its key in log.jsonl, its part of a method name        */
     int method_rank;          /* > 0: a method; order among single-term methods (kd 1, feat 2,
-                                 rkd 3, ecr 4, rel 5, con 6, orth 7, mres 8); 0: not part of a method name
+                                 rkd 3, ecr 4, rel 5, con 6, orth 7, mres 8,
+                                 mid 9); 0: not part of a method name
                                  (contrastive)                                                 */
     ecr_term_switch on;       /* what switches it on                                           */
     const char *needs;        /* NULL, or the name of a term that must be on as well: "orth"

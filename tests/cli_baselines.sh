@@ -249,6 +249,26 @@ expect 2 "mres anchors of another data set" -- "$ECR" train --data "$T/small.saf
 has "$T/err" "anchors_fewer.safetensors: codes for" "the file that does not match is named"
 one_line "mres anchors of another data set"
 
+# ---- ECR on an intermediate layer too (mid): block 1 of 2 ------------------------------------------
+expect 0 "train with mid" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" --set n_layers=2 \
+    "${RUN[@]}" --anchors "$T/anchors.safetensors" --mid-weight 0.5 --out "$T/mid"
+"$PY" - "$T" <<'EOF' && ok || bad "the mid log or run.json do not add up"
+import json, sys
+d = sys.argv[1]
+rs = [json.loads(l) for l in open(f"{d}/mid/log.jsonl") if '"loss"' in l]
+assert len(rs) == 4
+for r in rs:
+    want = r["loss"] + 0.05 * r["ecr"] + r["orth"] + 0.5 * r["mid"]
+    assert r["mid"] > 0 and abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
+run = json.load(open(f"{d}/mid/run.json"))
+assert run["method"] == "ecr+orth+mid" and run["mid_weight"] == 0.5 and run["mid_layer"] == 1, run
+EOF
+expect 2 "mid on a one-layer model" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
+    "${RUN[@]}" --anchors "$T/anchors.safetensors" --mid-weight 0.5 --out "$T/mid1"
+has "$T/err" "--mid-layer 1 is outside 1..0" "the layer and the model's depth are named"
+expect 2 "--mid-layer alone" -- "$ECR" train --data x --model tiny --out "$T/o" --mid-layer 1
+has "$T/err" "--mid-layer needs --anchors" "the orphan flag is named"
+
 # ---- resume keeps the baseline options ---------------------------------------------------------
 expect 0 "resume the KD run to 6 steps" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
     --steps 6 --tokens-per-step 256 --threads 1 --quiet --kd "$T/teacher" --out "$T/kd" --resume

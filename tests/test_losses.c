@@ -427,7 +427,7 @@ static void test_objective_fd(void) {
         ecr_train_opts_default(&tr);
         tr.rel_weight = 0.3f, tr.con_weight = 0.4f, tr.con_tau = 0.3f, tr.ecr_warmup = 0.5f, tr.orth_weight = 0.2f;
         tr.rel_on_h = tr.con_on_h = cfg == 3;
-        tr.mres_weight = 0.6f;
+        tr.mres_weight = 0.6f, tr.mid_weight = 0.45f, tr.mid_layer = 1; /* mid: block 1 of 2 */
         ecr_objective_opts oo = {0};
         oo.mres[0] = &an_m, oo.n_mres = 1;
         oo.contrastive_weight = 0.7f, oo.contrastive_tau = 0.2f;
@@ -442,11 +442,12 @@ static void test_objective_fd(void) {
         CHECK(t.contrastive > 0 && t.ecr > 0);
         if (!codes_only) {
             CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.5 * t.ecr, 1e-12);
-            CHECK(t.rel == 0 && t.con == 0 && t.n_rel == 0 && t.n_con == 0 && t.mres == 0); /* no train opts */
+            CHECK(t.rel == 0 && t.con == 0 && t.n_rel == 0 && t.n_con == 0 && t.mres == 0 && t.mid == 0);
         } else { /* texts 2 and 5 share code 1: the only positives of con */
-            CHECK(t.n_rel == 5 && t.n_con == 2 && t.rel > 0 && t.con > 0 && t.orth > 0 && t.mres > 0);
+            CHECK(t.n_rel == 5 && t.n_con == 2 && t.rel > 0 && t.con > 0 && t.orth > 0 && t.mres > 0 && t.mid > 0);
             CHECK_CLOSE(t.total, t.lm + (double)0.7f * t.contrastive + 0.25 * t.ecr + (double)0.3f * t.rel +
-                                     (double)0.4f * t.con + (double)0.2f * t.orth + (double)0.6f * t.mres, 1e-12);
+                                     (double)0.4f * t.con + (double)0.2f * t.orth + (double)0.6f * t.mres +
+                                     (double)0.45f * t.mid, 1e-12);
         }
         ecr_model_zero_grad(e2e_m);
         CHECK_OK(ecr_objective_backward(e2e_ob, e2e_m, &e2e_b.b));
@@ -491,8 +492,8 @@ static void test_objective_fd(void) {
         const ecr_param_info *pr = ecr_model_find_tensor(e2e_m, "ecr.proj.weight");
         CHECK(pr && tl_max_abs(g + pr->offset, pr->numel) > 1e-3 && tl_max_abs(glm + pr->offset, pr->numel) == 0.0);
         fprintf(stderr, "    objective FD (%s): worst err/tolerance %.3f\n",
-                cfg == 0 ? "hard codes" : cfg == 1 ? "soft codes" : cfg == 2 ? "+ rel, con on u, orth, mres, lambda ramp"
-                                                                           : "+ rel, con on h, orth, mres, lambda ramp", worst);
+                cfg == 0 ? "hard codes" : cfg == 1 ? "soft codes" : cfg == 2 ? "+ rel, con on u, orth, mres, mid, lambda ramp"
+                                                                           : "+ rel, con on h, orth, mres, mid, lambda ramp", worst);
         free(g);
         free(glm);
         ecr_objective_free(e2e_ob);

@@ -8,7 +8,10 @@
  *    tools/torch_ref.py in float64): logits, loss, per-text loss, pooled h, and every
  *    parameter gradient, tied (loss + dpooled term) and untied (+ dlogits term);
  *    tolerances: values 1e-5 relative to the largest magnitude of each tensor, gradients
- *    2e-5 relative to the largest gradient of each tensor (measured ~2e-6);
+ *    2e-5 relative to the largest gradient of each tensor (measured ~2e-6); and the
+ *    intermediate pooling of the "mid" term: the pooled residual stream after block 1 and
+ *    the gradients of the tied objective + <dpooled_mid, pooled_mid> (same tolerances), a
+ *    layer outside 1..L-1 refused, nothing pooled once it is turned off;
  *  - packing: a text's logits are the same alone or packed after other texts;
  *    padding slots are finite and do not change real slots;
  *  - KV-cache decoding gives the full forward's logits (1e-5 of the largest logit);
@@ -18,6 +21,7 @@
  *  - a tiny model overfits one batch. */
 #include "test.h"
 #include "testlib.h"
+#include "model_internal.h"
 #include "rng.h"
 
 #include <cjson/cJSON.h>
@@ -226,12 +230,56 @@ static void reference_variant(const ecr_st_file *f, int tied) {
     ecr_model_free(m);
 }
 
+/* The intermediate pooling (model_internal.h; the objective's "mid" term): the pooled residual
+ * stream after block 1 and the gradients of L + sum(dpooled_mid * pooled_mid), tied head;
+ * then, with the pooling off again, no pooled_mid and the plain backward's gradients. */
+static void reference_mid(const ecr_st_file *f) {
+    ecr_model *m = fixture_model(f, 1);
+    fx_batch fb;
+    if (!m || !fixture_batch(f, &fb)) {
+        ecr_model_free(m);
+        return;
+    }
+    size_t d = (size_t)ecr_model_config(m)->dim, nt = (size_t)fb.b.n_texts;
+    CHECK_STATUS(ecr_model_set_mid_layer(m, ecr_model_config(m)->n_layers), ECR_E_INVALID);
+    CHECK_OK(ecr_model_set_mid_layer(m, 1));
+    ecr_forward_out o;
+    CHECK_OK(ecr_model_forward(m, &fb.b, &o));
+    const float *ref = fx_f32(f, "mid.pooled_mid", nt * d), *pm = ecr_model_pooled_mid(m);
+    if (ref && pm) {
+        double e = tl_rel_err(pm, ref, nt * d);
+        fprintf(stderr, "    mid pooled rel err %.2e\n", e);
+        CHECK(e < 1e-5);
+    }
+    const float *dpooled = fx_f32(f, "dpooled", nt * d), *dmid = fx_f32(f, "dpooled_mid", nt * d);
+    ecr_model_zero_grad(m);
+    CHECK_OK(ecr_model_backward_mid(m, &fb.b, (float)tl_meta_num(f, "lm_scale"), dpooled, NULL, dmid));
+    double worst = 0;
+    for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
+        const ecr_param_info *t = ecr_model_tensor(m, i);
+        char name[160];
+        snprintf(name, sizeof name, "mid.grad.%s", t->name);
+        const float *g = fx_f32(f, name, t->numel);
+        if (!g) continue;
+        const float *mine = ecr_model_grads(m) + t->offset;
+        double e = tl_max_abs(g, t->numel) == 0.0 ? tl_max_abs(mine, t->numel) : tl_rel_err(mine, g, t->numel);
+        worst = tl_nanmax(worst, e);
+        CHECK_MSG(e < 2e-5, "mid gradient %s: rel err %g", t->name, e);
+    }
+    fprintf(stderr, "    mid gradients worst rel err %.2e\n", worst);
+    CHECK_OK(ecr_model_set_mid_layer(m, 0));
+    CHECK_OK(ecr_model_forward(m, &fb.b, &o));
+    CHECK(ecr_model_pooled_mid(m) == NULL);
+    ecr_model_free(m);
+}
+
 static void test_reference(void) {
     ecr_st_file *f = NULL;
     CHECK_OK(ecr_st_open(FIXTURE, &f));
     if (!f) return;
     reference_variant(f, 1);
     reference_variant(f, 0);
+    reference_mid(f);
     ecr_st_close(f);
 }
 

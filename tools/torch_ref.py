@@ -18,6 +18,9 @@ writes tests/fixtures/model_ref.safetensors with:
   tied.*        logits, loss, pooled, text_loss, grad.<name> for
                 L = lm_scale * mean CE + sum(dpooled * pooled)            (tied head)
   untied.*      the same with an untied head and L += sum(dlogits * logits)
+  dpooled_mid   [n_texts, dim]  the gradient term of the intermediate pooling
+  mid.*         pooled_mid (the residual stream after block 1, pooled as h, no norm) and
+                grad.<name> for the tied L + sum(dpooled_mid * pooled_mid)
   adam.gnorm    [3] gradient norms before clipping, tied variant, steps 1..3
   adam.<name>   tied parameters after 3 steps of torch.optim.AdamW (decay group:
                 q/k/v/o, gate/up/down, ecr.proj; no decay: norms, embeddings), each step
@@ -119,8 +122,14 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
-def forward(p, tokens, pos, text, n_texts, tied):
-    """Returns logits [B, T, V], pooled [n_texts, d], final-norm output."""
+def pool(x, pos, text, n_texts):
+    """Mean of x over each text's slots with pos >= 1."""
+    return torch.stack([x[(text == i) & (pos >= 1)].mean(0) for i in range(n_texts)])
+
+
+def forward(p, tokens, pos, text, n_texts, tied, mid=None):
+    """Returns logits [B, T, V], pooled [n_texts, d] (and, with mid = l, the pooled residual
+    stream after block l, before any norm)."""
     cfg = CFG
     d, H = cfg["dim"], cfg["n_heads"]
     hd = d // H
@@ -150,14 +159,14 @@ def forward(p, tokens, pos, text, n_texts, tied):
         g = hn @ p[pre + "mlp.gate_proj.weight"].T
         u = hn @ p[pre + "mlp.up_proj.weight"].T
         x = x + (F.silu(g) * u) @ p[pre + "mlp.down_proj.weight"].T
+        if mid == l + 1:
+            pooled_mid = pool(x, pos, text, n_texts)
     xf = rmsnorm(x, p["model.norm.weight"], cfg["norm_eps"])
     head = p["model.embed_tokens.weight"] if tied else p["lm_head.weight"]
     logits = xf @ head.T
-    pooled = []
-    for i in range(n_texts):
-        sel = (text == i) & (pos >= 1)
-        pooled.append(xf[sel].mean(0))
-    return logits, torch.stack(pooled)
+    if mid is not None:
+        return logits, pool(xf, pos, text, n_texts), pooled_mid
+    return logits, pool(xf, pos, text, n_texts)
 
 
 def objective(p, batch, tied, dpooled, dlogits):
@@ -189,6 +198,7 @@ def main():
     dpooled32 = torch.randn((n_texts, CFG["dim"]), generator=gen)
     dlogits32 = 0.05 * torch.randn((B * T, CFG["vocab_size"]), generator=gen)
     dpooled, dlogits = dpooled32.double(), dlogits32.double()
+    dmid32 = torch.randn((n_texts, CFG["dim"]), generator=gen)  # drawn last: the rest unchanged
 
     out = [("batch.tokens", tokens.reshape(-1)), ("batch.targets", targets.reshape(-1)),
            ("batch.pos", pos.reshape(-1)), ("batch.text", text.reshape(-1))]
@@ -211,6 +221,19 @@ def main():
         for name, _ in param_shapes(CFG, tied):
             g = p[name].grad if p[name].grad is not None else torch.zeros_like(p[name])
             out.append((pre + ".grad." + name, g.float()))
+
+    # the intermediate pooling (the "mid" term's input): tied, L += sum(dpooled_mid * pooled_mid)
+    # with pooled_mid the residual stream after block 1, pooled
+    p = as_leaf64(init)
+    logits, pooled, pooled_mid = forward(p, tokens, pos, text, n_texts, True, mid=1)
+    V = CFG["vocab_size"]
+    ce = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1).long(), ignore_index=-1)
+    total = LM_SCALE * ce + (dpooled * pooled).sum() + (dmid32.double() * pooled_mid).sum()
+    total.backward()
+    out += [("dpooled_mid", dmid32), ("mid.pooled_mid", pooled_mid.float())]
+    for name, _ in param_shapes(CFG, True):
+        g = p[name].grad if p[name].grad is not None else torch.zeros_like(p[name])
+        out.append(("mid.grad." + name, g.float()))
 
     # three AdamW steps on the tied model, same batch and loss each step
     p = as_leaf64(init)

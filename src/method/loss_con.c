@@ -140,5 +140,5 @@ static void con_backward(void *state, const ecr_term_step *x, float scale, float
 
 const ecr_term_ops ecr_term_ops_con = {
     offsetof(ecr_objective_terms, con), 0, con_on, con_weight, con_check, con_create, con_destroy, con_forward,
-    con_backward, NULL,
+    con_backward, NULL, 0,
 };

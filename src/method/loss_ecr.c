@@ -295,5 +295,5 @@ static void reg_backward(void *state, const ecr_term_step *x, float scale, float
 
 const ecr_term_ops ecr_term_ops_ecr = {
     offsetof(ecr_objective_terms, ecr), 0, reg_on, reg_weight, reg_check, reg_create, reg_destroy, reg_forward,
-    reg_backward, NULL,
+    reg_backward, NULL, 0,
 };

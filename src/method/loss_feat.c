@@ -130,5 +130,5 @@ static void feat_backward(void *state, const ecr_term_step *x, float scale, floa
 
 const ecr_term_ops ecr_term_ops_feat = {
     offsetof(ecr_objective_terms, feat), 0, feat_on, feat_weight, feat_check, feat_create, feat_destroy,
-    feat_forward, feat_backward, NULL,
+    feat_forward, feat_backward, NULL, 0,
 };

@@ -214,5 +214,5 @@ static void nce_backward(void *state, const ecr_term_step *x, float scale, float
 
 const ecr_term_ops ecr_term_ops_contrastive = {
     offsetof(ecr_objective_terms, contrastive), 0, nce_on, nce_weight, nce_check, nce_create, nce_destroy,
-    nce_forward, nce_backward, NULL,
+    nce_forward, nce_backward, NULL, 0,
 };

@@ -165,5 +165,5 @@ static const float *kd_dlogits(void *state) {
 
 const ecr_term_ops ecr_term_ops_kd = {
     offsetof(ecr_objective_terms, kd), 1, kd_on, kd_weight, kd_check, kd_create, kd_destroy, kd_forward, NULL,
-    kd_dlogits,
+    kd_dlogits, 0,
 };

@@ -83,5 +83,5 @@ static void mres_backward(void *state, const ecr_term_step *x, float scale, floa
 
 const ecr_term_ops ecr_term_ops_mres = {
     offsetof(ecr_objective_terms, mres), 0, mres_on, mres_weight, mres_check, mres_create, mres_destroy,
-    mres_forward, mres_backward, NULL,
+    mres_forward, mres_backward, NULL, 0,
 };

@@ -101,5 +101,5 @@ static void orth_backward(void *state, const ecr_term_step *x, float scale, floa
 
 const ecr_term_ops ecr_term_ops_orth = {
     offsetof(ecr_objective_terms, orth), 0, orth_on, orth_weight, orth_check, orth_create, orth_destroy,
-    orth_forward, orth_backward, NULL,
+    orth_forward, orth_backward, NULL, 0,
 };

@@ -169,5 +169,5 @@ static void rel_backward(void *state, const ecr_term_step *x, float scale, float
 
 const ecr_term_ops ecr_term_ops_rel = {
     offsetof(ecr_objective_terms, rel), 0, rel_on, rel_weight, rel_check, rel_create, rel_destroy, rel_forward,
-    rel_backward, NULL,
+    rel_backward, NULL, 0,
 };

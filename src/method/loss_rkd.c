@@ -308,5 +308,5 @@ static void rkd_backward(void *state, const ecr_term_step *x, float scale, float
 
 const ecr_term_ops ecr_term_ops_rkd = {
     offsetof(ecr_objective_terms, rkd), 0, rkd_on, rkd_weight, rkd_check, rkd_create, rkd_destroy, rkd_forward,
-    rkd_backward, NULL,
+    rkd_backward, NULL, 0,
 };

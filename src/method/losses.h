@@ -239,6 +239,7 @@ typedef struct ecr_objective_terms {
     double rel, con;             /* relational consistency, code-contrastive, unweighted    */
     double orth;                 /* ||P^T P - I||^2 / d, unweighted                        */
     double mres;                 /* sum over the further anchor sets of their mean KL      */
+    double mid;                  /* ECR's mean KL on the intermediate pooled state         */
     double total;                /* the objective optimised (see above)                    */
     int64_t n_targets;           /* LM target tokens                                       */
     int n_contrastive;           /* texts with a positive                                  */

@@ -41,12 +41,15 @@ struct ecr_objective {
     size_t proj_off;          /* offset of ecr.proj.weight in the parameter block       */
     int d, D;                 /* model dim; rows of the projection (0 without one)      */
     double progress;          /* the share of the run done (ecr_objective_set_progress)   */
+    int mid_layer;            /* > 0: a mid term is on; the block whose output it pools */
     /* the last forward */
     int n, ready;
     ecr_term_step step;
+    ecr_term_step step_mid;   /* step with h = the intermediate pooled state            */
     unsigned char *has_tokens; /* [cap] */
     float *dpooled;           /* [cap, d] */
-    size_t cap_t, cap_dp;
+    float *dpooled_mid;       /* [cap, d] */
+    size_t cap_t, cap_dp, cap_dpm;
 };
 
 void ecr_objective_free(ecr_objective *ob) {
@@ -54,6 +57,7 @@ void ecr_objective_free(ecr_objective *ob) {
     for (int i = 0; i < ob->n_terms; i++) ob->ops[i]->destroy(ob->state[i]);
     free(ob->has_tokens);
     free(ob->dpooled);
+    free(ob->dpooled_mid);
     free(ob);
 }
 
@@ -112,6 +116,7 @@ ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,
         if (!st) st = ops->create(o, m, &ob->state[ob->n_terms]);
         if (!st) ob->ops[ob->n_terms++] = ops;
         if (!ops->logits) ob->embedding = 1;
+        if (ops->mid) ob->mid_layer = o->train->mid_layer;
     }
     if (st) {
         ecr_objective_free(ob);
@@ -132,7 +137,8 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
     memset(t, 0, sizeof *t);
     ob->ready = 0;
     ecr_forward_out fo;
-    ecr_status st = ecr_model_forward(m, b, &fo);
+    ecr_status st = ob->mid_layer ? ecr_model_set_mid_layer(m, ob->mid_layer) : ECR_OK;
+    if (!st) st = ecr_model_forward(m, b, &fo);
     if (st) return st;
     t->n_targets = fo.n_targets;
     t->lm = fo.n_targets ? fo.loss_sum / (double)fo.n_targets : 0.0;
@@ -151,9 +157,14 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
         x->has_tokens = ob->has_tokens;
         x->P = ecr_model_params_ro(m) + ob->proj_off;
     }
+    ob->step_mid = *x;
+    if (ob->mid_layer) {
+        ob->step_mid.h = ecr_model_pooled_mid(m);
+        if ((st = RESERVE(ob->dpooled_mid, ob->cap_dpm, (size_t)n * ob->d, "objective"))) return st;
+    }
     for (int i = 0; i < ob->n_terms; i++) {
         const ecr_term_ops *ops = ob->ops[i];
-        if ((st = ops->forward(ob->state[i], x, t))) return st;
+        if ((st = ops->forward(ob->state[i], ops->mid ? &ob->step_mid : x, t))) return st;
         double w = ops->weight(&ob->o, ob->progress), v = *term_value(ops, t);
         t->total = ops->logits ? (1.0 - w) * t->lm + w * v : t->total + w * v;
     }
@@ -173,10 +184,16 @@ ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_bat
             dlogits = ob->ops[i]->dlogits(ob->state[i]);
         }
     if (!ob->embedding) return ecr_model_backward(m, b, lm_scale, NULL, dlogits);
-    float *dp = ob->dpooled;
+    float *dp = ob->dpooled, *dpm = ob->mid_layer ? ob->dpooled_mid : NULL;
     memset(dp, 0, (size_t)ob->n * ob->d * sizeof *dp);
+    if (dpm) memset(dpm, 0, (size_t)ob->n * ob->d * sizeof *dpm);
     float *dP = ecr_model_grads(m) + ob->proj_off;
-    for (int i = 0; i < ob->n_terms; i++)
-        if (!ob->ops[i]->logits) ob->ops[i]->backward(ob->state[i], &ob->step, ob->ops[i]->weight(&ob->o, ob->progress), dP, dp);
-    return ecr_model_backward(m, b, lm_scale, dp, dlogits);
+    for (int i = 0; i < ob->n_terms; i++) {
+        const ecr_term_ops *ops = ob->ops[i];
+        if (ops->logits) continue;
+        float w = ops->weight(&ob->o, ob->progress);
+        if (ops->mid) ops->backward(ob->state[i], &ob->step_mid, w, dP, dpm);
+        else ops->backward(ob->state[i], &ob->step, w, dP, dp);
+    }
+    return ecr_model_backward_mid(m, b, lm_scale, dp, dlogits, dpm);
 }

@@ -11,7 +11,7 @@
  *
  * A term that is not a logit term works on the step's pooled h [n, d] (and the projection
  * P [D, d] where it uses one): its backward ACCUMULATES w dL/dP into dP and w dL/dh into
- * dh. Its per-text inputs (groups, codes, teacher rows) it gathers itself in forward, from
+ * dh. A "mid" term sees, as h, an intermediate block's pooled output instead (ops.mid). Its per-text inputs (groups, codes, teacher rows) it gathers itself in forward, from
  * the batch's text_id. A logit term (KD) runs on the model's logits; its gradient with
  * respect to the logits, already multiplied by its weight, comes from `dlogits`. */
 #ifndef ECR_TERM_H
@@ -50,11 +50,15 @@ typedef struct ecr_term_ops {
     void (*backward)(void *state, const ecr_term_step *s, float scale, float *dP, float *dh);
     /* a logit term: its weighted gradient w.r.t. the logits of the last forward, or NULL */
     const float *(*dlogits)(void *state);
+    /* > 0: the term works on an intermediate pooled state (the "mid" term): its step's h is
+     * the pooled output of block train->mid_layer, and its dh goes back into that block */
+    int mid;
 } ecr_term_ops;
 
 /* The ops of each term (defined in loss_NAME.c; the table in terms.c points at them). */
 extern const ecr_term_ops ecr_term_ops_contrastive, ecr_term_ops_ecr, ecr_term_ops_kd, ecr_term_ops_feat,
-    ecr_term_ops_rkd, ecr_term_ops_rel, ecr_term_ops_con, ecr_term_ops_orth, ecr_term_ops_mres;
+    ecr_term_ops_rkd, ecr_term_ops_rel, ecr_term_ops_con, ecr_term_ops_orth, ecr_term_ops_mres,
+    ecr_term_ops_mid;
 
 /* Shared by the terms on codes: the code of the step's text i into *code (-1 when it has no
  * tokens), or a refusal when its text_id is outside the anchors' codes (objective.c). */

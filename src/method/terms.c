@@ -22,8 +22,9 @@
  *   5. Tests: the loss against a PyTorch float64 fixture (a generator in tools/, the
  *      fixture in tests/fixtures/) and finite differences, then the whole objective
  *      (tests/test_losses.c, test_objective_fd).
- * rel, con, orth and mres (loss_rel.c, loss_con.c, loss_orth.c, loss_mres.c) were added this
- * way; mres reads files of its own, so it has a block in term_hooks.c too. */
+ * rel, con, orth, mres and mid (loss_rel.c, loss_con.c, loss_orth.c, loss_mres.c, loss_mid.c)
+ * were added this way; mres reads files of its own, so it has a block in term_hooks.c too, and
+ * mid works on an intermediate layer (term.h, ops.mid). */
 #include "ecr.h"
 #include "term.h"
 
@@ -113,6 +114,15 @@ static const ecr_term_opt mres_opts[] = {
      "their weight: adds W x the sum over the files of the mean KL"},
 };
 
+static const ecr_term_opt mid_opts[] = {
+    {"--mid-weight", "mid_weight", ECR_TERM_FLOAT, OPT(mid_weight), 0, 1e6, 0, "W",
+     "ECR on an intermediate layer too (needs --anchors): adds W x ECR's\n"
+     "KL, same codes, projection and tau, on the pooled output of block\n"
+     "--mid-layer; 0 = off"},
+    {"--mid-layer", "mid_layer", ECR_TERM_INT, OPT(mid_layer), 1, 1024, 0, "N",
+     "that block, 1 to the model's layers - 1"},
+};
+
 #define ROW(name, rank, on, needs, opts, ops) {name, rank, on, needs, opts, (int)(sizeof opts / sizeof opts[0]), &ops}
 static const ecr_term_info TERMS[] = {
     ROW("contrastive", 0, ECR_TERM_ON_OBJECTIVE, NULL, contrastive_opts, ecr_term_ops_contrastive), /* on with --objective lm+contrastive (the teacher) */
@@ -124,6 +134,7 @@ static const ecr_term_info TERMS[] = {
     ROW("con", 6, ECR_TERM_ON_WEIGHT, NULL, con_opts, ecr_term_ops_con),
     ROW("orth", 7, ECR_TERM_ON_WEIGHT, "ecr", orth_opts, ecr_term_ops_orth),
     ROW("mres", 8, ECR_TERM_ON_PATH, "ecr", mres_opts, ecr_term_ops_mres),
+    ROW("mid", 9, ECR_TERM_ON_WEIGHT, "ecr", mid_opts, ecr_term_ops_mid),
 };
 #undef ROW
 

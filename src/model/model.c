@@ -209,6 +209,8 @@ struct ecr_model {
     /* per-text outputs of the last forward */
     int cap_texts;
     float *pooled, *inv_count, *text_loss;
+    int mid_layer;                 /* > 0: also pool the output of this block (1..L-1)   */
+    float *pooled_mid;             /* [cap_texts, d] that pooling, when mid_layer > 0      */
     /* state of the last forward */
     int fw_ready;                  /* activations valid for one backward */
     int fw_B, fw_T, fw_texts;
@@ -320,11 +322,13 @@ static ecr_status texts_reserve(ecr_model *m, int n) {
     free(m->pooled);
     free(m->inv_count);
     free(m->text_loss);
+    free(m->pooled_mid);
     m->pooled = falloc((size_t)cap * m->d);
     m->inv_count = falloc((size_t)cap);
     m->text_loss = falloc((size_t)cap);
+    m->pooled_mid = falloc((size_t)cap * m->d);
     m->cap_texts = 0;
-    if (!m->pooled || !m->inv_count || !m->text_loss)
+    if (!m->pooled || !m->inv_count || !m->text_loss || !m->pooled_mid)
         return ecr_fail(ECR_E_NOMEM, "model: out of memory for %d texts", n);
     m->cap_texts = cap;
     return ECR_OK;
@@ -345,8 +349,20 @@ void ecr_model_free(ecr_model *m) {
     free(m->pooled);
     free(m->inv_count);
     free(m->text_loss);
+    free(m->pooled_mid);
     free(m);
 }
+
+ecr_status ecr_model_set_mid_layer(ecr_model *m, int layer) {
+    if (layer < 0 || layer >= m->L)
+        return ecr_fail(ECR_E_INVALID, "model: intermediate layer %d is outside 1..%d (the model has %d layers)",
+                        layer, m->L - 1, m->L);
+    m->mid_layer = layer;
+    m->fw_ready = 0;
+    return ECR_OK;
+}
+
+const float *ecr_model_pooled_mid(const ecr_model *m) { return m->mid_layer > 0 ? m->pooled_mid : NULL; }
 
 /* Appends a tensor to the table at the running offset. */
 static void table_add(ecr_model *m, size_t *off, int decay, int ndim, int64_t s0, int64_t s1,
@@ -615,6 +631,9 @@ static ecr_status forward_trunk(ecr_model *m, const ecr_batch *b) {
     }
     if (st) return st;
     ecr_rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)m->L * Nd, m->norm_f, N, d, m->cfg.norm_eps);
+    if (m->mid_layer > 0) /* the residual stream after block mid_layer (same counts as below) */
+        ecr_pool_forward(m->pooled_mid, m->inv_count, a->x + (size_t)m->mid_layer * Nd, b->text, b->pos, N, d,
+                         b->n_texts);
     ecr_pool_forward(m->pooled, m->inv_count, a->xf, b->text, b->pos, N, d, b->n_texts);
     return ECR_OK;
 }
@@ -659,6 +678,11 @@ ecr_status ecr_model_encode(ecr_model *m, const ecr_batch *b, const float **pool
 
 ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
                               const float *dpooled, const float *dlogits) {
+    return ecr_model_backward_mid(m, b, lm_scale, dpooled, dlogits, NULL);
+}
+
+ecr_status ecr_model_backward_mid(ecr_model *m, const ecr_batch *b, float lm_scale, const float *dpooled,
+                                  const float *dlogits, const float *dpooled_mid) {
     if (!m->fw_ready || !b || b->B != m->fw_B || b->T != m->fw_T || b->n_texts != m->fw_texts)
         return ecr_fail(ECR_E_INVALID, "model: backward needs the forward of the same batch "
                                        "(and runs once per forward)");
@@ -687,6 +711,8 @@ ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
     for (int l = m->L - 1; l >= 0; l--) {
         const layer_w *w = &m->lw[l], *g = &m->lg[l];
         float *x = a->x + l * Nd, *xmid = a->xmid + l * Nd;
+        if (dpooled_mid && m->mid_layer == l + 1) /* dx: the gradient of block l's output */
+            ecr_pool_backward(a->dx, dpooled_mid, m->inv_count, b->text, b->pos, N, d);
         float *ln1 = a->ln1 + l * a->ln_stride, *ln2 = a->ln2 + l * a->ln_stride;
         float *att = a->att + l * Nd, *qkv = a->qkv + l * 3 * Nd;
         float *gu = a->gu + (size_t)l * N * 2 * h, *act = a->act + l * a->act_stride;

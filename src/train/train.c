@@ -53,6 +53,7 @@ void ecr_train_opts_default(ecr_train_opts *o) {
     o->con_tau = 0.1f;
     o->orth_weight = 1.0f;
     o->mres_weight = 0.05f;
+    o->mid_layer = 1;
 }
 
 ecr_status ecr_train_objective_parse(const char *name, ecr_train_objective *out) {
