@@ -18,6 +18,10 @@
 #                            tau0.02 tau0.1, lam0.01 lam0.03 lam0.1 lam0.3, soft, and the two
 #                            controls shuffled (codes permuted across texts) and random
 #                            (random unit anchors, codes kept); seeds 1-3
+#   var-NAME-sSEED           the codes-only variants of ECR (tiny unless NAME says small):
+#                            combined ablations, orth, rel, con, the lambda schedule, mres
+#                            (multi-resolution codes, K = 64 and 1,024 beside the 256), mid
+#                            (ECR on block 1's output too)
 # Study "convergence" (issue: the method at convergence): the same students trained about
 # 5 epochs instead of 1 (tiny 4,000 steps, small 3,000), validation every 1/8 of the run
 # (loss, effective rank and P@1 over training):
@@ -134,6 +138,9 @@ plan_main() {
         echo "var-rel-u-s$s tiny $s +rel(u,1) ecr --rel-weight 1"
         echo "var-con-u-s$s tiny $s +con(u,0.1) ecr --con-weight 0.1"
         echo "var-lam0.1-decay-s$s tiny $s lambda=0.1,decay=0.5 ecr --ecr-weight 0.1 --ecr-decay 0.5"
+        echo "var-mres-s$s tiny $s +orth(1),+mres(K=64,1024) ecr --orth-weight 1" \
+            "--mres-anchors $W/anchors_k64.safetensors,$W/anchors_k1024.safetensors"
+        echo "var-mid-s$s tiny $s +orth(1),+mid(layer=1,0.05) ecr --orth-weight 1 --mid-weight 0.05 --mid-layer 1"
     done
 }
 
@@ -226,7 +233,9 @@ run_one() {
     # shellcheck disable=SC2207
     args+=($(flags "$method" "$@"))
     local a
-    for a in "${args[@]}"; do case $a in "$W"/*.npy | "$W"/anchors_*) need "$a" ;; esac; done
+    for a in "${args[@]}"; do # comma-separated lists too (--mres-anchors)
+        for f in ${a//,/ }; do case $f in "$W"/*.npy | "$W"/anchors_*) need "$f" ;; esac; done
+    done
     local rc=0
     if [ -f "$out/run.json" ]; then
         say "experiment: $name: trained already"
@@ -287,7 +296,8 @@ while read -r name preset seed tag method extra; do
     [ $LIST = 1 ] && printf '  to do %-26s %5s s\n' "$name" "$est"
 done < <(plan)
 say "experiment: ${#todo[@]} runs to do (filter '$ONLY'), about $((total / 60)) min on this machine" \
-    "($TINY_STEPS tiny / $SMALL_STEPS small steps of 4,096 tokens, $THREADS threads)"
+    "($TINY_STEPS tiny / $SMALL_STEPS small steps of $([ "$STUDY" = stress ] && echo 2,048 || echo 4,096) tokens," \
+    "$THREADS threads)"
 [ $LIST = 1 ] && exit 0
 
 if [ $REPORT_ONLY = 0 ] && [ ${#todo[@]} -gt 0 ]; then

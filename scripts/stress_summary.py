@@ -9,6 +9,7 @@ probes by learning rate, the protocol by method), over its seeds:
   blow-ups      runs whose training loss rose above ln(vocab) + 1 nats at some step: worse
                 than a uniform guess over the vocabulary, which is where every run starts
   diverged      runs stopped by a non-finite loss
+  steps above   how many steps the loss spent above that line (mean over seeds)
   peak loss     the highest training loss of the run (mean over seeds)
   spikes / 1k   loss spikes per 1,000 steps (ecr eval: loss > mean + 3 std of the previous
                 50 steps)
@@ -42,6 +43,7 @@ def load_run(d):
         "diverged": bool(run.get("diverged")),
         "blowup": bool(blow) or bool(run.get("diverged")),
         "first_blowup": blow[0] if blow else None,
+        "above": len(blow),
         "peak": max(loss) if loss else None,
         "spikes": st.get("spikes_per_1k_steps"),
         "gcv": st.get("grad_norm_cv"),
@@ -66,12 +68,13 @@ def spread(v):
 
 def table(title, groups):
     out = [f"### {title}", "",
-           "| group | seeds | blow-ups | diverged | peak loss | spikes / 1k | grad-norm CV | final loss | final-loss range |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "| group | seeds | blow-ups | diverged | steps above | peak loss | spikes / 1k | grad-norm CV | final loss "
+           "| final-loss range |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, runs in groups:
         n = len(runs)
         out.append(f"| {name} | {n} | {sum(r['blowup'] for r in runs)}/{n} | {sum(r['diverged'] for r in runs)}/{n} "
-                   f"| {ms([r['peak'] for r in runs], 2)} | {ms([r['spikes'] for r in runs], 1)} "
+                   f"| {ms([r['above'] for r in runs], 1)} | {ms([r['peak'] for r in runs], 2)} | {ms([r['spikes'] for r in runs], 1)} "
                    f"| {ms([r['gcv'] for r in runs])} | {ms([r['final'] for r in runs])} "
                    f"| {spread([r['final'] for r in runs])} |")
     return out + [""]
