@@ -140,6 +140,8 @@ plan_main() {
         echo "var-lam0.1-decay-s$s tiny $s lambda=0.1,decay=0.5 ecr --ecr-weight 0.1 --ecr-decay 0.5"
         echo "var-mres-s$s tiny $s +orth(1),+mres(K=64,1024) ecr --orth-weight 1" \
             "--mres-anchors $W/anchors_k64.safetensors,$W/anchors_k1024.safetensors"
+        echo "var-mres-w0.02-s$s tiny $s +orth(1),+mres(K=64,1024;0.02) ecr --orth-weight 1 --mres-weight 0.02" \
+            "--mres-anchors $W/anchors_k64.safetensors,$W/anchors_k1024.safetensors"
         echo "var-mid-s$s tiny $s +orth(1),+mid(layer=1,0.05) ecr --orth-weight 1 --mid-weight 0.05 --mid-layer 1"
     done
 }
