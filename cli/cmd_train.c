@@ -189,9 +189,7 @@ static void term_flags(cli_args *a, ecr_train_opts *o, const char **orphan, cons
             else *(int *)field = given;
             if (given && !first && (k > 0 || t->needs)) first = p->flag;
         }
-        const ecr_term_info *n = NULL; /* the term it needs */
-        for (int j = 0; t->needs && ecr_train_term(j) && !n; j++)
-            if (!strcmp(ecr_train_term(j)->name, t->needs)) n = ecr_train_term(j);
+        const ecr_term_info *n = ecr_train_term_find(t->needs); /* the term it needs, or NULL */
         if (!first || *orphan || t->on == ECR_TERM_ON_OBJECTIVE) continue;
         if (n && !ecr_train_term_on(n, o)) *orphan = first, *needs = n->opts[0].flag;
         else if (!n && !ecr_train_term_on(t, o)) *orphan = first, *needs = t->opts[0].flag;

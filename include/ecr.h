@@ -846,6 +846,8 @@ typedef struct ecr_term_info {
 
 /* The i-th term (0-based), NULL past the last. Static. */
 const ecr_term_info *ecr_train_term(int i);
+/* The row named `name`, or NULL. Static. */
+const ecr_term_info *ecr_train_term_find(const char *name);
 /* 1 when options `o` switch the term on (and the term it needs, if any, is on too). */
 int ecr_train_term_on(const ecr_term_info *t, const ecr_train_opts *o);
 /* The method of a run: the '+'-joined names of its terms that are methods, in table order

@@ -142,12 +142,16 @@ const ecr_term_info *ecr_train_term(int i) {
     return i >= 0 && i < (int)(sizeof TERMS / sizeof TERMS[0]) ? &TERMS[i] : NULL;
 }
 
+const ecr_term_info *ecr_train_term_find(const char *name) {
+    for (int i = 0; name && ecr_train_term(i); i++)
+        if (!strcmp(ecr_train_term(i)->name, name)) return ecr_train_term(i);
+    return NULL;
+}
+
 int ecr_train_term_on(const ecr_term_info *t, const ecr_train_opts *o) {
     const void *field = (const char *)o + t->opts[0].offset;
     if (t->needs) {
-        const ecr_term_info *n = NULL;
-        for (int i = 0; ecr_train_term(i) && !n; i++)
-            if (!strcmp(ecr_train_term(i)->name, t->needs)) n = ecr_train_term(i);
+        const ecr_term_info *n = ecr_train_term_find(t->needs);
         if (!n || !ecr_train_term_on(n, o)) return 0;
     }
     switch (t->on) {
