@@ -25,7 +25,8 @@
 # Study "convergence" (issue: the method at convergence): the same students trained about
 # 5 epochs instead of 1 (tiny 4,000 steps, small 3,000), validation every 1/8 of the run
 # (loss, effective rank and P@1 over training):
-#   conv-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none ecr feat; seeds 1-3
+#   conv-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none, ecr+orth (ECR at its defaults),
+#                            feat; seeds 1-3
 # Study "stress" (the same issue: does ECR stabilise training?): tiny students, 300 steps of
 # 2,048 tokens, with the stabilisers taken away: no warm-up, no gradient clipping, and a
 # constant learning rate (--min-lr = --lr) raised far above the default 1e-3. Only the
@@ -92,7 +93,7 @@ plan_convergence() {
     local s m
     for size in tiny small; do  # seed by seed, so that a part compares the methods
         for s in 1 2 3; do
-            for m in none ecr feat; do echo "conv-$size-$m-s$s $size $s - $m"; done
+            for m in none ecr+orth feat; do echo "conv-$size-$m-s$s $size $s - $m"; done
         done
     done
 }
