@@ -3,6 +3,7 @@
 #   make              build build/ecr and build/libecr.a
 #   make test         unit + CLI tests, then the same unit tests under ASan+UBSan
 #   make bench        benchmarks (each prints its ratio against a peer)
+#   make stress       the long fault test: kills and write failures for every objective
 #   make demo         ECR against no ECR on the bundled lo10 corpus, end to end
 #   make teacher      retrain the shipped reference model and its anchors (about 90 min)
 #   make experiment   the methods and ablations on lo10 (resumable; ONLY=REGEX for a part,
@@ -109,7 +110,7 @@ LIB      := $(BUILD)/libecr.a
 ECR      := $(BUILD)/ecr
 DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 
-.PHONY: teacher experiment precision all test test-unit test-cli test-san test-nodnnl bench demo data clean found
+.PHONY: teacher experiment precision all test test-unit test-cli test-san test-nodnnl bench stress demo data clean found
 all: found $(ECR) $(LIB)
 
 found:
@@ -162,10 +163,20 @@ test-unit: $(TEST_BIN) $(ECR) $(DATA)
 	@fail=0; for t in $(TEST_BIN); do \
 	  ECR_BIN=$(ECR) $$t || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
 
+# The fault injector of tests/cli_faults.sh (an LD_PRELOAD library; never sanitized: it is
+# loaded before the sanitizer's runtime).
+FAULTSHIM := $(BUILD)/faultshim.so
+$(FAULTSHIM): tests/faultshim.c
+	@mkdir -p $(dir $@)
+	@echo "  SHIM $@"
+	$(Q)$(CC) -O2 -fPIC -shared -Wall -Wextra -Werror $< -ldl -o $@
+
 # CLI tests: tests/cli_*.sh drive the binary (exit codes, messages, no half-written files).
-test-cli: $(ECR) $(DATA)
+# Under the sanitizers the fault test tries every 4th of its frequent fault points.
+test-cli: $(ECR) $(DATA) $(FAULTSHIM)
 	@fail=0; for t in $(filter-out tests/cli_lib.sh,$(sort $(wildcard tests/cli_*.sh))); do \
-	  ECR_BIN=$(ECR) bash $$t || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
+	  ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) $(if $(filter 1,$(SAN)),FAULT_EVERY=4) bash $$t \
+	    || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
 
 test-san:
 	$(MAKE) --no-print-directory SAN=1 test-unit test-cli
@@ -184,6 +195,11 @@ test: all test-unit test-cli
 bench: $(BENCH_BIN) $(ECR) $(DATA)
 	@for b in $(BENCH_BIN); do ECR_BIN=$(ECR) $$b || exit 1; done
 	@for b in $(sort $(wildcard bench/bench_*.sh)); do ECR_BIN=$(ECR) bash $$b || exit 1; done
+
+# The long fault test: kills at every file operation, at random moments and write failures
+# for each objective (tests/cli_faults.sh; the README's "Robustness").
+stress: $(ECR) $(DATA) $(FAULTSHIM)
+	ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) FAULT_OBJECTIVES="lm ecr kd lm+contrastive" bash tests/cli_faults.sh
 
 # The README's first command: the pipeline end to end on the bundled corpus.
 demo: all $(DATA)

@@ -85,7 +85,7 @@ int cmd_embed(int argc, char **argv) {
     if (!st && !o.quiet && o.raw && ecr_model_find_tensor(m, "ecr.proj.weight"))
         fprintf(stderr, "embed: --raw: writing the pooled hidden state h (dim %d), not the projection\n",
                 ecr_model_config(m)->dim);
-    if (!st && !ecr_model_find_tensor(m, "ecr.proj.weight"))
+    if (!st && !o.quiet && !o.raw && !ecr_model_find_tensor(m, "ecr.proj.weight"))
         fprintf(stderr, "embed: %s has no ECR projection; writing the pooled hidden state h (dim %d)\n", dir,
                 ecr_model_config(m)->dim);
     double t0 = ecr_now();

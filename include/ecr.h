@@ -182,10 +182,15 @@ typedef struct ecr_atomic_file {
 
 /* Opens a temporary file beside `path`. */
 ecr_status ecr_atomic_open(ecr_atomic_file *af, const char *path);
-/* Flushes, fsyncs, closes and renames over `path`. On failure removes the temp file. */
+/* Flushes, fsyncs, closes and renames over `path`, then fsyncs the folder (the rename is
+ * durable too). On failure removes the temp file. */
 ecr_status ecr_atomic_commit(ecr_atomic_file *af);
 /* Closes and removes the temp file (safe after a failed commit, and on a zeroed struct). */
 void ecr_atomic_abort(ecr_atomic_file *af);
+/* Removes the temporary files that writers of `path` killed before their commit left beside
+ * it ("path.tmp.PID"). Only for a caller that holds the folder's lock (ecr_dir_lock), when
+ * no other process can be writing them. */
+void ecr_atomic_clean(const char *path);
 /* Writes n bytes of buf to `path` atomically (ecr_atomic_open, fwrite, ecr_atomic_commit). */
 ecr_status ecr_write_file(const char *path, const void *buf, size_t n);
 
@@ -198,6 +203,13 @@ int ecr_file_exists(const char *path);
 /* mkdir -p: creates `dir` and its missing parents (mode 0777 less the umask). ECR_E_IO
  * naming the folder that could not be made, or when `dir` exists but is not a folder. */
 ecr_status ecr_make_dirs(const char *dir);
+/* Takes an advisory lock on folder `dir` (flock, exclusive, not waiting) for one writer at a
+ * time, held until ecr_dir_unlock or the process ends (a kill releases it). *fd receives the
+ * handle. A folder held by another process: ECR_E_INVALID "dir: another ecr WHO is writing
+ * to this folder"; a folder that cannot be opened: ECR_E_IO. */
+ecr_status ecr_dir_lock(const char *dir, const char *who, int *fd);
+/* Releases a lock of ecr_dir_lock; fd < 0 is a no-op. */
+void ecr_dir_unlock(int fd);
 /* Reads the whole file at `path` into a malloc'd, NUL-terminated buffer (*buf, caller
  * frees; *len, if non-NULL, is the byte count without the NUL). Fails with ECR_E_IO
  * ("path: cannot open: reason" / "path: read error") or ECR_E_NOMEM; *buf is NULL then. */
@@ -639,11 +651,12 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *   config.json, model.safetensors, tokenizer.json   the model folder (ecr_model_save);
  *                                                    the tokenizer comes from --tokenizer or
  *                                                    from the data's "tokenizer.json" metadata
- *   train_state.safetensors   "adam.m", "adam.v" [num_params] F32, "step" [1] I64,
+ *   train_state.safetensors   "params" (the weights), "adam.m", "adam.v" [num_params] F32,
+ *                             "step" [1] I64,
  *                             "rng" [1] I64 (trainer PRNG state, for stochastic objectives;
  *                             the data order derives from (seed, epoch)), "data_cursor"
  *                             [3+window] I64 (ecr_batcher_get_cursor); metadata "format" =
- *                             "ecr-train-state-1", "step", "tokens", "elapsed_s", "options"
+ *                             "ecr-train-state-2", "step", "tokens", "elapsed_s", "options"
  *                             (JSON of the options that must match to resume), "options_hash"
  *   log.jsonl                 one record per step {"step", "loss" (the LM term: mean nats
  *                             per target token), "lr", "grad_norm" (before clipping),
@@ -661,10 +674,16 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                             with k = ECR_KNN_K), the last two where the data has English
  *                             and groups / labels; the same three of u with "_u", with a
  *                             projection}
- * Checkpoints are written every save_every steps and at the end (model files first, then
- * the train state; each file atomic; model.safetensors metadata "ecr_step" says its step).
+ * Checkpoints are written every save_every steps and at the end: the log flushed and
+ * fsynced, the model files (model.safetensors metadata "ecr_step" says their step), then
+ * the train state, whose rename commits the checkpoint (each file atomic). A kill at any
+ * moment leaves a resumable folder. out_dir is locked for the run (ecr_dir_lock; a second
+ * trainer gets ECR_E_INVALID); temporary files of a killed run are removed.
  * resume: continues from out_dir's checkpoint with exactly the same numbers as an
- * uninterrupted run (same threads); log records after the checkpoint's step are dropped.
+ * uninterrupted run (same threads); log records after the checkpoint's step are dropped;
+ * model files ahead of the state (a kill between the renames) are rewritten from it. A
+ * state of format "ecr-train-state-1" (no "params") resumes with model.safetensors'
+ * weights, which must then hold its step.
  * A non-finite loss or gradient norm stops training with ECR_E_RUNTIME and the message
  * "step N: loss is NaN; last good checkpoint at step M kept" (nothing more is written).
  *

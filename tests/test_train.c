@@ -225,6 +225,79 @@ static int same_log_losses(const char *dir_a, const char *dir_b, int steps, cons
     return same && n == steps;
 }
 
+/* Rewrites DIR/train_state.safetensors as the first state format: no "params" tensor,
+ * format "ecr-train-state-1", everything else as it was. */
+static void state_to_v1(const char *dir) {
+    char path[700], tmp[720];
+    snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
+    snprintf(tmp, sizeof tmp, "%s/v1.safetensors", dir);
+    ecr_st_file *f = NULL;
+    ecr_st_writer *w = NULL;
+    CHECK_OK(ecr_st_open(path, &f));
+    CHECK_OK(ecr_st_writer_create(&w));
+    for (size_t i = 0; i < ecr_st_count(f); i++) {
+        const ecr_tensor_view *v = ecr_st_at(f, i);
+        if (strcmp(v->name, "params") != 0) CHECK_OK(ecr_st_writer_add(w, v->name, v->dtype, v->ndim, v->shape, v->data));
+    }
+    for (size_t i = 0; i < ecr_st_meta_count(f); i++) {
+        const char *k, *v;
+        ecr_st_meta_at(f, i, &k, &v);
+        CHECK_OK(ecr_st_writer_meta(w, k, strcmp(k, "format") ? v : "ecr-train-state-1"));
+    }
+    CHECK_OK(ecr_st_writer_write(w, tmp));
+    ecr_st_writer_free(w);
+    ecr_st_close(f);
+    CHECK(rename(tmp, path) == 0);
+}
+
+/* The state holds the weights and commits the checkpoint: model files one checkpoint ahead
+ * of it (a kill between the two renames) are rewritten from it on resume, and the run ends
+ * as the straight one. A state of the first format (no weights) still resumes when the
+ * model files hold its step, and is refused, naming both files, when they do not. */
+static void test_resume_state_formats(void) {
+    ecr_train_opts o;
+    char a[600], b[600], c[600], cmd[1400];
+    small_opts(&o, "fmt_straight", a, sizeof a);
+    o.threads = 2;
+    CHECK_OK(ecr_train(&o));
+    /* b: stopped at 10, then the model files of a later checkpoint (those of the straight
+     * run at 20) put beside the state of step 10 */
+    small_opts(&o, "fmt_ahead", b, sizeof b);
+    o.threads = 2;
+    o.stop_after = 10;
+    CHECK_OK(ecr_train(&o));
+    snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model.safetensors'", a, b);
+    CHECK(system(cmd) == 0);
+    o.stop_after = 0;
+    o.resume = 1;
+    CHECK_OK(ecr_train(&o));
+    CHECK(same_tensors(a, b, "model.safetensors"));
+    CHECK(same_tensors(a, b, "train_state.safetensors"));
+    /* c: the first format */
+    small_opts(&o, "fmt_v1", c, sizeof c);
+    o.threads = 2;
+    o.stop_after = 10;
+    CHECK_OK(ecr_train(&o));
+    state_to_v1(c);
+    o.stop_after = 0;
+    o.resume = 1;
+    CHECK_OK(ecr_train(&o));
+    CHECK(same_tensors(a, c, "model.safetensors"));
+    /* c again, stopped at 10 as format 1, with model files of step 20 */
+    small_opts(&o, "fmt_v1_ahead", c, sizeof c);
+    o.threads = 2;
+    o.stop_after = 10;
+    CHECK_OK(ecr_train(&o));
+    state_to_v1(c);
+    snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model.safetensors'", a, c);
+    CHECK(system(cmd) == 0);
+    o.stop_after = 0;
+    o.resume = 1;
+    CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
+    CHECK_MSG(strstr(ecr_last_error(), "holds step 20 but") && strstr(ecr_last_error(), "holds step 10 (interrupted"),
+              "message: %s", ecr_last_error());
+}
+
 /* Exact resume with the extra terms: contrastive, ECR (hard), both (soft codes), KD (from a
  * teacher trained here), and everything at once (contrastive, ECR, KD, feat, RKD). */
 static void test_resume_objectives(void) {
@@ -692,6 +765,7 @@ int main(void) {
     setenv("ECR_BF16_EMULATE", "1", 1); /* bf16 runs on every CPU (test_resume_bf16) */
     if (make_fixture()) {
         RUN(test_resume_exact);
+        RUN(test_resume_state_formats);
         RUN(test_resume_bf16);
         RUN(test_resume_truncates_big_log);
         RUN(test_resume_objectives);

@@ -4,11 +4,14 @@
 #include "ecr.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +72,24 @@ ecr_status ecr_atomic_open(ecr_atomic_file *af, const char *path) {
     return ECR_OK;
 }
 
+/* fsyncs the folder that holds `path`, so that a rename into it is durable too. 0 on success
+ * (or where the filesystem cannot sync a folder), -1 with errno set. */
+static int sync_parent(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else return 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return 0; /* not ours to judge: the rename itself succeeded */
+    int r = fsync(fd), e = errno;
+    close(fd);
+    if (r != 0 && (e == EINVAL || e == EROFS)) r = 0;
+    errno = e;
+    return r;
+}
+
 ecr_status ecr_atomic_commit(ecr_atomic_file *af) {
     ecr_status st = ECR_OK;
     int e = 0;
@@ -77,6 +98,7 @@ ecr_status ecr_atomic_commit(ecr_atomic_file *af) {
     if (fclose(af->fp) != 0 && st == ECR_OK) { e = errno; st = ECR_E_IO; }
     af->fp = NULL;
     if (st == ECR_OK && rename(af->tmp_path, af->final_path) != 0) { e = errno; st = ECR_E_IO; }
+    if (st == ECR_OK && sync_parent(af->final_path) != 0) { e = errno; st = ECR_E_IO; }
     if (st != ECR_OK) {
         ecr_fail(st, "%s: write failed: %s", af->final_path, strerror(e));
         remove(af->tmp_path);
@@ -96,15 +118,52 @@ void ecr_atomic_abort(ecr_atomic_file *af) {
     memset(af, 0, sizeof *af);
 }
 
+void ecr_atomic_clean(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096], prefix[512];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
+    else return;
+    if ((size_t)snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path) >= sizeof prefix) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t np = strlen(prefix);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, np) != 0 || !e->d_name[np] || strspn(e->d_name + np, "0123456789") != strlen(e->d_name + np))
+            continue;
+        char *p = slash ? ecr_path_join(dir, e->d_name) : NULL;
+        remove(p ? p : e->d_name);
+        free(p);
+    }
+    closedir(d);
+}
+
 ecr_status ecr_write_file(const char *path, const void *buf, size_t n) {
     ecr_atomic_file af;
     ecr_status st = ecr_atomic_open(&af, path);
     if (st) return st;
     if (n && fwrite(buf, 1, n, af.fp) != n) {
         ecr_atomic_abort(&af);
-        return ecr_fail(ECR_E_IO, "%s: write failed", path);
+        return ecr_fail(ECR_E_IO, "%s: write failed: %s", path, strerror(errno));
     }
     return ecr_atomic_commit(&af);
+}
+
+/* ---- one writer per folder ---------------------------------------------------------- */
+
+ecr_status ecr_dir_lock(const char *dir, const char *who, int *fd) {
+    *fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", dir, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return ECR_OK;
+    int e = errno;
+    close(*fd);
+    *fd = -1;
+    if (e == EWOULDBLOCK) return ecr_fail(ECR_E_INVALID, "%s: another ecr %s is writing to this folder", dir, who);
+    return ecr_fail(ECR_E_IO, "%s: cannot lock: %s", dir, strerror(e));
+}
+
+void ecr_dir_unlock(int fd) {
+    if (fd >= 0) close(fd);
 }
 
 /* ---- paths and folders -------------------------------------------------------------- */

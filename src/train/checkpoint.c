@@ -1,15 +1,27 @@
 /* checkpoint.c — what a checkpoint holds and how a run resumes from it: model.safetensors
- * with the run's metadata, train_state.safetensors (AdamW moments, step, RNG, data cursor,
- * the options a resume must share), and the log cut back to the checkpoint's step. */
+ * with the run's metadata, train_state.safetensors (the weights, AdamW moments, step, RNG,
+ * data cursor, the options a resume must share), and the log cut back to the checkpoint's
+ * step.
+ *
+ * Commit protocol. A checkpoint is committed by one rename: that of train_state.safetensors,
+ * which holds everything a resume needs (the weights included). Before it, the log is
+ * flushed and fsynced (every record up to the checkpoint is durable) and the model files
+ * are replaced (each atomically). A kill at any instant therefore leaves either the previous
+ * state file or the new one, each complete; a kill between the model's rename and the
+ * state's leaves model.safetensors one checkpoint ahead, which the resume rewrites from the
+ * state's weights. */
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
 #include "runlog.h"
 #include "util.h"
+#include "model_internal.h"
 
 #include <cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The options a resumed run must share with the run it continues, as a JSON object of
  * strings (fixed key order). Caller frees. */
@@ -85,7 +97,7 @@ ecr_status ecr_tr_log_truncate(const char *path, int64_t step) {
     while (!st && more && !(st = ecr_log_next(r, &rec, &more)) && more) {
         if (!(rec.step <= (double)step)) continue; /* later steps, and records without a step */
         if (fwrite(rec.text, 1, rec.len, af.fp) != rec.len || fputc('\n', af.fp) == EOF)
-            st = ecr_fail(ECR_E_IO, "%s: write failed", path);
+            st = ecr_fail(ECR_E_IO, "%s: write failed: %s", path, strerror(errno));
     }
     ecr_log_close(r);
     if (st) {
@@ -125,15 +137,24 @@ static void model_meta(const trainer *t, const char *step_s, ecr_tr_meta *m) {
     m->key_val[m->n] = NULL;
 }
 
+/* Makes every log record written so far durable: flushed, then fsynced. */
+static ecr_status log_sync(trainer *t) {
+    if (!t->log) return ECR_OK;
+    if (fflush(t->log) != 0 || ferror(t->log) || fsync(fileno(t->log)) != 0)
+        return ecr_fail(ECR_E_IO, "%s: write failed: %s", t->log_path, strerror(errno));
+    return ECR_OK;
+}
+
 ecr_status ecr_tr_save_checkpoint(trainer *t) {
     char step_s[32], tokens_s[32], elapsed_s[32], hash[17];
+    ecr_status st = log_sync(t);
+    if (st) return st;
     snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
     snprintf(tokens_s, sizeof tokens_s, "%lld", (long long)t->tokens);
     snprintf(elapsed_s, sizeof elapsed_s, "%.3f", ecr_tr_elapsed(t));
     ecr_tr_meta meta;
     model_meta(t, step_s, &meta);
-    ecr_status st = ecr_model_save(t->model, t->o.out_dir, NULL, meta.key_val);
-    if (st) return st;
+    if ((st = ecr_model_save(t->model, t->o.out_dir, NULL, meta.key_val))) return st;
     char *opts = ecr_tr_options_json(t);
     if (!opts) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", t->state_path);
     ecr_hash_hex(opts, strlen(opts), hash);
@@ -145,6 +166,7 @@ ecr_status ecr_tr_save_checkpoint(trainer *t) {
     if (!cursor) st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", t->state_path);
     else ecr_batcher_get_cursor(t->batcher, cursor);
     if (!st) st = ecr_st_writer_create(&w);
+    if (!st) st = ecr_st_writer_add(w, "params", ECR_F32, 1, sh_p, ecr_model_params_ro(t->model));
     if (!st) st = ecr_st_writer_add(w, "adam.m", ECR_F32, 1, sh_p, ecr_adamw_m(t->opt));
     if (!st) st = ecr_st_writer_add(w, "adam.v", ECR_F32, 1, sh_p, ecr_adamw_v(t->opt));
     if (!st) st = ecr_st_writer_add(w, "step", ECR_I64, 1, sh_1, step_v);
@@ -202,26 +224,47 @@ static ecr_status state_tensor(const ecr_st_file *f, const char *name, ecr_dtype
     return ECR_OK;
 }
 
-/* Loads train_state.safetensors into the trainer (model already loaded). */
+/* After the state is loaded: the model files must hold the state's step. A state of the
+ * first format has no weights of its own, so a mismatch there cannot be repaired; with the
+ * weights in the state, model files left one checkpoint ahead by a kill between the two
+ * renames are rewritten now, so that the folder is consistent before training goes on. */
+static ecr_status model_matches_state(trainer *t, int v1) {
+    int64_t ms = ecr_tr_model_file_step(t->model_path);
+    if (ms == t->step) return ECR_OK;
+    if (v1)
+        return ecr_fail(ECR_E_INVALID, "%s: holds step %lld but %s holds step %lld (interrupted checkpoint)",
+                        t->model_path, (long long)ms, t->state_path, (long long)t->step);
+    char step_s[32];
+    snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
+    ecr_tr_meta meta;
+    model_meta(t, step_s, &meta);
+    return ecr_model_save(t->model, t->o.out_dir, NULL, meta.key_val);
+}
+
+/* Loads train_state.safetensors into the trainer (model already loaded from the folder; its
+ * weights are replaced by the state's). */
 ecr_status ecr_tr_load_state(trainer *t) {
     ecr_st_file *f = NULL;
     const char *path = t->state_path;
     ecr_status st = ecr_st_open(path, &f);
     if (st) return st;
     const char *fmt = ecr_st_meta(f, "format"), *opts = ecr_st_meta(f, "options");
-    if (!fmt || strcmp(fmt, STATE_FORMAT) != 0)
+    int v1 = fmt && !strcmp(fmt, STATE_FORMAT_V1);
+    if (!fmt || (strcmp(fmt, STATE_FORMAT) != 0 && !v1))
         st = ecr_fail(ECR_E_INVALID, "%s: metadata 'format' is '%s', expected '%s'", path,
                       fmt ? fmt : "(none)", STATE_FORMAT);
     if (!st && !opts) st = ecr_fail(ECR_E_INVALID, "%s: metadata 'options' missing", path);
     if (!st) st = check_options(t, opts);
     size_t np = ecr_model_num_params(t->model), nc = ecr_batcher_cursor_len(t->batcher);
-    const void *m = NULL, *v = NULL, *step = NULL, *rng = NULL, *cur = NULL;
+    const void *params = NULL, *m = NULL, *v = NULL, *step = NULL, *rng = NULL, *cur = NULL;
+    if (!st && !v1) st = state_tensor(f, "params", ECR_F32, (int64_t)np, &params);
     if (!st) st = state_tensor(f, "adam.m", ECR_F32, (int64_t)np, &m);
     if (!st) st = state_tensor(f, "adam.v", ECR_F32, (int64_t)np, &v);
     if (!st) st = state_tensor(f, "step", ECR_I64, 1, &step);
     if (!st) st = state_tensor(f, "rng", ECR_I64, 1, &rng);
     if (!st) st = state_tensor(f, "data_cursor", ECR_I64, (int64_t)nc, &cur);
     if (!st) {
+        if (params) memcpy(ecr_model_params(t->model), params, np * sizeof(float));
         memcpy(ecr_adamw_m(t->opt), m, np * sizeof(float));
         memcpy(ecr_adamw_v(t->opt), v, np * sizeof(float));
         memcpy(&t->step, step, sizeof t->step);
@@ -249,6 +292,7 @@ ecr_status ecr_tr_load_state(trainer *t) {
         t->elapsed0 = el ? strtod(el, NULL) : 0.0;
     }
     ecr_st_close(f);
+    if (!st) st = model_matches_state(t, v1);
     return st;
 }
 

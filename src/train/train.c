@@ -85,6 +85,7 @@ static void trainer_free(trainer *t) {
     free(t->log_path);
     free(t->model_path);
     if (t->log) fclose(t->log);
+    ecr_dir_unlock(t->lock_fd);
 }
 
 /* ---- setup ---------------------------------------------------------------------------- */
@@ -198,6 +199,19 @@ static ecr_status count_steps(trainer *t) {
     return ECR_OK;
 }
 
+/* The temporary files of a run of this folder killed mid-write (the lock says none is
+ * running now): each file a run writes, and run.json beside them. */
+static void clean_leftovers(const trainer *t) {
+    const char *files[] = {t->tok_path, t->state_path, t->log_path, t->model_path};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) ecr_atomic_clean(files[i]);
+    const char *more[] = {"config.json", "run.json"};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        char *p = ecr_path_join(t->o.out_dir, more[i]);
+        if (p) ecr_atomic_clean(p);
+        free(p);
+    }
+}
+
 static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     ecr_status st = ecr_data_open(in->data_path, &t->data);
     if (st) return st;
@@ -209,12 +223,14 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
                             t->o.valid_path, t->valid->vocab_size, t->o.config.vocab_size);
     }
     if ((st = ecr_make_dirs(t->o.out_dir))) return st;
+    if ((st = ecr_dir_lock(t->o.out_dir, "train", &t->lock_fd))) return st;
     t->tok_path = ecr_path_join(t->o.out_dir, "tokenizer.json");
     t->state_path = ecr_path_join(t->o.out_dir, "train_state.safetensors");
     t->log_path = ecr_path_join(t->o.out_dir, "log.jsonl");
     t->model_path = ecr_path_join(t->o.out_dir, "model.safetensors");
     if (!t->tok_path || !t->state_path || !t->log_path || !t->model_path)
         return ecr_fail(ECR_E_NOMEM, "out of memory");
+    clean_leftovers(t);
     ecr_batcher_opts bo;
     ecr_batcher_opts_default(&bo);
     bo.B = t->B;
@@ -266,10 +282,6 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     if ((st = ecr_objective_create(&oo, t->model, &t->obj))) return st;
     if (t->o.resume) {
         if ((st = ecr_tr_load_state(t))) return st;
-        int64_t ms = ecr_tr_model_file_step(t->model_path);
-        if (ms != t->step)
-            return ecr_fail(ECR_E_INVALID, "%s: holds step %lld but %s holds step %lld (interrupted checkpoint)",
-                            t->model_path, (long long)ms, t->state_path, (long long)t->step);
         t->last_ckpt = t->step;
         if ((st = ecr_tr_log_truncate(t->log_path, t->step))) return st;
     }
@@ -344,7 +356,10 @@ static ecr_status validate(trainer *t) {
     }
     double loss = ecr_lm_loss(&ev.overall), bpb = ecr_lm_bpb(&ev.overall);
     ecr_log_write_valid(t->log, t->step, loss, bpb, ev.overall.tokens, geo);
-    fflush(t->log);
+    if (fflush(t->log) != 0 || ferror(t->log)) {
+        ecr_lm_eval_release(&ev);
+        return ecr_fail(ECR_E_IO, "%s: write failed: %s", t->log_path, strerror(errno));
+    }
     if (!t->o.quiet) {
         fprintf(stderr, "train: step %lld validation loss %.4f, %.4f bits/byte (%lld tokens), eff. rank %.1f",
                 (long long)t->step, loss, bpb, (long long)ev.overall.tokens, geo[0].eff_rank);
@@ -471,7 +486,10 @@ static ecr_status run(trainer *t) {
         ecr_log_step rec = {t->step, t->tokens, loss, lr, gnorm, dt > 0 ? (double)nt / dt : 0.0, ecr_tr_elapsed(t),
                             clipped, extra, ecr_precision_name(t->o.precision)};
         ecr_log_write_step(t->log, &rec);
-        fflush(t->log);
+        if (fflush(t->log) != 0 || ferror(t->log)) {
+            st = ecr_fail(ECR_E_IO, "%s: write failed: %s", t->log_path, strerror(errno));
+            break;
+        }
         if (!t->o.quiet && (t->step % t->o.log_every == 0 || t->step == end)) {
             double now = ecr_now(), rate = window_tok / (now - window_t + 1e-9);
             double per_step = (now - run_t0) / (double)(t->step - run_steps0);
@@ -489,6 +507,11 @@ static ecr_status run(trainer *t) {
     if (st) return st;
     if (t->step == t->total) st = validate(t);
     if (!st && t->last_ckpt != t->step) st = ecr_tr_save_checkpoint(t);
+    if (!st) { /* the records are durable already (the checkpoint synced them); say if not */
+        int r = fclose(t->log);
+        t->log = NULL;
+        if (r != 0) st = ecr_fail(ECR_E_IO, "%s: write failed: %s", t->log_path, strerror(errno));
+    }
     if (!st && !t->o.quiet) {
         char el[32];
         fmt_duration(ecr_tr_elapsed(t), el, sizeof el);
@@ -500,6 +523,7 @@ static ecr_status run(trainer *t) {
 ecr_status ecr_train(const ecr_train_opts *o) {
     trainer t;
     memset(&t, 0, sizeof t);
+    t.lock_fd = -1;
     t.t_start = ecr_now();
     ecr_set_threads(o->threads);
     ecr_status st = setup(&t, o);

@@ -7,7 +7,8 @@
 
 #include <stdio.h>
 
-#define STATE_FORMAT "ecr-train-state-1"
+#define STATE_FORMAT "ecr-train-state-2"    /* written: holds the weights ("params") too  */
+#define STATE_FORMAT_V1 "ecr-train-state-1" /* still read: weights from model.safetensors */
 
 typedef struct trainer {
     ecr_train_opts o;         /* resolved options (config.vocab_size set, min_lr, warmup) */
@@ -33,6 +34,7 @@ typedef struct trainer {
     int64_t tokens;           /* target tokens trained on so far                          */
     double elapsed0;          /* elapsed seconds before this process (resume)             */
     double t_start;
+    int lock_fd;              /* ecr_dir_lock of out_dir, -1 when not held                  */
     int64_t last_ckpt;        /* step of the last checkpoint on disk, -1 if none          */
     int64_t last_eval;
     int precision_auto;       /* o.precision was resolved from auto                       */
