@@ -49,7 +49,8 @@ const char *ecr_last_error(void);
 const char *ecr_status_name(ecr_status st);
 
 /* Records a failure message (printf-style) for ecr_last_error() and returns `st`, so
- * library code can write `return ecr_fail(ECR_E_INVALID, "%s: bad header", path);`. */
+ * library code can write `return ecr_fail(ECR_E_INVALID, "%s: bad header", path);`. An
+ * argument may be ecr_last_error() itself, to prefix the previous message. */
 ecr_status ecr_fail(ecr_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

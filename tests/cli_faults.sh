@@ -12,13 +12,16 @@
 # The training faults run for each objective of FAULT_OBJECTIVES (default "lm"; `make
 # stress` gives "lm ecr kd lm+contrastive"). FAULT_EVERY=K (default 1) tries only every K-th
 # call of each kind but rename, which `make test` uses to stay short; renames, where files
-# and checkpoints are committed, are always tried one by one.
+# and checkpoints are committed, are always tried one by one. FAULT_RANDOM_STEPS (240) and
+# FAULT_RANDOM_KILLS (40) size the run killed at random moments.
 set -u
 . "$(dirname "$0")/cli_lib.sh"
 
 SHIM=${FAULTSHIM:-$ROOT/build/faultshim.so}
 EVERY=${FAULT_EVERY:-1}
 OBJECTIVES=${FAULT_OBJECTIVES:-lm}
+RANDOM_STEPS=${FAULT_RANDOM_STEPS:-240} # the run killed at random moments: its steps,
+RANDOM_KILLS=${FAULT_RANDOM_KILLS:-40}  # and at most this many kills
 VALID="$ROOT/build/data/lo10/valid.jsonl"
 if [ ! -f "$SHIM" ] || [ ! -f "$VALID" ]; then
     bad "missing $SHIM or $VALID (make test builds both)"
@@ -77,8 +80,8 @@ objective_faults() {
     esac
     B=("${B0[@]}" "${O[@]}")
     F=("${B[@]}" --steps 12)  # the run every fault is compared on
-    G=("${B[@]}" --steps 240) # the run killed at random moments
-    rm -rf "$T/ref" "$T/ref240" "$T/rnd" "$T/half" "$T/run" "$T/ref.count" "$T/resume.count"
+    G=("${B[@]}" --steps "$RANDOM_STEPS") # the run killed at random moments
+    rm -rf "$T/ref" "$T/refrnd" "$T/rnd" "$T/half" "$T/run" "$T/ref.count" "$T/resume.count"
     # ---- the reference, and how many file operations a run makes ------------------------------
     ECR_FAULT_COUNT="$T/ref.count" LD_PRELOAD=$SHIM "$ECR" train "${F[@]}" --out "$T/ref" 2>"$T/err" ||
         bad "$obj: reference run failed: $(head -c 300 "$T/err")"
@@ -101,8 +104,8 @@ objective_faults() {
     echo "cli_faults: $obj: $kills kills at file operations, each resumed to the reference" >&2
 
     # ---- SIGKILL at random moments of a longer run ---------------------------------------------
-    "$ECR" train "${G[@]}" --out "$T/ref240" 2>"$T/err" || bad "$obj: 240-step reference failed: $(head -c 300 "$T/err")"
-    for _ in $(seq 1 40); do
+    "$ECR" train "${G[@]}" --out "$T/refrnd" 2>"$T/err" || bad "$obj: $RANDOM_STEPS-step reference failed: $(head -c 300 "$T/err")"
+    for _ in $(seq 1 "$RANDOM_KILLS"); do
         if [ -f "$T/rnd/train_state.safetensors" ]; then
             "$ECR" train "${G[@]}" --out "$T/rnd" --resume 2>/dev/null &
         else
@@ -112,11 +115,11 @@ objective_faults() {
         sleep "0.$((RANDOM % 6))$((RANDOM % 10))"
         kill -9 $pid 2>/dev/null && random_kills=$((random_kills + 1))
         wait $pid 2>/dev/null
-        [ "$(state_step "$T/rnd")" = 240 ] && break
+        [ "$(state_step "$T/rnd")" = "$RANDOM_STEPS" ] && break
     done
     "$ECR" train "${G[@]}" --out "$T/rnd" --resume 2>"$T/err" || bad "$obj: random kills: final resume failed: $(head -c 300 "$T/err")"
-    if cmp -s "$T/ref240/model.safetensors" "$T/rnd/model.safetensors"; then ok; else bad "$obj: random kills: model differs"; fi
-    if steps_of "$T/ref240/log.jsonl" | cmp -s - <(steps_of "$T/rnd/log.jsonl"); then ok
+    if cmp -s "$T/refrnd/model.safetensors" "$T/rnd/model.safetensors"; then ok; else bad "$obj: random kills: model differs"; fi
+    if steps_of "$T/refrnd/log.jsonl" | cmp -s - <(steps_of "$T/rnd/log.jsonl"); then ok
     else bad "$obj: random kills: the log differs from the uninterrupted run's"; fi
     echo "cli_faults: $obj: $random_kills kills at random moments, resumed to the reference" >&2
 

@@ -35,10 +35,12 @@ const char *ecr_status_name(ecr_status st) {
 }
 
 ecr_status ecr_fail(ecr_status st, const char *fmt, ...) {
+    char buf[sizeof g_err]; /* the arguments may be the previous message (ecr_last_error) */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(g_err, buf, sizeof g_err);
     /* Keep the message on one line. */
     for (char *p = g_err; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
@@ -164,6 +166,41 @@ ecr_status ecr_dir_lock(const char *dir, const char *who, int *fd) {
 
 void ecr_dir_unlock(int fd) {
     if (fd >= 0) close(fd);
+}
+
+/* ---- lines ------------------------------------------------------------------------- */
+
+long ecr_read_line(FILE *fp, char **buf, size_t *cap, size_t max) {
+    size_t n = 0;
+    int c;
+    flockfile(fp);
+    while ((c = getc_unlocked(fp)) != EOF) {
+        if (n + 2 > *cap) {
+            if (n >= max) {
+                funlockfile(fp);
+                return -2;
+            }
+            size_t want = *cap ? *cap * 2 : 4096;
+            if (want > max + 2) want = max + 2;
+            char *p = realloc(*buf, want);
+            if (!p) {
+                funlockfile(fp);
+                return -3;
+            }
+            *buf = p;
+            *cap = want;
+        }
+        (*buf)[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    int err = ferror(fp);
+    funlockfile(fp);
+    if (err) {
+        if (!errno) errno = EIO;
+        return -1;
+    }
+    if (*buf) (*buf)[n] = '\0';
+    return (long)n;
 }
 
 /* ---- paths and folders -------------------------------------------------------------- */

@@ -26,4 +26,13 @@ void ecr_unit_rows(const float *x, int64_t n, int d, double eps, float *y);
 /* The calling thread's number in the current OpenMP team (0 outside a parallel region or
  * without OpenMP); with ecr_get_threads() it sizes and indexes per-thread scratch. */
 int ecr_thread_id(void);
+
+/* Longest line the line readers accept (corpus JSONL, log.jsonl): 64 MiB, far beyond any
+ * text ecr trains on, far below what would exhaust memory. */
+#define ECR_MAX_LINE ((size_t)64 << 20)
+/* Reads the next line of fp into *buf (grown as needed, at most to max + 2 bytes; the
+ * caller frees it), '\n' kept, NUL-terminated; a line may hold NUL bytes. Returns its
+ * length in bytes, 0 at the end of the file, -1 on a read error (errno set), -2 when the
+ * line is longer than max bytes (what follows of it is not read), -3 out of memory. */
+long ecr_read_line(FILE *fp, char **buf, size_t *cap, size_t max);
 #endif

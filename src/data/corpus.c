@@ -92,29 +92,33 @@ done:
 
 ecr_status ecr_corpus_read(const char *path, ecr_corpus **out) {
     *out = NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    ecr_status st = ecr_read_file(path, &buf, &len);
-    if (st) return st;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
     ecr_corpus *c = calloc(1, sizeof *c);
-    size_t cap = 0, lineno = 0;
-    if (!c) { free(buf); return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path); }
-    for (char *line = buf; line < buf + len && st == ECR_OK;) {
-        char *nl = memchr(line, '\n', (size_t)(buf + len - line));
-        size_t n = nl ? (size_t)(nl - line) : (size_t)(buf + len - line);
+    char *line = NULL;
+    size_t cap = 0, line_cap = 0, lineno = 0;
+    ecr_status st = c ? ECR_OK : ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+    while (st == ECR_OK) {
+        errno = 0;
+        long r = ecr_read_line(fp, &line, &line_cap, ECR_MAX_LINE);
+        if (r == 0) break;
         lineno++;
-        line[n] = '\0';
+        if (r == -1) st = ecr_fail(ECR_E_IO, "%s: read error: %s", path, strerror(errno));
+        else if (r == -2) st = ecr_fail(ECR_E_INVALID, "%s:%zu: line longer than %zu MiB", path, lineno, ECR_MAX_LINE >> 20);
+        else if (r == -3) st = ecr_fail(ECR_E_NOMEM, "%s:%zu: out of memory", path, lineno);
+        if (st) break;
+        size_t n = (size_t)r;
+        if (line[n - 1] == '\n') line[--n] = '\0';
         size_t k = 0;
         while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r')) k++;
-        if (k < n) { /* blank lines are skipped */
-            if (c->n == cap && corpus_grow(c, &cap) != ECR_OK)
-                st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
-            else
-                st = parse_line(path, lineno, line, n, c);
-        }
-        line += n + 1;
+        if (k == n) continue; /* blank lines are skipped */
+        if (c->n == cap && corpus_grow(c, &cap) != ECR_OK)
+            st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+        else
+            st = parse_line(path, lineno, line, n, c);
     }
-    free(buf);
+    free(line);
+    fclose(fp);
     if (st == ECR_OK && c->n == 0) st = ecr_fail(ECR_E_INVALID, "%s: no texts", path);
     if (st != ECR_OK) {
         ecr_corpus_free(c);

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- writing ----------------------------------------------------------------------- */
 
@@ -232,6 +233,8 @@ static int32_t name_find(const name_index *x, const char *s) {
 static ecr_status read_merges(const cJSON *merges, load_state *s, const char *path) {
     if (!cJSON_IsArray(merges)) return ecr_fail(ECR_E_INVALID, "%s: model.merges: expected an array", path);
     int n = cJSON_GetArraySize(merges);
+    if (n > s->n) /* each merge makes a token of the vocabulary */
+        return ecr_fail(ECR_E_INVALID, "%s: model.merges: %d merges for a vocabulary of %d tokens", path, n, s->n);
     size_t slots = 16;
     while (slots < 2 * (size_t)s->n + 16) slots *= 2;
     name_index x = {calloc(slots, sizeof(char *)), malloc(slots * sizeof(int32_t)), slots - 1};
@@ -281,10 +284,18 @@ static ecr_status read_merges(const cJSON *merges, load_state *s, const char *pa
     return st;
 }
 
+/* Largest tokenizer.json read: a 256k-token vocabulary with its merges takes about 20 MiB;
+ * anything much larger is refused before it is parsed (parsing costs ~10x the file). */
+#define TOKENIZER_MAX_BYTES ((long long)64 << 20)
+
 ecr_status ecr_tokenizer_load(const char *path, ecr_tokenizer **out) {
     *out = NULL;
     char *buf = NULL;
     size_t len = 0;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (long long)sb.st_size > TOKENIZER_MAX_BYTES)
+        return ecr_fail(ECR_E_INVALID, "%s: %lld MiB, larger than the %lld MiB a tokenizer.json may be", path,
+                        (long long)sb.st_size >> 20, TOKENIZER_MAX_BYTES >> 20);
     ecr_status st = ecr_read_file(path, &buf, &len);
     if (st) return st;
     cJSON *root = cJSON_ParseWithLength(buf, len);

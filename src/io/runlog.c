@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
 #include "runlog.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -38,7 +39,7 @@ void ecr_log_write_valid(FILE *fp, int64_t step, double loss, double bpb, int64_
 struct ecr_log_reader {
     char *path;
     FILE *fp;
-    char *buf;                /* the current line (getline's buffer) */
+    char *buf;                /* the current line (ecr_read_line's buffer) */
     size_t cap;
     long line;
     long torn;                /* line number of a last line cut short, 0 if none */
@@ -99,12 +100,12 @@ ecr_status ecr_log_next(ecr_log_reader *r, ecr_log_record *rec, int *more) {
     *more = 0;
     for (;;) {
         errno = 0;
-        ssize_t n = getline(&r->buf, &r->cap, r->fp);
-        if (n < 0) {
-            if (ferror(r->fp)) return ecr_fail(ECR_E_IO, "%s: read error: %s", r->path, strerror(errno ? errno : EIO));
-            if (errno == ENOMEM) return ecr_fail(ECR_E_NOMEM, "%s:%ld: out of memory", r->path, r->line + 1);
-            return ECR_OK; /* end of file */
-        }
+        long n = ecr_read_line(r->fp, &r->buf, &r->cap, ECR_MAX_LINE);
+        if (n == 0) return ECR_OK; /* end of file */
+        if (n == -1) return ecr_fail(ECR_E_IO, "%s: read error: %s", r->path, strerror(errno));
+        if (n == -2)
+            return ecr_fail(ECR_E_INVALID, "%s:%ld: line longer than %zu MiB", r->path, r->line + 1, ECR_MAX_LINE >> 20);
+        if (n == -3) return ecr_fail(ECR_E_NOMEM, "%s:%ld: out of memory", r->path, r->line + 1);
         r->line++;
         size_t len = (size_t)n;
         int complete = len > 0 && r->buf[len - 1] == '\n';
@@ -114,6 +115,7 @@ ecr_status ecr_log_next(ecr_log_reader *r, ecr_log_record *rec, int *more) {
             return ECR_OK;
         }
         if (len == 0) continue; /* blank line */
+        if (memchr(r->buf, '\0', len)) return ecr_fail(ECR_E_INVALID, "%s:%ld: NUL byte in the line", r->path, r->line);
         r->buf[len] = '\0';
         cJSON *o = cJSON_ParseWithLength(r->buf, len);
         if (!cJSON_IsObject(o)) {

@@ -148,6 +148,12 @@ ecr_status ecr_config_validate(const ecr_config *c) {
     NEED(isfinite(c->norm_eps) && c->norm_eps > 0.0f, "norm_eps %g must be > 0", (double)c->norm_eps);
     NEED(c->tied == 0 || c->tied == 1, "tied must be 0 or 1");
     NEED(c->ecr_dim >= 0 && c->ecr_dim <= 65536, "ecr_dim %d out of range [0, 65536]", c->ecr_dim);
+    /* each range above is sane alone, not all of them at once: the parameter count, in
+     * double (no overflow), against 2^32 (16 GiB of fp32 weights, thrice that to train) */
+    double d = c->dim, per_layer = 2 * d + 4 * d * d + 3 * d * c->hidden_dim;
+    double total = c->n_layers * per_layer + (c->tied ? 1 : 2) * (double)c->vocab_size * d + d + (double)c->ecr_dim * d;
+    NEED(total <= 4294967296.0, "%.3g parameters (dim %d, %d layers, hidden_dim %d, vocab_size %d), more than "
+         "the 2^32 ecr supports", total, c->dim, c->n_layers, c->hidden_dim, c->vocab_size);
 #undef NEED
     return ECR_OK;
 }
