@@ -17,11 +17,17 @@
 ifeq ($(origin CC),default)
 CC := gcc
 endif
-MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+# FUZZ=1: the libFuzzer build (clang; ASan + UBSan; into build-fuzz/; see `make fuzz`).
+ifeq ($(FUZZ),1)
+CC := clang
+endif
+MULTIARCH := $(or $(shell $(CC) -print-multiarch 2>/dev/null),$(shell gcc -print-multiarch 2>/dev/null))
 # Each configuration builds into its own folder, so objects never mix across options.
-VARIANT := $(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(NO_BLAS)),-noblas)$(if $(filter 1,$(NO_OMP)),-noomp)$(if $(filter 1,$(NO_DNNL)),-nodnnl)
+VARIANT := $(if $(filter 1,$(FUZZ)),-fuzz)$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(NO_BLAS)),-noblas)$(if $(filter 1,$(NO_OMP)),-noomp)$(if $(filter 1,$(NO_DNNL)),-nodnnl)
 BUILD   ?= build$(VARIANT)
-ifeq ($(SAN),1)
+ifeq ($(FUZZ),1)
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all
+else ifeq ($(SAN),1)
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 else
 OPT     := -O3 -march=native -g
@@ -110,7 +116,7 @@ LIB      := $(BUILD)/libecr.a
 ECR      := $(BUILD)/ecr
 DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 
-.PHONY: teacher experiment precision all test test-unit test-cli test-san test-nodnnl bench stress demo data clean found
+.PHONY: fuzz fuzz-smoke fuzz-bins teacher experiment precision all test test-unit test-cli test-san test-nodnnl bench stress demo data clean found
 all: found $(ECR) $(LIB)
 
 found:
@@ -197,10 +203,30 @@ bench: $(BENCH_BIN) $(ECR) $(DATA)
 	@for b in $(BENCH_BIN); do ECR_BIN=$(ECR) $$b || exit 1; done
 	@for b in $(sort $(wildcard bench/bench_*.sh)); do ECR_BIN=$(ECR) bash $$b || exit 1; done
 
+# libFuzzer targets (fuzz/fuzz_*.c), built with FUZZ=1 into build-fuzz/fuzz/; they link the
+# CLI's objects but main, for the argument parser and the report's loader.
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ)) $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ $@"
+	$(Q)$(CC) $(CFLAGS) -Icli -DFUZZ_ROOT='"$(abspath .)"' -fsanitize=fuzzer $< \
+	  $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ)) $(LIB) $(LDLIBS) -o $@
+fuzz-bins: $(FUZZ_BIN)
+
+# make fuzz: every target for FUZZ_RUNS executions (default 10^6) from its seed corpus
+# (fuzz/corpus/NAME/), crashes into fuzz/regress/NAME/, then a table of executions.
+# make fuzz-smoke: the regression inputs, then a few seconds of each (part of make test).
+fuzz fuzz-smoke:
+	@command -v clang >/dev/null || { echo "fuzz: clang not found: apt-get install clang libfuzzer-14-dev"; exit 1; }
+	$(MAKE) --no-print-directory FUZZ=1 fuzz-bins
+	bash scripts/fuzz.sh $(if $(filter fuzz-smoke,$@),--smoke) build-fuzz/fuzz
+
 # The long fault test: kills at every file operation, at random moments and write failures
 # for each objective (tests/cli_faults.sh; the README's "Robustness").
 stress: $(ECR) $(DATA) $(FAULTSHIM)
-	ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) FAULT_OBJECTIVES="lm ecr kd lm+contrastive" bash tests/cli_faults.sh
+	ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) FAULT_OBJECTIVES="lm ecr kd lm+contrastive" \
+	  FAULT_RANDOM_STEPS=3000 FAULT_RANDOM_KILLS=400 bash tests/cli_faults.sh
 
 # The README's first command: the pipeline end to end on the bundled corpus.
 demo: all $(DATA)
