@@ -13,6 +13,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=0
+# the targets write their inputs to files: in memory when /dev/shm is there
+[ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm
 [ "${1:-}" = --smoke ] && { SMOKE=1; shift; }
 BIN=${1:?usage: fuzz.sh [--smoke] BIN_DIR}
 RUNS=${FUZZ_RUNS:-1000000}
