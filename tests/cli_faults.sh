@@ -19,7 +19,7 @@ set -u
 
 SHIM=${FAULTSHIM:-$ROOT/build/faultshim.so}
 EVERY=${FAULT_EVERY:-1}
-OBJECTIVES=${FAULT_OBJECTIVES:-lm}
+OBJECTIVES=${FAULT_OBJECTIVES-lm} # set but empty: only the other commands and the lock
 RANDOM_STEPS=${FAULT_RANDOM_STEPS:-240} # the run killed at random moments: its steps,
 RANDOM_KILLS=${FAULT_RANDOM_KILLS:-40}  # and at most this many kills
 VALID="$ROOT/build/data/lo10/valid.jsonl"
@@ -167,16 +167,18 @@ prepare|$T/o/data.safetensors|prepare --data $T/small.jsonl --tokenizer $T/tok.j
 embed|$T/o/emb.npy|embed --model $T/teacher --data $T/small.safetensors --raw --out $T/o/emb.npy --quiet
 anchors|$T/o/anchors.safetensors|anchors --emb $T/emb.npy --k 8 --out $T/o/anchors.safetensors --quiet
 eval|$T/o/eval.json|eval --model $T/teacher --data $T/small.safetensors --json $T/o/eval.json --quiet
-convert|$T/o/conv/model.safetensors|convert --model $T/teacher --dtype bf16 --out $T/o/conv
+convert|$T/o/conv|convert --model $T/teacher --dtype bf16 --out $T/o/conv
 EOF
 }
 while IFS='|' read -r name out cmd; do
-    # the faults: the first call of each kind on the output (seen through the shim's trace),
-    # then the output's fsync and rename
+    # the faults: the first and the last call of each kind on the output (seen through the
+    # shim's trace), then the first fsync and rename
     rm -rf "$T/o"; mkdir -p "$T/o"
     # shellcheck disable=SC2086 # cmd is a word list
     ECR_FAULT_TRACE=1 LD_PRELOAD=$SHIM "$ECR" $cmd >/dev/null 2>"$T/trace" || bad "$name failed without faults"
-    faults=$(grep "^faultshim: [a-z]* [0-9]* $T/o/" "$T/trace" | awk '!seen[$2]++ { print $2 ":" $3 }')
+    faults=$(grep "^faultshim: [a-z]* [0-9]* $T/o/" "$T/trace" |
+        awk '!first[$2] { first[$2] = $3 } { last[$2] = $3 }
+             END { for (k in first) { print k ":" first[k]; if (last[k] != first[k]) print k ":" last[k] } }' | sort)
     [ -n "$faults" ] || bad "$name: no file operation on its output seen"
     e=EIO
     for f in $faults fsync:1 rename:1; do
