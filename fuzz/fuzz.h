@@ -31,6 +31,14 @@ static inline void fz_init(void) {
     atexit(fz_cleanup);
 }
 
+/* The LLVMFuzzerInitialize of a target that needs nothing more than fz_init. */
+#define FZ_INIT_ONLY                                                  \
+    int LLVMFuzzerInitialize(int *argc, char ***argv) {              \
+        (void)argc, (void)argv;                                       \
+        fz_init();                                                    \
+        return 0;                                                     \
+    }
+
 /* fz_dir/name, in a static buffer per call site's argument (caller copies if needed). */
 static inline const char *fz_path(const char *name, char buf[512]) {
     snprintf(buf, 512, "%s/%s", fz_dir, name);

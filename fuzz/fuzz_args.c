@@ -4,11 +4,7 @@
 #include "fuzz.h"
 #include "cli.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    fz_init();
-    return 0;
-}
+FZ_INIT_ONLY
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     char *buf = malloc(n + 1), *argv[66];

@@ -1,11 +1,7 @@
 /* fuzz_corpus.c — the JSONL corpus reader (ecr_corpus_read) on arbitrary bytes. */
 #include "fuzz.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    fz_init();
-    return 0;
-}
+FZ_INIT_ONLY
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     char p[512];

@@ -2,11 +2,7 @@
  * (ecr_log_open / ecr_log_next) record by record, and the stability metrics over it. */
 #include "fuzz.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    fz_init();
-    return 0;
-}
+FZ_INIT_ONLY
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     char p[512];

@@ -2,11 +2,7 @@
  * every tensor of a file that opens lies inside it, and every metadata pair is readable. */
 #include "fuzz.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    fz_init();
-    return 0;
-}
+FZ_INIT_ONLY
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     ecr_st_file *f = NULL;

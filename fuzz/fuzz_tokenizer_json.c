@@ -2,11 +2,7 @@
  * loads must give back a short multilingual text through encode and decode. */
 #include "fuzz.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    fz_init();
-    return 0;
-}
+FZ_INIT_ONLY
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     char p[512];

@@ -250,49 +250,46 @@ static void state_to_v1(const char *dir) {
     CHECK(rename(tmp, path) == 0);
 }
 
+/* A run into g_dir/name (dir) stopped with a checkpoint at step 10 of 20, its state made
+ * of the first format when v1, the model files of folder `ahead` (if not NULL) copied over
+ * its own; *o is left as the resume to 20. */
+static void stopped_at_10(ecr_train_opts *o, const char *name, char dir[600], int v1, const char *ahead) {
+    small_opts(o, name, dir, 600);
+    o->threads = 2;
+    o->stop_after = 10;
+    CHECK_OK(ecr_train(o));
+    if (v1) state_to_v1(dir);
+    if (ahead) {
+        char cmd[1400];
+        snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model.safetensors'", ahead, dir);
+        CHECK(system(cmd) == 0);
+    }
+    o->stop_after = 0;
+    o->resume = 1;
+}
+
 /* The state holds the weights and commits the checkpoint: model files one checkpoint ahead
  * of it (a kill between the two renames) are rewritten from it on resume, and the run ends
  * as the straight one. A state of the first format (no weights) still resumes when the
  * model files hold its step, and is refused, naming both files, when they do not. */
 static void test_resume_state_formats(void) {
     ecr_train_opts o;
-    char a[600], b[600], c[600], cmd[1400];
+    char a[600], b[600], c[600];
     small_opts(&o, "fmt_straight", a, sizeof a);
     o.threads = 2;
     CHECK_OK(ecr_train(&o));
     /* b: stopped at 10, then the model files of a later checkpoint (those of the straight
      * run at 20) put beside the state of step 10 */
-    small_opts(&o, "fmt_ahead", b, sizeof b);
-    o.threads = 2;
-    o.stop_after = 10;
-    CHECK_OK(ecr_train(&o));
-    snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model.safetensors'", a, b);
-    CHECK(system(cmd) == 0);
-    o.stop_after = 0;
-    o.resume = 1;
+    stopped_at_10(&o, "fmt_ahead", b, 0, a);
     CHECK_OK(ecr_train(&o));
     CHECK(same_tensors(a, b, "model.safetensors"));
     CHECK(same_tensors(a, b, "train_state.safetensors"));
     /* c: the first format */
-    small_opts(&o, "fmt_v1", c, sizeof c);
-    o.threads = 2;
-    o.stop_after = 10;
-    CHECK_OK(ecr_train(&o));
-    state_to_v1(c);
-    o.stop_after = 0;
-    o.resume = 1;
+    stopped_at_10(&o, "fmt_v1", c, 1, NULL);
     CHECK_OK(ecr_train(&o));
     CHECK(same_tensors(a, c, "model.safetensors"));
     /* c again, stopped at 10 as format 1, with model files of step 20 */
-    small_opts(&o, "fmt_v1_ahead", c, sizeof c);
-    o.threads = 2;
-    o.stop_after = 10;
-    CHECK_OK(ecr_train(&o));
-    state_to_v1(c);
-    snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model.safetensors'", a, c);
-    CHECK(system(cmd) == 0);
-    o.stop_after = 0;
-    o.resume = 1;
+    stopped_at_10(&o, "fmt_v1_ahead", c, 1, a);
     CHECK_STATUS(ecr_train(&o), ECR_E_INVALID);
     CHECK_MSG(strstr(ecr_last_error(), "holds step 20 but") && strstr(ecr_last_error(), "holds step 10 (interrupted"),
               "message: %s", ecr_last_error());
