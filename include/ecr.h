@@ -1270,7 +1270,9 @@ ecr_status ecr_stability_read_log(const char *path, ecr_stability *out);
  * ecr_log_next, with one rule: blank lines are skipped; a last line without its newline
  * is a write cut short by a kill and is skipped, even if it parses (ecr_log_torn says
  * where); any other line that is not a JSON object is ECR_E_INVALID "path:LINE: not a
- * JSON object". Lines are read one at a time (memory: the longest line).
+ * JSON object", as are a line holding a NUL byte, a line longer than 64 MiB and a "step"
+ * that is a number but not an integer from 0 to 2^53. Lines are read one at a time
+ * (memory: the longest line).
  * ---------------------------------------------------------------------------------- */
 
 typedef struct ecr_log_record {

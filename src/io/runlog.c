@@ -124,6 +124,9 @@ ecr_status ecr_log_next(ecr_log_reader *r, ecr_log_record *rec, int *more) {
         }
         fill(rec, o);
         cJSON_Delete(o);
+        if (!isnan(rec->step) && !(rec->step >= 0 && rec->step <= 9007199254740992.0 && rec->step == floor(rec->step)))
+            return ecr_fail(ECR_E_INVALID, "%s:%ld: field 'step' is not a step number (an integer, 0 to 2^53)",
+                            r->path, r->line);
         rec->line = r->line;
         rec->text = r->buf;
         rec->len = len;
