@@ -233,7 +233,7 @@ fuzz fuzz-smoke:
 # for each objective (tests/cli_faults.sh; the README's "Robustness").
 stress: $(ECR) $(DATA) $(FAULTSHIM)
 	ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) FAULT_OBJECTIVES="lm ecr kd lm+contrastive" \
-	  FAULT_RANDOM_STEPS=3000 FAULT_RANDOM_KILLS=400 bash tests/cli_faults.sh
+	  FAULT_RANDOM_STEPS=$${FAULT_RANDOM_STEPS:-3000} FAULT_RANDOM_KILLS=$${FAULT_RANDOM_KILLS:-400} bash tests/cli_faults.sh
 
 # The README's first command: the pipeline end to end on the bundled corpus.
 demo: all $(DATA)
