@@ -121,7 +121,7 @@ DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 all: found $(ECR) $(LIB)
 
 found:
-	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)$(if $(HAVE_DNNL),, (no oneDNN: fp32 only; apt-get install libdnnl-dev for bf16))"
+	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)$(if $(HAVE_DNNL),, (no oneDNN: fp32 only; apt-get install libdnnl-dev for bf16))$(if $(filter y,$(HAVE_LIBFUZZER)), libFuzzer(clang), (no libFuzzer: make fuzz needs apt-get install clang libfuzzer-14-dev))"
 
 $(BUILD)/obj/%.o: src/%.c include/ecr.h $(HDR)
 	@mkdir -p $(dir $@)
