@@ -179,11 +179,11 @@ $(FAULTSHIM): tests/faultshim.c
 	$(Q)$(CC) -O2 -fPIC -shared -Wall -Wextra -Werror $< -ldl -o $@
 
 # CLI tests: tests/cli_*.sh drive the binary (exit codes, messages, no half-written files).
-# The fault test tries every 3rd of its fault points but the renames (every 8th under the
-# sanitizers); `make stress` tries them all.
+# The fault test tries every 3rd of its fault points but the renames (every 16th and at
+# most 10 random kills under the sanitizers); `make stress` tries them all.
 test-cli: $(ECR) $(DATA) $(FAULTSHIM)
 	@fail=0; for t in $(filter-out tests/cli_lib.sh,$(sort $(wildcard tests/cli_*.sh))); do \
-	  ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) FAULT_EVERY=$(if $(filter 1,$(SAN)),8,3) bash $$t \
+	  ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) $(if $(filter 1,$(SAN)),FAULT_EVERY=16 FAULT_RANDOM_KILLS=10,FAULT_EVERY=3) bash $$t \
 	    || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
 
 test-san:
