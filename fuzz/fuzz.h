@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char fz_dir[256];
@@ -64,7 +65,21 @@ static inline int fz_split(const uint8_t *data, size_t n, int max, size_t *at, s
     return k;
 }
 
-/* Writes the input to fz_dir/name and returns its path (in buf). */
+/* Makes the folder fz_dir/name with a copy of each of fuzz/data/tiny/'s files listed in
+ * `files` (space-separated; "" for none); its path goes to buf. */
+static inline const char *fz_folder(const char *name, const char *files, char buf[512]) {
+    fz_path(name, buf);
+    if (mkdir(buf, 0777) != 0) abort();
+    char cmd[2048], word[128];
+    for (const char *f = files; sscanf(f, "%127s", word) == 1; f = strstr(f, word) + strlen(word)) {
+        snprintf(cmd, sizeof cmd, "cp '%s/fuzz/data/tiny/%s' '%s/'", FUZZ_ROOT, word, buf);
+        if (system(cmd) != 0) abort();
+    }
+    return buf;
+}
+
+/* Writes n bytes of data to fz_dir/name (name may hold a folder made by fz_folder) and
+ * returns its path (in buf). */
 static inline const char *fz_file(const char *name, const uint8_t *data, size_t n, char buf[512]) {
     fz_path(name, buf);
     FILE *fp = fopen(buf, "wb");

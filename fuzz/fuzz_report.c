@@ -3,29 +3,23 @@
 #include "fuzz.h"
 #include "report.h"
 
-#include <sys/stat.h>
-
 static char dir[512];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     fz_init();
-    fz_path("run", dir);
-    if (mkdir(dir, 0777) != 0) abort();
+    fz_folder("run", "", dir);
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
-    static const char *names[] = {"eval.json", "run.json", "log.jsonl", "config.json"};
+    static const char *names[] = {"run/eval.json", "run/run.json", "run/log.jsonl", "run/config.json"};
     size_t at[4], len[4];
     int k = fz_split(data, n, 4, at, len);
-    char p[600];
+    char p[512];
     for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        remove(p);
-        if (i >= k) continue;
-        FILE *fp = fopen(p, "wb");
-        if (!fp || (len[i] && fwrite(data + at[i], 1, len[i], fp) != len[i]) || fclose(fp) != 0) abort();
+        if (i < k) fz_file(names[i], data + at[i], len[i], p);
+        else remove(fz_path(names[i], p));
     }
     run u;
     memset(&u, 0, sizeof u);

@@ -4,32 +4,18 @@
  * tokenizer.json), the rest is the file. */
 #include "fuzz.h"
 
-#include <sys/stat.h>
-
 static char model_dir[512];
-
-static void copy(const char *from, const char *to) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
-    if (system(cmd) != 0) abort();
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     fz_init();
-    fz_path("model", model_dir);
-    char dst[600];
-    if (mkdir(model_dir, 0777) != 0) abort();
-    snprintf(dst, sizeof dst, "%s/config.json", model_dir);
-    copy(FUZZ_ROOT "/fuzz/data/tiny/config.json", dst);
-    snprintf(dst, sizeof dst, "%s/tokenizer.json", model_dir);
-    copy(FUZZ_ROOT "/fuzz/data/tiny/tokenizer.json", dst);
+    fz_folder("model", "config.json tokenizer.json", model_dir);
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     if (n < 1) return 0;
-    char p[512], w[600];
+    char p[512];
     switch (data[0] % 3) {
     case 0: {
         ecr_data *d = NULL;
@@ -45,9 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     }
     default: {
         ecr_model *m = NULL;
-        snprintf(w, sizeof w, "%s/model.safetensors", model_dir);
-        FILE *fp = fopen(w, "wb");
-        if (!fp || (n > 1 && fwrite(data + 1, 1, n - 1, fp) != n - 1) || fclose(fp) != 0) abort();
+        fz_file("model/model.safetensors", data + 1, n - 1, p);
         ecr_model_load(model_dir, &m);
         ecr_model_free(m);
         break;

@@ -74,15 +74,22 @@ ecr_status ecr_atomic_open(ecr_atomic_file *af, const char *path) {
     return ECR_OK;
 }
 
+/* The folder that holds `path` ("." for a bare name, "/" at the root) into dir; its file
+ * name (after the last '/'), or NULL when dir is too small. */
+static const char *parent_dir(const char *path, char *dir, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, cap, ".");
+    else if (slash == path) snprintf(dir, cap, "/");
+    else if ((size_t)(slash - path) < cap) snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+    else return NULL;
+    return slash ? slash + 1 : path;
+}
+
 /* fsyncs the folder that holds `path`, so that a rename into it is durable too. 0 on success
  * (or where the filesystem cannot sync a folder), -1 with errno set. */
 static int sync_parent(const char *path) {
-    const char *slash = strrchr(path, '/');
     char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else return 0;
+    if (!parent_dir(path, dir, sizeof dir)) return 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return 0; /* not ours to judge: the rename itself succeeded */
     int r = fsync(fd), e = errno;
@@ -121,20 +128,17 @@ void ecr_atomic_abort(ecr_atomic_file *af) {
 }
 
 void ecr_atomic_clean(const char *path) {
-    const char *slash = strrchr(path, '/');
     char dir[4096], prefix[512];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
-    else return;
-    if ((size_t)snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path) >= sizeof prefix) return;
+    const char *name = parent_dir(path, dir, sizeof dir);
+    if (!name || (size_t)snprintf(prefix, sizeof prefix, "%s.tmp.", name) >= sizeof prefix) return;
     DIR *d = opendir(dir);
     if (!d) return;
     size_t np = strlen(prefix);
     for (struct dirent *e; (e = readdir(d));) {
         if (strncmp(e->d_name, prefix, np) != 0 || !e->d_name[np] || strspn(e->d_name + np, "0123456789") != strlen(e->d_name + np))
             continue;
-        char *p = slash ? ecr_path_join(dir, e->d_name) : NULL;
-        remove(p ? p : e->d_name);
+        char *p = ecr_path_join(dir, e->d_name);
+        if (p) remove(p);
         free(p);
     }
     closedir(d);
