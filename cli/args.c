@@ -163,6 +163,9 @@ ecr_status cli_set_precision(ecr_model *m, ecr_precision want, const char *what,
 }
 
 int cli_fail(ecr_status st) {
-    fprintf(stderr, "ecr: %s\n", ecr_last_error()[0] ? ecr_last_error() : ecr_status_name(st));
+    const ecr_comm *c = cli_comm();
+    char rank[32] = "";
+    if (c) snprintf(rank, sizeof rank, "rank %d of %d: ", c->rank, c->size);
+    fprintf(stderr, "ecr: %s%s\n", rank, ecr_last_error()[0] ? ecr_last_error() : ecr_status_name(st));
     return ecr_exit_code(st);
 }

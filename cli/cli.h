@@ -57,6 +57,20 @@ ecr_status cli_set_precision(ecr_model *m, ecr_precision want, const char *what,
 /* Prints "ecr: <message>" from ecr_last_error() on stderr, returns the exit code. */
 int cli_fail(ecr_status st);
 
+/* Processes of an MPI job (comm.c). cli_comm_start starts MPI when an MPI launcher started
+ * us (returns nonzero, having said why, when that fails); cli_comm_end(rc) ends it and
+ * returns rc, or aborts the whole job with rc when it is nonzero. cli_comm_check(cmd,
+ * parallel): 0 when `cmd` may run here, else the exit code, having said why (a command
+ * that is not `parallel` under a launcher of several processes, or a build without MPI).
+ * cli_comm: the communicator for the library, NULL for one process. */
+int cli_comm_start(int *argc, char ***argv);
+int cli_comm_end(int rc);
+int cli_comm_check(const char *cmd, int parallel);
+const ecr_comm *cli_comm(void);
+int cli_comm_rank(void);
+/* The MPI library this ecr was built with ("Open MPI v4.1.4"), or "none (...)". */
+const char *cli_comm_library(void);
+
 /* Subcommands: each returns the process exit code. */
 int cmd_tokenizer(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -15,7 +15,9 @@ static const char *usage =
     "(written atomically). By default the row is u = P h / |P h|, the text's embedding\n"
     "through the model's ECR projection (in the anchors' space, comparable with the\n"
     "teacher's); with --raw, or when the model has no projection, it is h, the mean of the\n"
-    "final-norm output over the text's tokens. Texts/s on stderr.\n"
+    "final-norm output over the text's tokens. Texts/s on stderr. Under `mpirun -np N` the\n"
+    "batches are shared among the processes and the first one writes --out: the same bytes\n"
+    "as one process with the same --threads.\n"
     "\n"
     "  --model DIR            model folder (config.json, model.safetensors, tokenizer.json)\n"
     "  --data FILE            prepared data (ecr prepare) with the model's tokenizer\n"
@@ -65,7 +67,8 @@ int cmd_embed(int argc, char **argv) {
     cli_precision(&a, &prec);
     o.tokens_per_batch = cli_int(&a, "--batch-tokens", o.tokens_per_batch, 2, 1LL << 30);
     o.seq_len = (int)cli_int(&a, "--seq-len", 0, 2, 1 << 20);
-    o.quiet = cli_flag(&a, "--quiet");
+    o.quiet = cli_flag(&a, "--quiet") || cli_comm_rank() > 0; /* under mpirun, rank 0 reports */
+    o.comm = cli_comm();
     if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
     cli_args_free(&a);
     if (a.npos > 0) {
@@ -91,7 +94,7 @@ int cmd_embed(int argc, char **argv) {
     double t0 = ecr_now();
     if (!st) st = ecr_embed(m, d, &o, &emb, &cols, &projected);
     double dt = ecr_now() - t0;
-    if (!st) st = ecr_npy_write(out, emb, (int64_t)d->n_texts, cols);
+    if (!st && cli_comm_rank() == 0) st = ecr_npy_write(out, emb, (int64_t)d->n_texts, cols);
     if (!st && !o.quiet)
         fprintf(stderr, "embed: %zu texts x %lld (%s) in %.2f s, %.0f texts/s -> %s\n", d->n_texts,
                 (long long)cols, projected ? "u, ECR projection" : "h, pooled", dt,

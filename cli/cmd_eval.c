@@ -63,7 +63,9 @@ static const char *usage =
     "overlap@10 with the teacher; with --anchors (and a projection) the anchor agreement of u.\n"
     "With --log, the training stability of a log: loss spikes per 1,000 steps (loss above the\n"
     "mean + 3 std of the previous 50 steps), coefficient of variation of the gradient norm,\n"
-    "share of clipped steps. Tables go to stdout; --json writes the numbers.\n"
+    "share of clipped steps. Tables go to stdout; --json writes the numbers. Under\n"
+    "`mpirun -np N` the forward passes are shared among the processes (the geometry is\n"
+    "computed by each) and the first one prints and writes: the same numbers as one process.\n"
     "\n"
     "  --model DIR            model folder\n"
     "  --data FILE            prepared data (ecr prepare) with the model's tokenizer\n"
@@ -149,7 +151,7 @@ static void table_row(const char *name, const ecr_lm_stats *s) {
 static ecr_status lm_section(ecr_model *m, const ecr_data *d, int seq_len, int64_t tpb, int quiet,
                              float *h, cJSON **out) {
     ecr_lm_eval ev;
-    ecr_status st = ecr_eval_lm_embed(m, d, seq_len, tpb, quiet, &ev, h);
+    ecr_status st = ecr_eval_lm_embed(m, d, seq_len, tpb, quiet, &ev, h, cli_comm());
     if (st) return st;
     int T = seq_len > 0 ? seq_len : ecr_model_config(m)->max_seq_len;
     printf("language model (%zu texts, rows of %d tokens)\n", d->n_texts, T);
@@ -515,7 +517,7 @@ int cmd_eval(int argc, char **argv) {
     int threads = (int)cli_int(&a, "--threads", 0, 0, 4096);
     ecr_precision prec;
     cli_precision(&a, &prec);
-    g.quiet = cli_flag(&a, "--quiet");
+    g.quiet = cli_flag(&a, "--quiet") || cli_comm_rank() > 0; /* under mpirun, rank 0 reports */
     int ok = cli_finish(&a);
     if (ok && a.npos > 0) {
         fprintf(stderr, "ecr eval: unexpected argument '%s' (see --help)\n", a.pos[0]);
@@ -567,7 +569,7 @@ int cmd_eval(int argc, char **argv) {
     }
     if (!st && log) st = stability_section(log, &stab);
     if (!st && stab) cJSON_AddItemToObject(root, "stability", stab);
-    if (!st && json) st = write_json(json, root);
+    if (!st && json && cli_comm_rank() == 0) st = write_json(json, root);
     if (st) {
         cJSON_Delete(lm);
         cJSON_Delete(geo);

@@ -37,7 +37,7 @@ static const char *usage_text =
     "  --weight-decay X       AdamW weight decay on matrices (default 0.1)\n"
     "  --grad-clip X          clip the global gradient norm to X; 0 = off (default 1.0)\n"
     "  --seed S               initialisation and data order (default 1)\n"
-    "  --threads N            threads (default: all cores)\n"
+    "  --threads N            threads (per process under mpirun; default: all cores)\n"
     CLI_PRECISION_HELP
     "                         (the KD teacher's too; a resume needs the same precision)\n"
     "  --log-every N          progress line every N steps (default 10)\n"
@@ -48,6 +48,14 @@ static const char *usage_text =
     "  --quiet                no progress on stderr\n"
     "  --tag NAME             a label for the run, saved in run.json (ecr report groups runs\n"
     "                         by size and tag, or by size and method when there is no tag)\n"
+    "\n"
+    "Across processes: `mpirun -np N ecr train ...` (one machine, or several with a hostfile)\n"
+    "runs one job: each process takes 1/N of the rows of every step (the step stays\n"
+    "--tokens-per-step), the pooled embeddings are shared so that every term sees the whole\n"
+    "step, and the gradients are summed; the numbers are one process's up to summation order.\n"
+    "Every process reads --data and the other inputs at the same paths; the first one alone\n"
+    "writes --out. --resume may use another N. The log records each step's seconds in\n"
+    "communication (\"comm_s\").\n"
     "\n"
     "When training ends, MODEL_DIR/run.json records the run: preset, tag, method (none, kd,\n"
     "feat, rkd, ecr or a '+' combination such as ecr+kd), seed and the flags that shaped it.\n"
@@ -91,6 +99,7 @@ static ecr_status write_run_json(const ecr_train_opts *o, const char *preset, co
     for (int i = 0; i < n_sets && s; i++) cJSON_AddItemToArray(s, cJSON_CreateString(sets[i]));
     cJSON_AddItemToObject(j, "set", s);
     cJSON_AddStringToObject(j, "data", o->data_path);
+    if (o->comm) cJSON_AddNumberToObject(j, "processes", o->comm->size);
     for (int i = 0; ecr_train_term(i); i++) { /* each term that is on, with its options */
         const ecr_term_info *t = ecr_train_term(i);
         if (!ecr_train_term_on(t, o)) continue;
@@ -260,7 +269,8 @@ int cmd_train(int argc, char **argv) {
         if (!strncmp(sets[i], "vocab_size=", 11)) vocab_set = 1;
     }
     if (!vocab_set) o.config.vocab_size = 0; /* from the data */
+    o.comm = cli_comm(); /* under mpirun: one job across the processes */
     st = ecr_train(&o);
-    if (!st) st = write_run_json(&o, preset, tag, sets, n_sets);
+    if (!st && cli_comm_rank() == 0) st = write_run_json(&o, preset, tag, sets, n_sets);
     return st ? cli_fail(st) : 0;
 }

@@ -747,6 +747,25 @@ const char *ecr_train_objective_name(ecr_train_objective obj);
 
 #define ECR_MRES_MAX 4          /* further anchor sets of the mres term                     */
 
+/* ---- Data parallelism -------------------------------------------------------------------
+ * A communicator over the processes ("ranks") of one job. The caller provides it (`ecr`
+ * implements it with MPI in cli/comm_mpi.c; the library itself does not link MPI). Every
+ * rank calls the same collectives in the same order; each returns 0 on success, and on
+ * failure a nonzero value (the library then fails with ECR_E_RUNTIME naming the operation).
+ * A NULL communicator, or one of size 1, is one process: nothing is exchanged. */
+typedef struct ecr_comm {
+    int rank, size;           /* this process's rank in [0, size)                            */
+    void *ctx;                /* passed back to every function                               */
+    /* x[0..n) = its sum over the ranks, on every rank (in place). */
+    int (*sum_f32)(void *ctx, float *x, size_t n);
+    int (*sum_f64)(void *ctx, double *x, size_t n);
+    /* all = the ranks' `mine` concatenated in rank order, on every rank; counts[r] floats
+     * come from rank r (counts[rank] of them are `mine`). */
+    int (*gather_f32)(void *ctx, const float *mine, float *all, const int *counts);
+    /* x[0..n) bytes of rank `root` to every rank. */
+    int (*bcast)(void *ctx, void *x, size_t n, int root);
+} ecr_comm;
+
 typedef struct ecr_train_opts {
     const char *data_path;      /* prepared training data (required)                         */
     const char *valid_path;     /* prepared validation data, or NULL                         */
@@ -812,6 +831,16 @@ typedef struct ecr_train_opts {
     float mid_weight;           /* ECR on an intermediate layer too: L += w KL on the pooled
                                    output of block mid_layer; 0 (default) = off; needs anchors */
     int mid_layer;              /* that block, 1..n_layers-1 (default 1)                     */
+    /* Data parallelism: NULL = one process. Otherwise each rank runs ecr_train with the same
+       options and its rank's communicator: every rank packs the same global batch of B rows
+       and runs the model on its share of them (rows [r B / size, (r + 1) B / size)); the
+       pooled rows are gathered so that every term sees the whole step, the gradients are
+       summed (ecr_comm.sum_f32, in buckets); the loss, the terms, the gradient norm and the
+       clipping are those of the global batch, so the same options mean the same
+       optimisation whatever the size (numbers equal up to summation order). Rank 0 alone
+       writes out_dir (lock, log, checkpoints) and reads the checkpoint on resume, sending it
+       to the others; a resume may use another size. Needs B >= size. Borrowed. */
+    const ecr_comm *comm;
     /* For tests: */
     int64_t stop_after;         /* > 0: stop (with a checkpoint) once this step is done,
                                    keeping the schedule of `steps`                          */
@@ -950,6 +979,10 @@ typedef struct ecr_embed_opts {
     int seq_len;              /* T; 0 = the model's max_seq_len (default)                     */
     int64_t tokens_per_batch; /* slots per forward pass (default 4096; at least one row)      */
     int quiet;                /* no progress on stderr                                        */
+    const ecr_comm *comm;     /* NULL: one process. Else every rank calls ecr_embed alike and
+                                 runs the model on every size-th batch (batch k on rank
+                                 k % size); the rows are summed so that every rank gets all of
+                                 them, the same numbers as one process with the same threads  */
 } ecr_embed_opts;
 
 void ecr_embed_opts_default(ecr_embed_opts *o);
@@ -1227,9 +1260,13 @@ void ecr_geometry_release(ecr_geometry *g);
  * plus each text's pooled h from the same forward into h [d->n_texts, dim] (file order;
  * the h of ecr_embed with raw = 1 and the same seq_len and tokens_per_batch); h may be NULL,
  * which is ecr_eval_lm itself (one implementation, in src/eval/lm_eval.c). Progress on stderr
- * unless quiet. */
+ * unless quiet. With a communicator (NULL: one process), every rank calls it alike and runs
+ * the model on every size-th batch; the texts' losses and rows are summed over the ranks and
+ * the statistics added up in the one-process order, so every rank gets *lm and h exactly
+ * as one process with the same threads would. */
 ecr_status ecr_eval_lm_embed(ecr_model *m, const ecr_data *d, int seq_len,
-                             int64_t tokens_per_batch, int quiet, ecr_lm_eval *lm, float *h);
+                             int64_t tokens_per_batch, int quiet, ecr_lm_eval *lm, float *h,
+                             const ecr_comm *comm);
 
 /* ---- Training stability (from log.jsonl) ---------------------------------------------
  * Over the step records in file order (objects with "loss"; each also needs "step",

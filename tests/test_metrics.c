@@ -772,7 +772,7 @@ static void test_eval_lm_embed(void) {
         ecr_lm_eval a, b;
         float *h = malloc(d->n_texts * 16 * sizeof *h);
         CHECK_OK(ecr_eval_lm(m, d, 0, 256, 1, &a));
-        CHECK_OK(ecr_eval_lm_embed(m, d, 0, 256, 1, &b, h));
+        CHECK_OK(ecr_eval_lm_embed(m, d, 0, 256, 1, &b, h, NULL));
         CHECK(memcmp(&a.overall, &b.overall, sizeof a.overall) == 0);
         CHECK(a.n_langs == 3 && b.n_langs == 3 && a.n_truncated == 1 && b.n_truncated == 1);
         CHECK(memcmp(a.per_lang, b.per_lang, 3 * sizeof *a.per_lang) == 0);

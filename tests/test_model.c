@@ -253,7 +253,7 @@ static void reference_mid(const ecr_st_file *f) {
     }
     const float *dpooled = fx_f32(f, "dpooled", nt * d), *dmid = fx_f32(f, "dpooled_mid", nt * d);
     ecr_model_zero_grad(m);
-    CHECK_OK(ecr_model_backward_mid(m, &fb.b, (float)tl_meta_num(f, "lm_scale"), dpooled, NULL, dmid));
+    CHECK_OK(ecr_model_backward_mid(m, &fb.b, (float)tl_meta_num(f, "lm_scale"), dpooled, NULL, 1.0f, dmid));
     double worst = 0;
     for (size_t i = 0; i < ecr_model_num_tensors(m); i++) {
         const ecr_param_info *t = ecr_model_tensor(m, i);

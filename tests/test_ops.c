@@ -457,15 +457,26 @@ static void test_softmax_ce(void) {
         CHECK_CLOSE(closs[t], ctgt[t] >= 0 ? lse - celog[t * CE_V + ctgt[t]] : 0.0, 1e-5);
     }
     float *g = zeros(CE_N * CE_V);
-    ecr_softmax_ce_backward(g, celog, clse, ctgt, cextra, CE_SCALE, CE_N, CE_V);
+    ecr_softmax_ce_backward(g, celog, clse, ctgt, cextra, 1.0f, CE_SCALE, CE_N, CE_V);
     fd_check("softmax-ce dlogits", celog, CE_N * CE_V, 1, 1e-2f, g, 2e-3, 2e-4, loss_ce);
     /* in place (dlogits aliasing logits) gives the same */
     loss_ce(); /* fd_check left lse of the last perturbation */
     float *al = copyf(celog, CE_N * CE_V);
-    ecr_softmax_ce_backward(al, al, clse, ctgt, cextra, CE_SCALE, CE_N, CE_V);
+    ecr_softmax_ce_backward(al, al, clse, ctgt, cextra, 1.0f, CE_SCALE, CE_N, CE_V);
     double ea = 0;
     for (int i = 0; i < CE_N * CE_V; i++) ea = tl_nanmax(ea, fabs(al[i] - g[i]));
     CHECK_MSG(ea < 1e-6, "in-place softmax-ce differs by %g", ea);
+    /* extra_scale s: the same as the extra multiplied by s beforehand */
+    float *half = copyf(cextra, CE_N * CE_V), *gs = zeros(CE_N * CE_V), *gh = zeros(CE_N * CE_V);
+    for (int i = 0; i < CE_N * CE_V; i++) half[i] *= 0.375f;
+    ecr_softmax_ce_backward(gs, celog, clse, ctgt, cextra, 0.375f, CE_SCALE, CE_N, CE_V);
+    ecr_softmax_ce_backward(gh, celog, clse, ctgt, half, 1.0f, CE_SCALE, CE_N, CE_V);
+    double es = 0;
+    for (int i = 0; i < CE_N * CE_V; i++) es = tl_nanmax(es, fabs(gs[i] - gh[i]));
+    CHECK_MSG(es == 0, "softmax-ce with extra_scale differs by %g", es);
+    free(half);
+    free(gs);
+    free(gh);
     /* huge logits: finite loss, exact value */
     float big[4] = {1000.0f, 999.0f, -1000.0f, 0.0f}, bl, bz;
     int32_t bt[1] = {1};

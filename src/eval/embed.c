@@ -6,6 +6,7 @@
 #include "ops.h"
 #include "batcher_internal.h"
 #include "model_internal.h"
+#include "comm.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,20 +34,26 @@ ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) 
     return ECR_OK;
 }
 
-/* h of every text into out [n_texts, dim], by text_id. */
+/* h of every text into out [n_texts, dim], by text_id. With a communicator, batch k runs
+ * on rank k % size, the others' rows stay 0 here, and the sum over the ranks fills them. */
 static ecr_status embed_pooled(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, int T, float *out) {
-    int dim = ecr_model_config(m)->dim;
+    int dim = ecr_model_config(m)->dim, world = ecr_comm_size(o->comm), rank = ecr_comm_rank(o->comm);
     ecr_batcher *b = NULL;
     ecr_status st = ecr_batcher_sequential(d, o->tokens_per_batch, T, &b);
     if (st) return st;
+    if (world > 1) memset(out, 0, d->n_texts * (size_t)dim * sizeof *out);
     double t0 = ecr_now(), last = t0;
-    int64_t done = 0;
+    int64_t done = 0, k = 0;
     int end = 0;
     while (!st && !end) {
         const ecr_batch *x = NULL;
         const float *pooled = NULL;
         st = ecr_batcher_next(b, &x, &end);
-        if (!st) st = ecr_model_encode(m, x, &pooled);
+        if (st || k++ % world != rank) { /* another rank's batch */
+            if (!st) done += x->n_texts;
+            continue;
+        }
+        st = ecr_model_encode(m, x, &pooled);
         for (int i = 0; !st && i < x->n_texts; i++)
             memcpy(out + (size_t)x->text_id[i] * dim, pooled + (size_t)i * dim, (size_t)dim * sizeof *out);
         if (!st) done += x->n_texts;
@@ -59,6 +66,7 @@ static ecr_status embed_pooled(ecr_model *m, const ecr_data *d, const ecr_embed_
     }
     if (!o->quiet) fputc('\n', stderr);
     ecr_batcher_free(b);
+    if (!st) st = ecr_comm_sum_f32(o->comm, out, d->n_texts * (size_t)dim, NULL);
     return st;
 }
 

@@ -226,6 +226,8 @@ typedef struct ecr_objective_opts {
     const ecr_train_opts *train; /* the numbers of the terms that read them from the training
                                     options (rel, con; their rows' fields); NULL: those
                                     terms are off; borrowed                                */
+    const ecr_comm *comm;        /* data parallelism (ecr_train_opts.comm): NULL = one
+                                    process; borrowed                                      */
 } ecr_objective_opts;
 
 typedef struct ecr_objective_terms {
@@ -260,7 +262,11 @@ void ecr_objective_free(ecr_objective *ob);
 /* Model forward on b (and the teacher's, with KD) plus the terms. Groups are
  * d->group[text_id], codes the anchors' rows text_id, teacher vectors the rows text_id of
  * feat_emb / rkd_emb (each text_id must be below those row counts). Fills *t (also when the
- * total is not finite; the caller decides). */
+ * total is not finite; the caller decides).
+ * With a communicator of size > 1, b is the step's whole batch (the same on every rank):
+ * the model (and the KD teacher) runs on this rank's rows of it only; the LM and KD sums
+ * and counts are summed over the ranks and the pooled rows gathered, so *t and every term
+ * are those of the whole batch, on every rank. */
 ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batch *b,
                                  const ecr_data *d, ecr_objective_terms *t);
 /* The share of the run done (0 to 1, default 0) for the terms' weight schedules (the ECR
@@ -268,7 +274,12 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
 void ecr_objective_set_progress(ecr_objective *ob, double progress);
 /* Backward of the last forward's total into the model's gradient block (accumulates; the
  * ECR, feat and RKD terms add their dP at ecr.proj.weight). With KD, the teacher's logits
- * buffer is overwritten with the KD gradient (the teacher never runs a backward). */
+ * buffer is overwritten with the KD gradient (the teacher never runs a backward).
+ * With a communicator of size > 1 the block receives this rank's share of the gradient of
+ * the whole batch's total (dP on rank 0 only): the sum over the ranks' blocks is the
+ * gradient; summing them is the caller's (the trainer's). */
 ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_batch *b);
+/* Seconds the objective has spent in collectives since it was created. */
+double ecr_objective_comm_seconds(const ecr_objective *ob);
 
 #endif

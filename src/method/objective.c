@@ -11,6 +11,7 @@
 #include "loss_common.h"
 #include "term.h"
 #include "model_internal.h"
+#include "comm.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -50,6 +51,24 @@ struct ecr_objective {
     float *dpooled;           /* [cap, d] */
     float *dpooled_mid;       /* [cap, d] */
     size_t cap_t, cap_dp, cap_dpm;
+    /* data parallelism (o.comm of size > 1; see ecr_objective_forward) */
+    int world, rank;
+    ecr_batch local;          /* this rank's rows of the step, its texts renumbered from 0 */
+    int32_t *local_text;      /* [rows * T] local.text                                     */
+    int64_t *local_id;        /* [n_local] local.text_id                                   */
+    int *order;               /* [n] the step's texts by rank (each rank's in index order) */
+    int *owner;               /* [n] the rank whose rows hold each text                    */
+    int *local_of;            /* [n] a text's index among its rank's texts                 */
+    int *starts;              /* [world] where each rank's texts begin in `order`          */
+    int first;                /* this rank's texts: order[first .. first + local.n_texts) */
+    int *counts;              /* [world] pooled floats of each rank                        */
+    float *gath;              /* [n, d] the ranks' pooled rows as gathered (by `order`)    */
+    float *h_all, *hmid_all;  /* [n, d] the step's pooled rows, in the step's text order  */
+    float *dp_loc, *dpm_loc;  /* [n_local, d] this rank's rows of dpooled (and the mid's)  */
+    float *dP_void;           /* [D, d] ranks > 0: where their dP goes (rank 0 adds it)    */
+    double share;             /* this rank's target slots / the step's                     */
+    double comm_s;            /* seconds in collectives                                    */
+    size_t cap_lt, cap_li, cap_or, cap_ow, cap_lo, cap_g, cap_ha, cap_hma, cap_dl, cap_dml, cap_dpv;
 };
 
 void ecr_objective_free(ecr_objective *ob) {
@@ -58,6 +77,19 @@ void ecr_objective_free(ecr_objective *ob) {
     free(ob->has_tokens);
     free(ob->dpooled);
     free(ob->dpooled_mid);
+    free(ob->local_text);
+    free(ob->local_id);
+    free(ob->order);
+    free(ob->owner);
+    free(ob->local_of);
+    free(ob->starts);
+    free(ob->counts);
+    free(ob->gath);
+    free(ob->h_all);
+    free(ob->hmid_all);
+    free(ob->dp_loc);
+    free(ob->dpm_loc);
+    free(ob->dP_void);
     free(ob);
 }
 
@@ -107,6 +139,12 @@ ecr_status ecr_objective_create(const ecr_objective_opts *o, const ecr_model *m,
     if (!ob) return ecr_fail(ECR_E_NOMEM, "objective: out of memory");
     ob->o = *o;
     ob->d = ecr_model_config(m)->dim;
+    ob->world = ecr_comm_size(o->comm);
+    ob->rank = ecr_comm_rank(o->comm);
+    ob->share = 1.0;
+    if (ob->world > 1 && (!(ob->counts = calloc((size_t)ob->world, sizeof *ob->counts)) ||
+                          !(ob->starts = calloc((size_t)ob->world, sizeof *ob->starts))))
+        st = ecr_fail(ECR_E_NOMEM, "objective: out of memory");
     const ecr_param_info *proj = ecr_model_find_tensor(m, "ecr.proj.weight");
     if (proj) ob->proj_off = proj->offset, ob->D = (int)proj->shape[0];
     for (int i = 0; !st && term_ops(i); i++) {
@@ -132,21 +170,122 @@ static double *term_value(const ecr_term_ops *ops, ecr_objective_terms *t) {
     return (double *)((char *)t + ops->value);
 }
 
+double ecr_objective_comm_seconds(const ecr_objective *ob) { return ob->comm_s; }
+
+/* Rank r's rows of a batch of B rows among `world` ranks: [*r0, *r1). */
+static void rank_rows(int B, int world, int r, int *r0, int *r1) {
+    *r0 = (int)((int64_t)B * r / world);
+    *r1 = (int)((int64_t)B * (r + 1) / world);
+}
+
+/* ob->local = this rank's rows of b, and ob->order, owner, local_of, starts, first and
+ * counts. A text lies in one row (the batcher never splits one), so each belongs to one
+ * rank; checked, as the gathers rely on it. */
+static ecr_status split_batch(ecr_objective *ob, const ecr_batch *b) {
+    if (b->B < ob->world)
+        return ecr_fail(ECR_E_INVALID, "objective: a step of %d rows cannot be shared by %d ranks "
+                        "(raise the tokens per step)", b->B, ob->world);
+    int n = b->n_texts, T = b->T, r0 = 0, r1 = 0;
+    ecr_status st = RESERVE(ob->order, ob->cap_or, (size_t)n + 1, "objective");
+    if (!st) st = RESERVE(ob->owner, ob->cap_ow, (size_t)n + 1, "objective");
+    if (!st) st = RESERVE(ob->local_of, ob->cap_lo, (size_t)n + 1, "objective");
+    if (st) return st;
+    for (int i = 0; i < n; i++) ob->owner[i] = -1;
+    for (int r = 0; r < ob->world; r++) {
+        int a, z;
+        rank_rows(b->B, ob->world, r, &a, &z);
+        if (r == ob->rank) r0 = a, r1 = z;
+        for (size_t s = (size_t)a * T; s < (size_t)z * T; s++) {
+            int x = b->text[s];
+            if (x < 0) continue;
+            if (ob->owner[x] >= 0 && ob->owner[x] != r)
+                return ecr_fail(ECR_E_RUNTIME, "objective: text %d of the step lies in the rows of ranks %d and %d",
+                                x, ob->owner[x], r);
+            ob->owner[x] = r;
+        }
+    }
+    memset(ob->counts, 0, (size_t)ob->world * sizeof *ob->counts); /* texts per rank first */
+    for (int i = 0; i < n; i++) {
+        if (ob->owner[i] < 0) return ecr_fail(ECR_E_RUNTIME, "objective: text %d of the step has no slot", i);
+        ob->local_of[i] = ob->counts[ob->owner[i]]++;
+    }
+    for (int r = 0, at = 0; r < ob->world; at += ob->counts[r++]) ob->starts[r] = at;
+    for (int i = 0; i < n; i++) ob->order[ob->starts[ob->owner[i]] + ob->local_of[i]] = i;
+    int mine = ob->counts[ob->rank];
+    ob->first = ob->starts[ob->rank];
+    for (int r = 0; r < ob->world; r++) ob->counts[r] *= ob->d; /* now floats per rank */
+    st = RESERVE(ob->local_text, ob->cap_lt, (size_t)(r1 - r0) * T, "objective");
+    if (!st) st = RESERVE(ob->local_id, ob->cap_li, (size_t)mine + 1, "objective");
+    if (st) return st;
+    for (size_t s = (size_t)r0 * T; s < (size_t)r1 * T; s++)
+        ob->local_text[s - (size_t)r0 * T] = b->text[s] >= 0 ? ob->local_of[b->text[s]] : -1;
+    for (int i = 0; i < mine; i++) ob->local_id[i] = b->text_id[ob->order[ob->first + i]];
+    ob->local = (ecr_batch){r1 - r0, T, b->tokens + (size_t)r0 * T, b->targets + (size_t)r0 * T,
+                            b->pos + (size_t)r0 * T, ob->local_text, mine, ob->local_id};
+    return ECR_OK;
+}
+
+/* The ranks' pooled rows mine [n_local, d] into all [n, d] in the step's text order. */
+static ecr_status gather_rows(ecr_objective *ob, const float *mine, float *all) {
+    size_t d = (size_t)ob->d;
+    ecr_status st = RESERVE(ob->gath, ob->cap_g, (size_t)ob->n * d, "objective");
+    if (!st) st = ecr_comm_gather_f32(ob->o.comm, mine, ob->gath, ob->counts, &ob->comm_s);
+    if (st) return st;
+    for (int k = 0; k < ob->n; k++) memcpy(all + (size_t)ob->order[k] * d, ob->gath + (size_t)k * d, d * sizeof *all);
+    return ECR_OK;
+}
+
+/* The step's totals from the ranks' parts (data parallelism): the LM and logit-term sums
+ * and counts are summed, the pooled rows (and the mid term's) gathered into h_all. x is
+ * switched to the whole step. */
+static ecr_status combine(ecr_objective *ob, ecr_model *m, const ecr_batch *b, const ecr_forward_out *fo,
+                          ecr_objective_terms *t, ecr_term_step *x) {
+    double v[2 + MAX_TERMS];
+    int k = 0;
+    v[k++] = fo->loss_sum;
+    v[k++] = (double)fo->n_targets;
+    for (int i = 0; i < ob->n_terms; i++) /* a logit term's value is a mean over target slots */
+        if (ob->ops[i]->logits) v[k++] = *term_value(ob->ops[i], t) * (double)fo->n_targets;
+    ecr_status st = ecr_comm_sum_f64(ob->o.comm, v, (size_t)k, &ob->comm_s);
+    if (st) return st;
+    double all = v[1];
+    ob->share = all > 0 ? (double)fo->n_targets / all : 0.0;
+    t->n_targets = (int64_t)all;
+    t->lm = all > 0 ? v[0] / all : 0.0;
+    k = 2;
+    for (int i = 0; i < ob->n_terms; i++)
+        if (ob->ops[i]->logits) *term_value(ob->ops[i], t) = all > 0 ? v[k++] / all : 0.0;
+    if (!ob->embedding) return ECR_OK;
+    size_t nd = (size_t)b->n_texts * ob->d;
+    if ((st = RESERVE(ob->h_all, ob->cap_ha, nd, "objective"))) return st;
+    if ((st = gather_rows(ob, fo->pooled, ob->h_all))) return st;
+    *x = (ecr_term_step){&ob->o, b, x->data, NULL, ob->h_all, NULL, NULL, b->n_texts, ob->d, ob->D};
+    if (ob->mid_layer) {
+        if ((st = RESERVE(ob->hmid_all, ob->cap_hma, nd, "objective"))) return st;
+        st = gather_rows(ob, ecr_model_pooled_mid(m), ob->hmid_all);
+    }
+    return st;
+}
+
 ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batch *b,
                                  const ecr_data *d, ecr_objective_terms *t) {
     memset(t, 0, sizeof *t);
     ob->ready = 0;
     ecr_forward_out fo;
     ecr_status st = ob->mid_layer ? ecr_model_set_mid_layer(m, ob->mid_layer) : ECR_OK;
-    if (!st) st = ecr_model_forward(m, b, &fo);
+    const ecr_batch *mb = b; /* the rows the model runs on */
+    if (!st && ob->world > 1 && !(st = split_batch(ob, b))) mb = &ob->local;
+    if (!st) st = ecr_model_forward(m, mb, &fo);
     if (st) return st;
     t->n_targets = fo.n_targets;
     t->lm = fo.n_targets ? fo.loss_sum / (double)fo.n_targets : 0.0;
-    t->total = t->lm;
     int n = b->n_texts;
     ob->n = n;
     ecr_term_step *x = &ob->step;
-    *x = (ecr_term_step){&ob->o, b, d, NULL, fo.pooled, NULL, fo.logits, n, ob->d, ob->D};
+    *x = (ecr_term_step){&ob->o, mb, d, NULL, fo.pooled, NULL, fo.logits, mb->n_texts, ob->d, ob->D};
+    for (int i = 0; i < ob->n_terms; i++) /* logit terms: on the model's rows */
+        if (ob->ops[i]->logits && (st = ob->ops[i]->forward(ob->state[i], x, t))) return st;
+    if (ob->world > 1 && (st = combine(ob, m, b, &fo, t, x))) return st;
     if (ob->embedding) {
         st = RESERVE(ob->has_tokens, ob->cap_t, (size_t)n, "objective");
         if (!st) st = RESERVE(ob->dpooled, ob->cap_dp, (size_t)n * ob->d, "objective");
@@ -159,12 +298,16 @@ ecr_status ecr_objective_forward(ecr_objective *ob, ecr_model *m, const ecr_batc
     }
     ob->step_mid = *x;
     if (ob->mid_layer) {
-        ob->step_mid.h = ecr_model_pooled_mid(m);
+        ob->step_mid.h = ob->world > 1 ? ob->hmid_all : ecr_model_pooled_mid(m);
         if ((st = RESERVE(ob->dpooled_mid, ob->cap_dpm, (size_t)n * ob->d, "objective"))) return st;
     }
+    for (int i = 0; i < ob->n_terms; i++) { /* the others: on the whole step */
+        const ecr_term_ops *ops = ob->ops[i];
+        if (!ops->logits && (st = ops->forward(ob->state[i], ops->mid ? &ob->step_mid : x, t))) return st;
+    }
+    t->total = t->lm;
     for (int i = 0; i < ob->n_terms; i++) {
         const ecr_term_ops *ops = ob->ops[i];
-        if ((st = ops->forward(ob->state[i], ops->mid ? &ob->step_mid : x, t))) return st;
         double w = ops->weight(&ob->o, ob->progress), v = *term_value(ops, t);
         t->total = ops->logits ? (1.0 - w) * t->lm + w * v : t->total + w * v;
     }
@@ -183,11 +326,21 @@ ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_bat
             lm_scale = 1.0f - ob->ops[i]->weight(&ob->o, ob->progress);
             dlogits = ob->ops[i]->dlogits(ob->state[i]);
         }
-    if (!ob->embedding) return ecr_model_backward(m, b, lm_scale, NULL, dlogits);
+    /* data parallelism: this rank's rows carry `share` of the step's target slots, so their
+     * means (LM, KD) enter the step's with that weight; the pooled rows are the step's */
+    const ecr_batch *mb = ob->world > 1 ? &ob->local : b;
+    float share = ob->world > 1 ? (float)ob->share : 1.0f;
+    if (ob->world > 1) lm_scale *= share;
+    if (!ob->embedding) return ecr_model_backward_mid(m, mb, lm_scale, NULL, dlogits, share, NULL);
     float *dp = ob->dpooled, *dpm = ob->mid_layer ? ob->dpooled_mid : NULL;
     memset(dp, 0, (size_t)ob->n * ob->d * sizeof *dp);
     if (dpm) memset(dpm, 0, (size_t)ob->n * ob->d * sizeof *dpm);
     float *dP = ecr_model_grads(m) + ob->proj_off;
+    if (ob->rank > 0 && ob->D > 0) { /* every rank computes the step's dP: rank 0's is added */
+        ecr_status st = RESERVE(ob->dP_void, ob->cap_dpv, (size_t)ob->D * ob->d, "objective");
+        if (st) return st;
+        dP = ob->dP_void;
+    }
     for (int i = 0; i < ob->n_terms; i++) {
         const ecr_term_ops *ops = ob->ops[i];
         if (ops->logits) continue;
@@ -195,5 +348,18 @@ ecr_status ecr_objective_backward(ecr_objective *ob, ecr_model *m, const ecr_bat
         if (ops->mid) ops->backward(ob->state[i], &ob->step_mid, w, dP, dpm);
         else ops->backward(ob->state[i], &ob->step, w, dP, dp);
     }
-    return ecr_model_backward_mid(m, b, lm_scale, dp, dlogits, dpm);
+    if (ob->world > 1) { /* this rank's texts' rows */
+        size_t d = (size_t)ob->d, nl = (size_t)mb->n_texts;
+        ecr_status st = RESERVE(ob->dp_loc, ob->cap_dl, nl * d + 1, "objective");
+        if (!st && dpm) st = RESERVE(ob->dpm_loc, ob->cap_dml, nl * d + 1, "objective");
+        if (st) return st;
+        for (size_t i = 0; i < nl; i++) {
+            size_t g = (size_t)ob->order[ob->first + i] * d;
+            memcpy(ob->dp_loc + i * d, dp + g, d * sizeof *dp);
+            if (dpm) memcpy(ob->dpm_loc + i * d, dpm + g, d * sizeof *dpm);
+        }
+        dp = ob->dp_loc;
+        if (dpm) dpm = ob->dpm_loc;
+    }
+    return ecr_model_backward_mid(m, mb, lm_scale, dp, dlogits, share, dpm);
 }

@@ -684,11 +684,11 @@ ecr_status ecr_model_encode(ecr_model *m, const ecr_batch *b, const float **pool
 
 ecr_status ecr_model_backward(ecr_model *m, const ecr_batch *b, float lm_scale,
                               const float *dpooled, const float *dlogits) {
-    return ecr_model_backward_mid(m, b, lm_scale, dpooled, dlogits, NULL);
+    return ecr_model_backward_mid(m, b, lm_scale, dpooled, dlogits, 1.0f, NULL);
 }
 
 ecr_status ecr_model_backward_mid(ecr_model *m, const ecr_batch *b, float lm_scale, const float *dpooled,
-                                  const float *dlogits, const float *dpooled_mid) {
+                                  const float *dlogits, float dlogits_scale, const float *dpooled_mid) {
     if (!m->fw_ready || !b || b->B != m->fw_B || b->T != m->fw_T || b->n_texts != m->fw_texts)
         return ecr_fail(ECR_E_INVALID, "model: backward needs the forward of the same batch "
                                        "(and runs once per forward)");
@@ -703,7 +703,7 @@ ecr_status ecr_model_backward_mid(ecr_model *m, const ecr_batch *b, float lm_sca
     float *dxf = a->xf; /* xf is read by the lm_head weight gradient first, then overwritten */
     ecr_status st = ECR_OK;
     if (scale != 0.0f || dlogits) {
-        ecr_softmax_ce_backward(a->logits, a->logits, a->lse_ce, b->targets, dlogits, scale, N, V);
+        ecr_softmax_ce_backward(a->logits, a->logits, a->lse_ce, b->targets, dlogits, dlogits_scale, scale, N, V);
         st = lin_backward(m, dxf, m->g_lm_head, a->logits, a->xf, a->xfb, m->lm_head, N, d, V);
         if (st) return st;
     } else { /* no gradient reaches the logits: skip the head */

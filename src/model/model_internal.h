@@ -22,9 +22,10 @@ ecr_status ecr_model_alloc(const ecr_config *cfg, ecr_model **out);
 ecr_status ecr_model_set_mid_layer(ecr_model *m, int layer);
 /* [n_texts, dim] of the last forward (borrowed, valid until the next), NULL when off. */
 const float *ecr_model_pooled_mid(const ecr_model *m);
-/* ecr_model_backward, plus sum_i <dpooled_mid[i], pooled_mid[i]> (NULL: none; needs the
- * intermediate pooling on for the forward). */
+/* ecr_model_backward with dlogits_scale * dlogits in place of dlogits, plus
+ * sum_i <dpooled_mid[i], pooled_mid[i]> (NULL: none; needs the intermediate pooling on for
+ * the forward). */
 ecr_status ecr_model_backward_mid(ecr_model *m, const ecr_batch *b, float lm_scale, const float *dpooled,
-                                  const float *dlogits, const float *dpooled_mid);
+                                  const float *dlogits, float dlogits_scale, const float *dpooled_mid);
 
 #endif

@@ -491,10 +491,10 @@ void ecr_softmax_ce_forward(float *row_loss, float *lse, const float *logits,
     }
 }
 
-/* dlogits[N,V] = scale*(softmax - onehot) (+ extra); may alias logits */
+/* dlogits[N,V] = scale*(softmax - onehot) (+ extra_scale * extra); may alias logits */
 void ecr_softmax_ce_backward(float *dlogits, const float *logits, const float *lse,
-                             const int32_t *targets, const float *extra, float scale, int N,
-                             int V) {
+                             const int32_t *targets, const float *extra, float extra_scale,
+                             float scale, int N, int V) {
     ECR_OMP(parallel for schedule(static) if ((size_t)N * V > 32768))
     for (int t = 0; t < N; t++) {
         const float *l = logits + (size_t)t * V;
@@ -509,7 +509,7 @@ void ecr_softmax_ce_backward(float *dlogits, const float *logits, const float *l
             memset(g, 0, (size_t)V * sizeof(float));
         }
         if (e)
-            for (int v = 0; v < V; v++) g[v] += e[v];
+            for (int v = 0; v < V; v++) g[v] += extra_scale * e[v];
     }
 }
 

@@ -106,13 +106,13 @@ void ecr_embedding_backward(float *dE, const float *dx, const int32_t *tok, int 
  * forward:  lse[N] = logsumexp(logits[t, :]); row_loss[t] = lse - logits[t, target[t]]
  *           (0 where target < 0).
  * backward: dlogits[t, v] = scale * (softmax(logits[t])_v - [v == target])  (rows with
- *           target >= 0; 0 elsewhere) + extra[t, v] when extra != NULL. Overwrites
- *           dlogits, which may alias logits. */
+ *           target >= 0; 0 elsewhere) + extra_scale * extra[t, v] when extra != NULL.
+ *           Overwrites dlogits, which may alias logits. */
 void ecr_softmax_ce_forward(float *row_loss, float *lse, const float *logits,
                             const int32_t *targets, int N, int V);
 void ecr_softmax_ce_backward(float *dlogits, const float *logits, const float *lse,
-                             const int32_t *targets, const float *extra, float scale, int N,
-                             int V);
+                             const int32_t *targets, const float *extra, float extra_scale,
+                             float scale, int N, int V);
 
 /* ---- mean pooling per text --------------------------------------------------------------
  * forward:  pooled[i, :] = mean of x[t, :] over slots t with text[t] == i and pos[t] >= 1;

@@ -12,6 +12,7 @@
  * state's weights. */
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
+#include "comm.h"
 #include "runlog.h"
 #include "util.h"
 #include "model_internal.h"
@@ -147,6 +148,10 @@ static ecr_status log_sync(trainer *t) {
 
 ecr_status ecr_tr_save_checkpoint(trainer *t) {
     char step_s[32], tokens_s[32], elapsed_s[32], hash[17];
+    if (t->rank > 0) { /* rank 0 writes */
+        t->last_ckpt = t->step;
+        return ECR_OK;
+    }
     ecr_status st = log_sync(t);
     if (st) return st;
     snprintf(step_s, sizeof step_s, "%lld", (long long)t->step);
@@ -243,7 +248,44 @@ static ecr_status model_matches_state(trainer *t, int v1) {
 
 /* Loads train_state.safetensors into the trainer (model already loaded from the folder; its
  * weights are replaced by the state's). */
+static ecr_status load_state(trainer *t);
+
+/* Rank 0's resumed state to the other ranks: the weights, the AdamW moments, the step, the
+ * PRNG, the token count, the elapsed time and the data cursor (one process: nothing). */
+static ecr_status share_state(trainer *t) {
+    if (t->world == 1) return ECR_OK;
+    const ecr_comm *c = t->o.comm;
+    size_t np = ecr_model_num_params(t->model), nc = ecr_batcher_cursor_len(t->batcher);
+    int64_t head[4] = {t->step, (int64_t)t->rng, t->tokens, 0};
+    memcpy(&head[3], &t->elapsed0, sizeof head[3]);
+    int64_t *cur = malloc(nc * sizeof *cur);
+    if (!cur) return ecr_fail(ECR_E_NOMEM, "resume: out of memory");
+    if (t->rank == 0) ecr_batcher_get_cursor(t->batcher, cur);
+    ecr_status st = ecr_comm_bcast(c, ecr_model_params(t->model), np * sizeof(float), 0, &t->comm_s);
+    if (!st) st = ecr_comm_bcast(c, ecr_adamw_m(t->opt), np * sizeof(float), 0, &t->comm_s);
+    if (!st) st = ecr_comm_bcast(c, ecr_adamw_v(t->opt), np * sizeof(float), 0, &t->comm_s);
+    if (!st) st = ecr_comm_bcast(c, head, sizeof head, 0, &t->comm_s);
+    if (!st) st = ecr_comm_bcast(c, cur, nc * sizeof *cur, 0, &t->comm_s);
+    if (!st && t->rank > 0) {
+        t->step = head[0];
+        t->rng = (uint64_t)head[1];
+        t->tokens = head[2];
+        memcpy(&t->elapsed0, &head[3], sizeof t->elapsed0);
+        ecr_adamw_set_steps(t->opt, t->step);
+        st = ecr_batcher_set_cursor(t->batcher, cur, nc);
+    }
+    free(cur);
+    return st;
+}
+
 ecr_status ecr_tr_load_state(trainer *t) {
+    if (t->rank > 0) return share_state(t);
+    ecr_status st = load_state(t);
+    return st ? st : share_state(t);
+}
+
+/* Rank 0's side of ecr_tr_load_state: the file into the trainer. */
+static ecr_status load_state(trainer *t) {
     ecr_st_file *f = NULL;
     const char *path = t->state_path;
     ecr_status st = ecr_st_open(path, &f);

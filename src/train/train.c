@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ecr.h"
 #include "trainer.h"
+#include "comm.h"
 #include "term.h"
 #include "rng.h"
 #include "batcher_internal.h"
@@ -170,6 +171,10 @@ static ecr_status resolve_options(trainer *t, const ecr_train_opts *in) {
     if (o->objective != ECR_TRAIN_LM && o->objective != ECR_TRAIN_LM_CONTRASTIVE)
         return ecr_fail(ECR_E_INVALID, "train: unknown objective %d", (int)o->objective);
     if ((st = setup_terms(t, 1))) return st; /* the ones that need the batch shape */
+    if (t->B < t->world)
+        return ecr_fail(ECR_E_INVALID, "train: a step of %d rows cannot be shared by %d processes; "
+                        "raise the tokens per step to at least %d", t->B, t->world, t->world * t->T);
+    if (t->rank > 0) o->quiet = 1; /* rank 0 reports */
     return ECR_OK;
 }
 
@@ -213,6 +218,8 @@ static void clean_leftovers(const trainer *t) {
 }
 
 static ecr_status setup(trainer *t, const ecr_train_opts *in) {
+    t->rank = ecr_comm_rank(in->comm);
+    t->world = ecr_comm_size(in->comm);
     ecr_status st = ecr_data_open(in->data_path, &t->data);
     if (st) return st;
     if ((st = resolve_options(t, in))) return st;
@@ -222,15 +229,15 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
             return ecr_fail(ECR_E_INVALID, "%s: vocabulary of %d tokens, the training data has %d",
                             t->o.valid_path, t->valid->vocab_size, t->o.config.vocab_size);
     }
-    if ((st = ecr_make_dirs(t->o.out_dir))) return st;
-    if ((st = ecr_dir_lock(t->o.out_dir, "train", &t->lock_fd))) return st;
+    if (t->rank == 0 && (st = ecr_make_dirs(t->o.out_dir))) return st;
+    if (t->rank == 0 && (st = ecr_dir_lock(t->o.out_dir, "train", &t->lock_fd))) return st;
     t->tok_path = ecr_path_join(t->o.out_dir, "tokenizer.json");
     t->state_path = ecr_path_join(t->o.out_dir, "train_state.safetensors");
     t->log_path = ecr_path_join(t->o.out_dir, "log.jsonl");
     t->model_path = ecr_path_join(t->o.out_dir, "model.safetensors");
     if (!t->tok_path || !t->state_path || !t->log_path || !t->model_path)
         return ecr_fail(ECR_E_NOMEM, "out of memory");
-    clean_leftovers(t);
+    if (t->rank == 0) clean_leftovers(t);
     ecr_batcher_opts bo;
     ecr_batcher_opts_default(&bo);
     bo.B = t->B;
@@ -250,7 +257,9 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     t->last_ckpt = -1;
     t->last_eval = -1;
     t->rng = ecr_splitmix64_stream(t->o.seed, ECR_STREAM_TRAINER);
-    if (t->o.resume) {
+    if (t->rank > 0) { /* rank 0 reads and writes the folder; a resume sends its state */
+        if ((st = ecr_model_create(&t->o.config, t->o.seed, &t->model))) return st;
+    } else if (t->o.resume) {
         if (!ecr_file_exists(t->state_path))
             return ecr_fail(ECR_E_INVALID, "%s: no checkpoint to resume from", t->state_path);
         if ((st = ecr_model_load(t->o.out_dir, &t->model))) return st;
@@ -275,6 +284,7 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     ecr_objective_opts oo;
     memset(&oo, 0, sizeof oo);
     oo.train = &t->o; /* the terms without a hook read their options there */
+    oo.comm = t->o.comm;
     for (int i = 0; ecr_train_term(i); i++) {
         const ecr_tr_term *h = ecr_tr_term_hooks(ecr_train_term(i));
         if (h) h->objective(t, &oo);
@@ -283,8 +293,9 @@ static ecr_status setup(trainer *t, const ecr_train_opts *in) {
     if (t->o.resume) {
         if ((st = ecr_tr_load_state(t))) return st;
         t->last_ckpt = t->step;
-        if ((st = ecr_tr_log_truncate(t->log_path, t->step))) return st;
+        if (t->rank == 0 && (st = ecr_tr_log_truncate(t->log_path, t->step))) return st;
     }
+    if (t->rank > 0) return ECR_OK; /* no log */
     t->log = fopen(t->log_path, t->o.resume ? "ab" : "wb");
     if (!t->log) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", t->log_path, strerror(errno));
     return ECR_OK;
@@ -336,13 +347,13 @@ static ecr_status valid_geometry(trainer *t, const float *h, int64_t n, ecr_vali
 /* One validation pass: loss, bits/byte and the geometry of the text embeddings, as one log
  * record (ecr_log_write_valid). */
 static ecr_status validate(trainer *t) {
-    if (!t->valid || t->last_eval == t->step) return ECR_OK;
+    if (!t->valid || t->last_eval == t->step || t->rank > 0) return ECR_OK;
     int64_t n = (int64_t)t->valid->n_texts;
     int dim = ecr_model_config(t->model)->dim;
     float *h = malloc((size_t)(n ? n : 1) * dim * sizeof *h);
     if (!h) return ecr_fail(ECR_E_NOMEM, "validation: out of memory for %lld x %d floats", (long long)n, dim);
     ecr_lm_eval ev;
-    ecr_status st = ecr_eval_lm_embed(t->model, t->valid, t->T, (int64_t)t->B * t->T, 1, &ev, h);
+    ecr_status st = ecr_eval_lm_embed(t->model, t->valid, t->T, (int64_t)t->B * t->T, 1, &ev, h, NULL);
     if (st) {
         free(h);
         return st;
@@ -392,6 +403,8 @@ static ecr_status train_step(trainer *t, ecr_objective_terms *terms, double *gno
     if (t->o.nan_at_step == step) terms->total = NAN;
     if (!isfinite(terms->total)) return nonfinite(t, step, "loss", terms->total);
     if ((st = ecr_objective_backward(t->obj, t->model, b))) return st;
+    if ((st = ecr_comm_sum_f32(t->o.comm, ecr_model_grads(t->model), ecr_model_num_params(t->model), &t->comm_s)))
+        return st; /* each rank's share of the step's gradient: their sum is it */
     float norm = 0;
     st = ecr_clip_grad_norm(t->model, t->o.grad_clip, &norm);
     *gnorm = norm;
@@ -445,6 +458,9 @@ static void print_start(const trainer *t) {
                     "batch %d x %d; %lld steps%s\n",
             t->data->n_texts, t->data->n_tokens, c->n_layers, c->dim, ecr_model_num_params(t->model),
             t->B, t->T, (long long)t->total, resumed);
+    if (t->world > 1)
+        fprintf(stderr, "train: %d processes, each %d to %d rows of each step's %d\n", t->world,
+                t->B / t->world, (t->B + t->world - 1) / t->world, t->B);
     fprintf(stderr, "train: precision %s%s%s%s\n", ecr_precision_name(t->o.precision),
             t->precision_auto ? " (auto)" : "", t->o.precision == ECR_PRECISION_BF16 ? ", " : "",
             t->o.precision == ECR_PRECISION_BF16 ? ecr_bf16_engine() : "");
@@ -472,23 +488,30 @@ static ecr_status run(trainer *t) {
     int64_t window_tok = 0, run_steps0 = t->step;
     ecr_status st = ECR_OK;
     while (!st && t->step < end) {
-        double gnorm = 0, ts = ecr_now();
+        double gnorm = 0, ts = ecr_now(), comm0 = t->comm_s + ecr_objective_comm_seconds(t->obj);
         float lr = 0;
         int clipped = 0;
         ecr_objective_terms x;
         if ((st = train_step(t, &x, &gnorm, &lr, &clipped))) break;
         double dt = ecr_now() - ts, loss = x.lm;
         int64_t nt = x.n_targets;
-        char extra[320], extra_text[192];
+        char extra[360], extra_text[192];
         extra_terms_json(t, &x, extra, sizeof extra);
         extra_terms_text(t, &x, extra_text, sizeof extra_text);
+        if (t->world > 1) { /* the step's seconds in collectives (this rank's wait included) */
+            size_t k = strlen(extra);
+            snprintf(extra + k, sizeof extra - k, ",\"comm_s\":%.6f",
+                     t->comm_s + ecr_objective_comm_seconds(t->obj) - comm0);
+        }
         window_tok += nt;
         ecr_log_step rec = {t->step, t->tokens, loss, lr, gnorm, dt > 0 ? (double)nt / dt : 0.0, ecr_tr_elapsed(t),
                             clipped, extra, ecr_precision_name(t->o.precision)};
-        ecr_log_write_step(t->log, &rec);
-        if (fflush(t->log) != 0 || ferror(t->log)) {
-            st = ecr_fail(ECR_E_IO, "%s: write failed: %s", t->log_path, strerror(errno));
-            break;
+        if (t->log) { /* rank 0 */
+            ecr_log_write_step(t->log, &rec);
+            if (fflush(t->log) != 0 || ferror(t->log)) {
+                st = ecr_fail(ECR_E_IO, "%s: write failed: %s", t->log_path, strerror(errno));
+                break;
+            }
         }
         if (!t->o.quiet && (t->step % t->o.log_every == 0 || t->step == end)) {
             double now = ecr_now(), rate = window_tok / (now - window_t + 1e-9);
@@ -507,7 +530,7 @@ static ecr_status run(trainer *t) {
     if (st) return st;
     if (t->step == t->total) st = validate(t);
     if (!st && t->last_ckpt != t->step) st = ecr_tr_save_checkpoint(t);
-    if (!st) { /* the records are durable already (the checkpoint synced them); say if not */
+    if (!st && t->log) { /* the records are durable already (the checkpoint synced them); say if not */
         int r = fclose(t->log);
         t->log = NULL;
         if (r != 0) st = ecr_fail(ECR_E_IO, "%s: write failed: %s", t->log_path, strerror(errno));

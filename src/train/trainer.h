@@ -35,6 +35,8 @@ typedef struct trainer {
     double elapsed0;          /* elapsed seconds before this process (resume)             */
     double t_start;
     int lock_fd;              /* ecr_dir_lock of out_dir, -1 when not held                  */
+    int rank, world;          /* data parallelism (o.comm): rank 0 alone writes out_dir     */
+    double comm_s;            /* seconds in the gradient sums so far                      */
     int64_t last_ckpt;        /* step of the last checkpoint on disk, -1 if none          */
     int64_t last_eval;
     int precision_auto;       /* o.precision was resolved from auto                       */
@@ -82,10 +84,12 @@ double ecr_tr_elapsed(const trainer *t);
 /* The options a resumed run must share with the run it continues, as a JSON object of
  * strings (fixed key order; see checkpoint.c). Caller frees; NULL when out of memory. */
 char *ecr_tr_options_json(const trainer *t);
-/* Writes model.safetensors (with the run's metadata) and train_state.safetensors. */
+/* Writes model.safetensors (with the run's metadata) and train_state.safetensors (rank 0;
+ * the other ranks only note the step). */
 ecr_status ecr_tr_save_checkpoint(trainer *t);
 /* Loads train_state.safetensors into the trainer (model already loaded), checking that
- * the run's options match the checkpoint's. */
+ * the run's options match the checkpoint's (rank 0), then sends what it loaded to the
+ * other ranks (ecr_tr_share_state). */
 ecr_status ecr_tr_load_state(trainer *t);
 /* The "ecr_step" metadata of a model.safetensors, -1 when missing or unreadable. */
 int64_t ecr_tr_model_file_step(const char *path);
