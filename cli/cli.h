@@ -82,4 +82,5 @@ int cmd_embed(int argc, char **argv);
 int cmd_anchors(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 #endif

@@ -1,6 +1,8 @@
 /* cmd_generate.c — `ecr generate`: sample a continuation of a prompt with a KV cache. */
 #include "cli.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,17 +24,72 @@ static const char *usage =
     CLI_PRECISION_HELP
     "  --ignore-eot           do not stop at the end-of-text token (for timing: always\n"
     "                         --max-tokens tokens, or until the context is full)\n"
-    "  --quiet                no statistics on stderr\n";
+    "  --quiet                no statistics on stderr\n"
+    "\n"
+    "For comparisons with other implementations (tests/cli_export.sh against llama.cpp):\n"
+    "  --ids                  token ids instead of text: --prompt is space-separated ids,\n"
+    "                         the whole input (no end-of-text token is put before them),\n"
+    "                         and the new tokens print as ids, one line\n"
+    "  --probs                generate nothing; print the next-token probabilities after\n"
+    "                         each token of the input instead: one line per token, the V\n"
+    "                         probabilities (softmax of the logits in double, %.9g)\n";
 
 typedef struct gen_ctx {
     const ecr_tokenizer *tok;
     char *buf;
     size_t cap;
     ecr_status st;
+    int ids;                  /* --ids: print ids, not text                               */
+    size_t n;                 /* ids printed                                              */
 } gen_ctx;
+
+/* --ids: the space-separated ids of `s` into ids[] (room for strlen(s) / 2 + 1). */
+static ecr_status parse_ids(const char *s, int32_t *ids, size_t *n) {
+    *n = 0;
+    for (const char *p = s;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) return ECR_OK;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ' ' && *end != '\t'))
+            return ecr_fail(ECR_E_INVALID, "--prompt: '%.*s' is not a token id", (int)strcspn(p, " \t"), p);
+        ids[(*n)++] = (int32_t)v;
+        p = end;
+    }
+}
+
+/* --probs: feeds ids[n] through a KV cache and prints softmax(logits) after each one. */
+static ecr_status print_probs(ecr_model *m, const int32_t *ids, size_t n) {
+    int V = ecr_model_config(m)->vocab_size, T = ecr_model_config(m)->max_seq_len;
+    if (n < 1 || n > (size_t)T)
+        return ecr_fail(ECR_E_INVALID, "--prompt: %zu tokens (1 to the context, %d, for --probs)", n, T);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ecr_fail(ECR_E_INVALID, "--prompt: token id %d is outside the vocabulary (%d)", ids[i], V);
+    ecr_kv_cache *kv = NULL;
+    ecr_status st = ecr_kv_cache_create(m, T, &kv);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    if (!st && !logits) st = ecr_fail(ECR_E_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < n; i++) {
+        if ((st = ecr_model_step(m, kv, ids[i], logits))) break;
+        double mx = logits[0], sum = 0;
+        for (int j = 1; j < V; j++) mx = logits[j] > mx ? logits[j] : mx;
+        for (int j = 0; j < V; j++) sum += exp((double)logits[j] - mx);
+        for (int j = 0; j < V; j++) printf("%s%.9g", j ? " " : "", exp((double)logits[j] - mx) / sum);
+        putchar('\n');
+    }
+    free(logits);
+    ecr_kv_cache_free(kv);
+    return st;
+}
 
 static int on_token(void *p, int32_t id) {
     gen_ctx *g = p;
+    if (g->ids) {
+        printf("%s%d", g->n++ ? " " : "", (int)id);
+        return 0;
+    }
     size_t len = 0;
     g->st = ecr_tokenizer_decode(g->tok, &id, 1, g->buf, g->cap, &len);
     if (g->st) return 1;
@@ -66,6 +123,8 @@ int cmd_generate(int argc, char **argv) {
     cli_precision(&a, &prec);
     int quiet = cli_flag(&a, "--quiet");
     int ignore_eot = cli_flag(&a, "--ignore-eot");
+    int as_ids = cli_flag(&a, "--ids");
+    int probs = cli_flag(&a, "--probs");
     if (!cli_finish(&a)) { cli_args_free(&a); return 2; }
     cli_args_free(&a);
     if (a.npos > 0) {
@@ -95,7 +154,11 @@ int cmd_generate(int argc, char **argv) {
         ids = malloc((plen + 2) * sizeof *ids);
         if (!ids) st = ecr_fail(ECR_E_NOMEM, "out of memory");
     }
-    if (!st) {
+    if (!st && as_ids) {
+        st = parse_ids(prompt, ids, &n); /* n counts the whole input here: no EOT before it */
+        if (!st && n == 0) st = ecr_fail(ECR_E_INVALID, "--prompt: no token ids");
+        if (!st) n--;
+    } else if (!st) {
         ids[0] = ecr_tokenizer_eot_id(tok);
         st = ecr_tokenizer_encode(tok, prompt, plen, ids + 1, plen + 1, &n);
         if (st) {
@@ -104,10 +167,17 @@ int cmd_generate(int argc, char **argv) {
             ecr_fail(st, "--prompt: %s", why);
         }
     }
+    if (!st && probs) {
+        st = print_probs(m, ids, n + 1);
+        goto done;
+    }
     double t0 = ecr_now();
-    if (!st) {
+    g.ids = as_ids;
+    if (!st && !as_ids) {
         fwrite(prompt, 1, plen, stdout);
         fflush(stdout);
+    }
+    if (!st) {
         g.tok = tok;
         g.cap = 256;
         g.buf = malloc(g.cap);
@@ -123,6 +193,8 @@ int cmd_generate(int argc, char **argv) {
             fprintf(stderr, "generate: %zu prompt + %zu new tokens in %.2f s (%.1f tokens/s)\n", n + 1,
                     n_gen, dt, dt > 0 ? (double)(n + 1 + n_gen) / dt : 0.0);
     }
+done:
+    fflush(stdout);
     free(g.buf);
     free(ids);
     free(tok_path);

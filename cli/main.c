@@ -22,6 +22,7 @@ static const command commands[] = {
     {"report", cmd_report, "tables and SVG plots comparing runs (logs, eval.json) -> REPORT_DIR", 0},
     {"generate", cmd_generate, "sample text with a KV cache", 0},
     {"convert", cmd_convert, "rewrite a model folder as bf16, f16 or f32", 0},
+    {"export", cmd_export, "write a model as one GGUF file for llama.cpp", 0},
     {"inspect", cmd_inspect, "what a safetensors, .npy or tokenizer.json file holds", 0},
     {NULL, NULL, NULL, 0},
 };

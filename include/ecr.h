@@ -504,6 +504,106 @@ ecr_status ecr_model_set_precision(ecr_model *m, ecr_precision p);
 ecr_precision ecr_model_precision(const ecr_model *m);
 
 /* ------------------------------------------------------------------------------------
+ * GGUF export, for llama.cpp and the tools built on it (`ecr export`; the format in
+ * src/io/gguf.c, the model's mapping in src/model/model_gguf.c).
+ *
+ * GGUF version 3 (ggml's docs/gguf.md), little-endian: "GGUF", the version, the tensor
+ * and key counts; typed key-value pairs; per tensor its name, dims listed fastest-varying
+ * first (ne[0] = the number of columns of a row-major matrix: ecr's [rows, cols] is
+ * ne = {cols, rows}), ggml type and data offset; then the data, each tensor starting at a
+ * multiple of ECR_GGUF_ALIGNMENT bytes. The writer writes what it is given; what a
+ * llama.cpp `llama` model needs is ecr_model_export_gguf's business.
+ * ---------------------------------------------------------------------------------- */
+
+typedef enum ecr_gguf_type {  /* ggml's type numbers                                        */
+    ECR_GGUF_F32 = 0,
+    ECR_GGUF_F16 = 1,
+    ECR_GGUF_Q8_0 = 8,          /* blocks of 32 values: an fp16 scale d, then 32 int8 q; x = d q */
+    ECR_GGUF_BF16 = 30,
+} ecr_gguf_type;
+
+#define ECR_GGUF_ALIGNMENT 32   /* GGUF's default (the key general.alignment may only say 32) */
+#define ECR_GGUF_Q8_0_BLOCK 32
+
+/* "F32", "F16", "BF16", "Q8_0"; "?" for another value. Static string. */
+const char *ecr_gguf_type_name(ecr_gguf_type t);
+/* Bytes that n values of type t take; 0 when n < 0, or for Q8_0 when n is not a multiple
+ * of 32 (34 bytes per block). */
+size_t ecr_gguf_row_bytes(ecr_gguf_type t, int64_t n);
+/* Q8_0 of x[n] (n a multiple of 32) into out (n / 32 * 34 bytes), as ggml's
+ * quantize_row_q8_0_ref: per block d = max|x| / 127 (stored as fp16, rounded to nearest
+ * even), q = roundf(x / d) computed as x * (1 / d) with the unrounded d (q = 0 when d = 0). */
+void ecr_gguf_quantize_q8_0(const float *x, int64_t n, void *out);
+/* The inverse: y[i] = fp16 d of the block times q[i]. */
+void ecr_gguf_dequantize_q8_0(const void *in, int64_t n, float *y);
+
+typedef struct ecr_gguf_writer ecr_gguf_writer;
+ecr_status ecr_gguf_writer_create(ecr_gguf_writer **out);
+void ecr_gguf_writer_free(ecr_gguf_writer *w);
+/* Key-value pairs, written in the order set; keys and values are copied. A key set twice,
+ * an empty key, a NULL string, or general.alignment other than 32 is ECR_E_INVALID. */
+ecr_status ecr_gguf_set_u32(ecr_gguf_writer *w, const char *key, uint32_t v);
+ecr_status ecr_gguf_set_f32(ecr_gguf_writer *w, const char *key, float v);
+ecr_status ecr_gguf_set_bool(ecr_gguf_writer *w, const char *key, int v);
+ecr_status ecr_gguf_set_str(ecr_gguf_writer *w, const char *key, const char *v);
+ecr_status ecr_gguf_set_str_array(ecr_gguf_writer *w, const char *key, const char *const *v, size_t n);
+ecr_status ecr_gguf_set_i32_array(ecr_gguf_writer *w, const char *key, const int32_t *v, size_t n);
+/* Adds a tensor of ndim (1..4) dims ne[] (fastest first, each >= 1; for Q8_0 ne[0] a
+ * multiple of 32) holding ecr_gguf_row_bytes(type, ne[0]) * ne[1] * ... bytes at `data`,
+ * which is borrowed: it must stay valid until ecr_gguf_writer_write. The name (copied) is
+ * 1 to 63 bytes and new. Bad arguments: ECR_E_INVALID. Tensors are written in the order
+ * added. */
+ecr_status ecr_gguf_add_tensor(ecr_gguf_writer *w, const char *name, ecr_gguf_type type, int ndim,
+                               const int64_t *ne, const void *data);
+/* Writes the file atomically (temp file, fsync, rename); ECR_E_IO "path: ..." when it
+ * cannot be created or written (nothing is left behind). May be called again. */
+ecr_status ecr_gguf_writer_write(const ecr_gguf_writer *w, const char *path);
+
+typedef struct ecr_gguf_export_opts {
+    ecr_gguf_type type;       /* of the matrices (default F32); vectors (the norms) stay F32.
+                                 Q8_0 writes a matrix whose rows are not a multiple of 32
+                                 values as F16 (a note on stderr unless quiet)               */
+    const char *name;         /* general.name; NULL = the model folder's name                 */
+    const char *pre;          /* tokenizer.ggml.pre, llama.cpp's pre-tokenizer; NULL = "gpt-2",
+                                 the closest to ecr's (DESIGN.md, "GGUF export")             */
+    int quiet;                /* no notes on stderr                                           */
+} ecr_gguf_export_opts;
+
+void ecr_gguf_export_opts_default(ecr_gguf_export_opts *o);
+
+typedef struct ecr_gguf_export_info {
+    int n_tensors;            /* tensors in the GGUF file                                     */
+    int n_fallback;           /* matrices written as F16 instead of Q8_0                      */
+    size_t n_values;          /* parameters in the GGUF file (the projection not counted)     */
+    int projection;           /* 1: the ECR projection went to ecr_gguf_projection_path(path) */
+} ecr_gguf_export_info;
+
+/* Writes the model folder `dir` (config.json, model.safetensors, tokenizer.json) as a GGUF
+ * file at `path` that llama.cpp loads as architecture "llama": the hyperparameters under
+ * llama.*, the tensors renamed to llama.cpp's names with the rows of q and k permuted for
+ * its rotary layout (adjacent pairs), the LM head as output.weight only when untied, and
+ * the tokenizer as tokenizer.ggml.* (model "gpt2": the byte-level token strings, token
+ * types 1 normal / 3 control for the special tokens / 5 for "[PADi]" fillers up to the
+ * model's vocabulary, the merges, bos/eos/pad ids from config.json or else the tokenizer's
+ * end-of-text and pad, add_bos_token true since ecr starts every text with EOT,
+ * add_eos_token false). Tensor mapping and permutation: src/model/model_gguf.c.
+ * The ECR projection P (config ecr_dim > 0) has no place in a "llama" GGUF: it is written
+ * beside it, as a [D, d] float32 .npy at ecr_gguf_projection_path(path), before the GGUF;
+ * if the GGUF then fails, that file is removed again.
+ * `o` may be NULL (defaults); `info` may be NULL. Errors: ECR_E_INVALID naming the folder or
+ * file for a path that is no model folder (missing, a file, or without config.json,
+ * model.safetensors or tokenizer.json), a malformed model or tokenizer (ecr_model_load,
+ * ecr_tokenizer_load), a tokenizer larger than the model's vocabulary, special ids outside
+ * it, bad options; ECR_E_IO naming the output when it cannot be written. Every file is
+ * written atomically. */
+ecr_status ecr_model_export_gguf(const char *dir, const char *path, const ecr_gguf_export_opts *o,
+                                 ecr_gguf_export_info *info);
+/* Where the projection of a GGUF export at `path` goes: `path` without a final ".gguf",
+ * then ".ecr_proj.npy" ("student.gguf" -> "student.ecr_proj.npy"). ECR_E_INVALID when it
+ * does not fit in cap bytes. */
+ecr_status ecr_gguf_projection_path(const char *path, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------------------
  * Optimizer (src/train/optim.c): AdamW as torch.optim.AdamW (decoupled weight decay, bias
  * correction), applied to tensors with the decay flag only; a warm-up + cosine learning
  * rate schedule; global gradient-norm clipping as torch.nn.utils.clip_grad_norm_.
