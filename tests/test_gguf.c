@@ -8,20 +8,13 @@
  * exported files in tests/cli_export.sh. */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
+#include "testlib.h"
 #include "ops.h"
 
 #include <string.h>
 #include <unistd.h>
 
-static char g_dir[512];
 
-static const char *tmp_path(const char *name) {
-    static char p[4][600];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
 
 /* ---- a GGUF reader, enough for the checks ---------------------------------------------- */
 
@@ -176,13 +169,13 @@ static void test_writer(void) {
     CHECK_STATUS(ecr_gguf_add_tensor(w, "bad", (ecr_gguf_type)2, 1, ne_h, a), ECR_E_INVALID);
     CHECK_STATUS(ecr_gguf_add_tensor(w, "0123456789012345678901234567890123456789012345678901234567890123",
                                      ECR_GGUF_F32, 1, ne_h, a), ECR_E_INVALID);
-    CHECK_OK(ecr_gguf_writer_write(w, tmp_path("w.gguf")));
-    CHECK_STATUS(ecr_gguf_writer_write(w, tmp_path("no/such/w.gguf")), ECR_E_IO);
+    CHECK_OK(ecr_gguf_writer_write(w, tl_tmp_path("w.gguf")));
+    CHECK_STATUS(ecr_gguf_writer_write(w, tl_tmp_path("no/such/w.gguf")), ECR_E_IO);
     CHECK(strstr(ecr_last_error(), "no/such/w.gguf") != NULL);
     ecr_gguf_writer_free(w);
 
     gfile g;
-    CHECK(gguf_read(tmp_path("w.gguf"), &g));
+    CHECK(gguf_read(tl_tmp_path("w.gguf"), &g));
     CHECK(g.version == 3 && g.n_t == 3 && g.n_k == 7);
     CHECK(key_str_is(&g, "general.architecture", "llama"));
     CHECK(key_u32(&g, "general.alignment") == 32);
@@ -208,9 +201,9 @@ static void test_writer(void) {
         CHECK(!memcmp(tdata(&g, ta), a, sizeof a) && !memcmp(tdata(&g, th), h, sizeof h));
         CHECK(!memcmp(tdata(&g, tq), q8, sizeof q8));
     }
-    CHECK(access(tmp_path("w.gguf.tmp"), F_OK) != 0);
+    CHECK(access(tl_tmp_path("w.gguf.tmp"), F_OK) != 0);
     free(g.buf);
-    remove(tmp_path("w.gguf"));
+    remove(tl_tmp_path("w.gguf"));
 }
 
 static void test_q8_0(void) {
@@ -268,7 +261,7 @@ static void test_export(void) {
     CHECK_OK(ecr_tokenizer_train(texts, 3, &to, &tok));
     if (!tok) return;
     int nt = ecr_tokenizer_vocab_size(tok);
-    CHECK_OK(ecr_tokenizer_save(tok, tmp_path("tok.json")));
+    CHECK_OK(ecr_tokenizer_save(tok, tl_tmp_path("tok.json")));
     ecr_config c;
     ecr_config_preset("tiny", &c);
     c.vocab_size = nt + 3; /* three "[PADi]" fillers */
@@ -277,36 +270,36 @@ static void test_export(void) {
     CHECK_OK(ecr_model_create(&c, 7, &m));
     if (!m) { ecr_tokenizer_free(tok); return; }
     char dir[600];
-    snprintf(dir, sizeof dir, "%s", tmp_path("model"));
-    CHECK_OK(ecr_model_save(m, dir, tmp_path("tok.json"), NULL));
+    snprintf(dir, sizeof dir, "%s", tl_tmp_path("model"));
+    CHECK_OK(ecr_model_save(m, dir, tl_tmp_path("tok.json"), NULL));
 
     ecr_gguf_export_opts o;
     ecr_gguf_export_opts_default(&o);
     o.quiet = 1;
     ecr_gguf_export_info info;
-    CHECK_OK(ecr_model_export_gguf(dir, tmp_path("m.gguf"), &o, &info));
+    CHECK_OK(ecr_model_export_gguf(dir, tl_tmp_path("m.gguf"), &o, &info));
     CHECK(info.n_tensors == 12 && info.n_fallback == 0 && info.projection == 1);
     CHECK(info.n_values == ecr_model_num_params(m) - 8 * 64);
     o.type = ECR_GGUF_Q8_0;
     o.name = "q8";
-    CHECK_OK(ecr_model_export_gguf(dir, tmp_path("q8.gguf"), &o, &info));
+    CHECK_OK(ecr_model_export_gguf(dir, tl_tmp_path("q8.gguf"), &o, &info));
     CHECK(info.n_fallback == 1); /* ffn_down: rows of 100 */
-    CHECK_STATUS(ecr_model_export_gguf(tmp_path("nothing"), tmp_path("x.gguf"), &o, NULL), ECR_E_INVALID);
+    CHECK_STATUS(ecr_model_export_gguf(tl_tmp_path("nothing"), tl_tmp_path("x.gguf"), &o, NULL), ECR_E_INVALID);
     CHECK(strstr(ecr_last_error(), "no such model folder") != NULL);
-    CHECK_STATUS(ecr_model_export_gguf(g_dir, tmp_path("x.gguf"), &o, NULL), ECR_E_INVALID);
+    CHECK_STATUS(ecr_model_export_gguf(tl_scratch(NULL), tl_tmp_path("x.gguf"), &o, NULL), ECR_E_INVALID);
     CHECK(strstr(ecr_last_error(), "not a model folder (no config.json)") != NULL);
-    CHECK(access(tmp_path("x.gguf"), F_OK) != 0);
+    CHECK(access(tl_tmp_path("x.gguf"), F_OK) != 0);
 
     /* The projection file: P [D, d] as in the model. */
     float *P = NULL;
     int64_t r = 0, cc = 0;
-    CHECK_OK(ecr_npy_read(tmp_path("m.ecr_proj.npy"), &P, &r, &cc));
+    CHECK_OK(ecr_npy_read(tl_tmp_path("m.ecr_proj.npy"), &P, &r, &cc));
     const ecr_param_info *pt = ecr_model_find_tensor(m, "ecr.proj.weight");
     CHECK(P && r == 8 && cc == 64 && !memcmp(P, ecr_model_params(m) + pt->offset, 8 * 64 * sizeof(float)));
     free(P);
 
     gfile g;
-    CHECK(gguf_read(tmp_path("m.gguf"), &g));
+    CHECK(gguf_read(tl_tmp_path("m.gguf"), &g));
     CHECK(key_str_is(&g, "general.architecture", "llama") && key_str_is(&g, "general.name", "model"));
     CHECK(key_u32(&g, "general.file_type") == 0 && key_u32(&g, "llama.block_count") == 1);
     CHECK(key_u32(&g, "llama.embedding_length") == 64 && key_u32(&g, "llama.feed_forward_length") == 100);
@@ -374,7 +367,7 @@ static void test_export(void) {
         }
     }
     free(g.buf);
-    CHECK(gguf_read(tmp_path("q8.gguf"), &g));
+    CHECK(gguf_read(tl_tmp_path("q8.gguf"), &g));
     CHECK(key_str_is(&g, "general.name", "q8") && key_u32(&g, "general.file_type") == 7);
     td = gt(&g, "blk.0.ffn_down.weight");
     const gtensor *tn = gt(&g, "output_norm.weight"), *tu = gt(&g, "blk.0.ffn_up.weight");
@@ -384,18 +377,16 @@ static void test_export(void) {
     ecr_tokenizer_free(tok);
     static const char *files[] = {"model/config.json", "model/model.safetensors", "model/tokenizer.json", "m.gguf",
                                   "m.ecr_proj.npy", "q8.gguf", "q8.ecr_proj.npy", "tok.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) remove(tmp_path(files[i]));
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) remove(tl_tmp_path(files[i]));
     rmdir(dir);
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/ecr_gguf_XXXXXX", t && *t ? t : P_tmpdir);
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
+    tl_scratch("gguf");
     RUN(test_writer);
     RUN(test_q8_0);
     RUN(test_projection_path);
     RUN(test_export);
-    rmdir(g_dir);
+    rmdir(tl_scratch(NULL));
     return test_finish("test_gguf");
 }

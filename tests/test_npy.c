@@ -3,19 +3,12 @@
  * what the file holds. */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
+#include "testlib.h"
 
 #include <string.h>
 #include <unistd.h>
 
-static char g_dir[512];
 
-static const char *tmp_path(const char *name) {
-    static char p[4][600];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
 
 static void write_bytes(const char *path, const void *b, size_t n) {
     FILE *fp = fopen(path, "wb");
@@ -45,10 +38,10 @@ static size_t make_npy(uint8_t *out, int major, const char *dict, int pad, size_
 }
 
 static void test_roundtrip(void) {
-    const char *p = tmp_path("m.npy");
+    const char *p = tl_tmp_path("m.npy");
     float m[6] = {1.5f, -2.0f, 0.0f, 1e-40f, 3.25f, -0.0f};
     CHECK_OK(ecr_npy_write(p, m, 2, 3));
-    CHECK(access(tmp_path("m.npy.tmp"), F_OK) != 0);
+    CHECK(access(tl_tmp_path("m.npy.tmp"), F_OK) != 0);
     float *d = NULL;
     int64_t r = 0, c = 0;
     CHECK_OK(ecr_npy_read(p, &d, &r, &c));
@@ -91,7 +84,7 @@ static void test_numpy_bytes(void) {
     CHECK(hl == 128);
     memcpy(img, numpy_2x3, hl);
     for (int i = 0; i < 6; i++) { float v = (float)i; memcpy(img + hl + 4 * i, &v, 4); }
-    const char *p = tmp_path("np.npy");
+    const char *p = tl_tmp_path("np.npy");
     write_bytes(p, img, hl + 24);
     float *d;
     int64_t r, c;
@@ -145,7 +138,7 @@ static void test_refusals(void) {
         {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 8, "dimension too large"},
     };
     uint8_t img[512];
-    const char *p = tmp_path("bad.npy");
+    const char *p = tl_tmp_path("bad.npy");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = make_npy(img, cases[i].major, cases[i].dict, 1, cases[i].data);
         write_bytes(p, img, n);
@@ -190,19 +183,17 @@ static void test_refusals(void) {
         ecr_status st = ecr_npy_read(p, &d, &r, &c);
         CHECK_MSG(st == ECR_E_INVALID, "truncated at %zu: %s", cut, ecr_status_name(st));
     }
-    CHECK_STATUS(ecr_npy_read(tmp_path("missing.npy"), &d, &r, &c), ECR_E_IO);
+    CHECK_STATUS(ecr_npy_read(tl_tmp_path("missing.npy"), &d, &r, &c), ECR_E_IO);
     CHECK(strstr(ecr_last_error(), "missing.npy: cannot open") != NULL);
-    CHECK_STATUS(ecr_npy_read(g_dir, &d, &r, &c), ECR_E_IO);
+    CHECK_STATUS(ecr_npy_read(tl_scratch(NULL), &d, &r, &c), ECR_E_IO);
     remove(p);
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/ecr_npy_XXXXXX", t && *t ? t : P_tmpdir);
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
+    tl_scratch("npy");
     RUN(test_roundtrip);
     RUN(test_numpy_bytes);
     RUN(test_refusals);
-    rmdir(g_dir);
+    rmdir(tl_scratch(NULL));
     return test_finish("test_npy");
 }

@@ -6,28 +6,14 @@
  * ecr_st_get's dtype/shape checks; f16/bf16 rounding against exact references. */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
+#include "testlib.h"
 
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
-static char g_dir[512];
 
-/* A fresh temporary directory (under $TMPDIR) for this run. */
-static void make_tmpdir(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/ecr_st_XXXXXX", t && *t ? t : P_tmpdir);
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); exit(1); }
-}
 
-/* g_dir/name in one of 4 rotating static buffers (so a few can be live at once). */
-static const char *tmp_path(const char *name) {
-    static char p[4][600];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
 
 /* Reads a whole file (malloc'd); NULL on error. */
 static uint8_t *slurp(const char *path, size_t *len) {
@@ -179,7 +165,7 @@ static void test_half_rounding_sweep(void) {
 /* Writes one tensor of every dtype (U8 first so the writer's layout is exercised),
  * plus metadata; reads it back and checks every field and byte. */
 static void test_roundtrip_all_dtypes(void) {
-    const char *path = tmp_path("all.safetensors");
+    const char *path = tl_tmp_path("all.safetensors");
     uint8_t u8[5] = {0, 1, 127, 128, 255};
     float f32[6] = {1.5f, -2.25f, 0.0f, 3e-39f, 1e30f, -0.0f};
     uint16_t f16[4] = {0x3C00, 0x7BFF, 0x0001, 0xFC00}, bf16[3] = {0x3F80, 0xC0A0, 0x7F80};
@@ -208,7 +194,7 @@ static void test_roundtrip_all_dtypes(void) {
     CHECK_OK(ecr_st_writer_meta(w, "format", "test-2"));      /* replaces */
     CHECK_OK(ecr_st_writer_write(w, path));
     ecr_st_writer_free(w);
-    CHECK(access(tmp_path("all.safetensors.tmp"), F_OK) != 0);
+    CHECK(access(tl_tmp_path("all.safetensors.tmp"), F_OK) != 0);
 
     size_t len;
     uint8_t *img = slurp(path, &len);
@@ -260,7 +246,7 @@ static void test_roundtrip_all_dtypes(void) {
 /* The writer's exact bytes for a small file: metadata first, tensors in add order,
  * largest element size first in the data region, header space-padded to 8. */
 static void test_writer_exact_bytes(void) {
-    const char *path = tmp_path("exact.safetensors");
+    const char *path = tl_tmp_path("exact.safetensors");
     uint8_t b[3] = {7, 8, 9};
     float x[2] = {1.0f, 2.0f};
     ecr_st_writer *w;
@@ -446,7 +432,7 @@ static void test_bad_framing(void) {
     free(img);
 
     /* Through the file API: empty, truncated, missing, a directory. */
-    const char *p = tmp_path("empty.safetensors");
+    const char *p = tl_tmp_path("empty.safetensors");
     FILE *fp = fopen(p, "wb");
     fclose(fp);
     ecr_st_file *f;
@@ -454,7 +440,7 @@ static void test_bad_framing(void) {
     CHECK(strstr(ecr_last_error(), "empty.safetensors: file is 0 bytes") != NULL);
     remove(p);
     img = make_image(h, 8, &len);
-    p = tmp_path("trunc.safetensors");
+    p = tl_tmp_path("trunc.safetensors");
     fp = fopen(p, "wb");
     fwrite(img, 1, len - 3, fp);
     fclose(fp);
@@ -462,9 +448,9 @@ static void test_bad_framing(void) {
     CHECK(strstr(ecr_last_error(), "trunc.safetensors: tensor 'w': data_offsets [0, 8] extend past the data region (5 bytes)") != NULL);
     remove(p);
     free(img);
-    CHECK_STATUS(ecr_st_open(tmp_path("missing.safetensors"), &f), ECR_E_IO);
+    CHECK_STATUS(ecr_st_open(tl_tmp_path("missing.safetensors"), &f), ECR_E_IO);
     CHECK(strstr(ecr_last_error(), "missing.safetensors: cannot open") != NULL);
-    CHECK_STATUS(ecr_st_open(g_dir, &f), ECR_E_IO);
+    CHECK_STATUS(ecr_st_open(tl_scratch(NULL), &f), ECR_E_IO);
 }
 
 static void test_writer_refusals(void) {
@@ -485,14 +471,14 @@ static void test_writer_refusals(void) {
     CHECK_STATUS(ecr_st_writer_meta(w, "", "v"), ECR_E_INVALID);
     /* A failed write (no such directory) leaves nothing behind and reports the path. */
     char p[600];
-    snprintf(p, sizeof p, "%s/no/such/dir/x.safetensors", g_dir);
+    snprintf(p, sizeof p, "%s/no/such/dir/x.safetensors", tl_scratch(NULL));
     CHECK_STATUS(ecr_st_writer_write(w, p), ECR_E_IO);
     CHECK(strstr(ecr_last_error(), "x.safetensors") != NULL);
     ecr_st_writer_free(w);
 }
 
 int main(void) {
-    make_tmpdir();
+    tl_scratch("st");
     RUN(test_half_known_values);
     RUN(test_half_exhaustive_roundtrip);
     RUN(test_half_rounding_sweep);
@@ -503,6 +489,6 @@ int main(void) {
     RUN(test_bad_headers);
     RUN(test_bad_framing);
     RUN(test_writer_refusals);
-    rmdir(g_dir);
+    rmdir(tl_scratch(NULL));
     return test_finish("test_safetensors");
 }

@@ -139,6 +139,27 @@ int tl_copy_lines(const char *from, const char *to, int n) {
     return ok;
 }
 
+static char tl_dir[512];
+
+const char *tl_scratch(const char *tag) {
+    if (tl_dir[0]) return tl_dir;
+    const char *t = getenv("TMPDIR");
+    snprintf(tl_dir, sizeof tl_dir, "%s/ecr_%s_XXXXXX", t && *t ? t : P_tmpdir, tag);
+    if (!mkdtemp(tl_dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return tl_dir;
+}
+
+const char *tl_tmp_path(const char *name) {
+    static char p[4][600];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", tl_dir, name);
+    return p[k];
+}
+
 int tl_rm_tree(const char *dir) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

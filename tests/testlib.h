@@ -58,6 +58,12 @@ const char *tl_lo10_valid(void);
 int tl_copy_lines(const char *from, const char *to, int n);
 /* tl_rm_tree: rm -rf dir; 1 on success, else 0 and a message on stderr. */
 int tl_rm_tree(const char *dir);
+/* tl_scratch: a fresh folder $TMPDIR/ecr_TAG_XXXXXX (P_tmpdir without TMPDIR), made on the
+ * first call, whose path it returns (exits with a message if it cannot be made); later
+ * calls return the same folder, whatever their tag (NULL is fine then). tl_tmp_path: scratch/name, in one of 4 rotating static
+ * buffers (so a few can be live at once). */
+const char *tl_scratch(const char *tag);
+const char *tl_tmp_path(const char *name);
 
 /* ---- checking helpers (include test.h first) --------------------------------------------- */
 #ifdef ECR_TEST_H
