@@ -757,7 +757,8 @@ void ecr_batcher_get_stats(const ecr_batcher *b, ecr_batcher_stats *s);
  *                             "rng" [1] I64 (trainer PRNG state, for stochastic objectives;
  *                             the data order derives from (seed, epoch)), "data_cursor"
  *                             [3+window] I64 (ecr_batcher_get_cursor); metadata "format" =
- *                             "ecr-train-state-2", "step", "tokens", "elapsed_s", "options"
+ *                             "ecr-train-state-2", "step", "tokens", "elapsed_s", "processes"
+ *                             (of the run that wrote it; a resume may use another), "options"
  *                             (JSON of the options that must match to resume), "options_hash"
  *   log.jsonl                 one record per step {"step", "loss" (the LM term: mean nats
  *                             per target token), "lr", "grad_norm" (before clipping),

@@ -109,7 +109,12 @@ done
 "$ECR" train "${B[@]}" --steps 10 --threads 2 --out "$T/r1" 2>/dev/null &&
     "$ECR" train "${B[@]}" --steps 20 --threads 2 --out "$T/r1" --resume 2>/dev/null || bad "1-process resume failed"
 expect 0 "2 processes, then resumed by 1" -- "${MPIRUN[@]}" "$ECR" train "${B[@]}" --steps 10 --threads 1 --out "$T/r2"
-expect 0 "resumed by 1 process" -- "$ECR" train "${B[@]}" --steps 20 --threads 2 --out "$T/r2" --resume
+"$ECR" inspect "$T/r2/train_state.safetensors" >"$T/inspect" 2>&1
+has "$T/inspect" "processes *2" "the checkpoint records the processes that wrote it"
+LOUD=()
+for x in "${B[@]}"; do [ "$x" = --quiet ] || LOUD+=("$x"); done
+expect 0 "resumed by 1 process" -- "$ECR" train "${LOUD[@]}" --steps 20 --threads 2 --out "$T/r2" --resume
+has "$T/err" "written by a run of 2 processes, this one has 1" "a resume with another N says so"
 if r=$(same_steps "$T/r1/log.jsonl" "$T/r2/log.jsonl"); then ok; else bad "resume with another N: $r"; fi
 expect 0 "1 process, then resumed by 2" -- "$ECR" train "${B[@]}" --steps 10 --threads 2 --out "$T/r3"
 expect 0 "resumed by 2 processes" -- "${MPIRUN[@]}" "$ECR" train "${B[@]}" --steps 20 --threads 1 --out "$T/r3" --resume

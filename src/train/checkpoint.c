@@ -181,6 +181,9 @@ ecr_status ecr_tr_save_checkpoint(trainer *t) {
     if (!st) st = ecr_st_writer_meta(w, "step", step_s);
     if (!st) st = ecr_st_writer_meta(w, "tokens", tokens_s);
     if (!st) st = ecr_st_writer_meta(w, "elapsed_s", elapsed_s);
+    char procs[16];
+    snprintf(procs, sizeof procs, "%d", t->world);
+    if (!st) st = ecr_st_writer_meta(w, "processes", procs); /* informative: a resume may use another N */
     if (!st) st = ecr_st_writer_meta(w, "options", opts);
     if (!st) st = ecr_st_writer_meta(w, "options_hash", hash);
     if (!st) st = ecr_st_writer_write(w, t->state_path);
@@ -328,7 +331,12 @@ static ecr_status load_state(trainer *t) {
         }
     }
     if (!st && t->step < 0) st = ecr_fail(ECR_E_INVALID, "%s: tensor 'step' is negative", path);
-    const char *tok = ecr_st_meta(f, "tokens"), *el = ecr_st_meta(f, "elapsed_s");
+    const char *tok = ecr_st_meta(f, "tokens"), *el = ecr_st_meta(f, "elapsed_s"), *np_s = ecr_st_meta(f, "processes");
+    int saved_np = np_s ? atoi(np_s) : 1;
+    if (!st && saved_np != t->world && !t->o.quiet)
+        fprintf(stderr, "train: the checkpoint was written by a run of %d process%s, this one has %d: the same "
+                        "optimisation goes on (the numbers agree with an uninterrupted run up to summation order)\n",
+                saved_np, saved_np == 1 ? "" : "es", t->world);
     if (!st) {
         t->tokens = tok ? strtoll(tok, NULL, 10) : 0;
         t->elapsed0 = el ? strtod(el, NULL) : 0.0;
