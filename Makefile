@@ -1,6 +1,6 @@
 # ecr — build, test, benchmark, demo.
 #
-#   make              build build/ecr and build/libecr.a
+#   make              build build/ecr, build/libecr.a and build/libecr.so (for python/ecr)
 #   make test         unit + CLI tests, then the same unit tests under ASan+UBSan
 #   make bench        benchmarks (each prints its ratio against a peer)
 #   make stress       the long fault test: kills and write failures for every objective
@@ -102,12 +102,14 @@ ifneq ($(NO_DNNL),1)
 endif
 
 # MPI (optional): `ecr train`, `embed` and `eval` across the processes of an mpirun job.
-# Only the CLI (cli/comm.c) includes mpi.h; the library takes a communicator (ecr_comm).
-CLI_CFLAGS :=
+# Only the CLI (cli/comm.c) and bench_allreduce include mpi.h; the library takes a
+# communicator (ecr_comm).
+MPI_CFLAGS :=
 ifneq ($(NO_MPI),1)
   ifeq ($(shell pkg-config --exists mpi-c && echo y),y)
-    CLI_CFLAGS += $(shell pkg-config --cflags mpi-c) -DECR_HAVE_MPI=1
-    LDLIBS += $(shell pkg-config --libs mpi-c)
+    MPI_CFLAGS += $(shell pkg-config --cflags mpi-c) -DECR_HAVE_MPI=1
+    MPI_LDLIBS := $(shell pkg-config --libs mpi-c)
+    LDLIBS += $(MPI_LDLIBS)
     FOUND += MPI-$(shell pkg-config --modversion mpi-c)
     HAVE_MPI := 1
   endif
@@ -127,11 +129,16 @@ TESTLIB  := $(BUILD)/tests/testlib.o
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/libecr.a
+# The shared library (python/ecr loads it with ctypes): the same sources compiled again with
+# -fPIC into their own folder (calls inside it bound at link time, as in the static library),
+# linked without MPI (the library never calls it).
+SO       := $(BUILD)/libecr.so
+PIC_OBJ  := $(SRC:src/%.c=$(BUILD)/pic/%.o)
 ECR      := $(BUILD)/ecr
 DATA     := build/data/lo10/train.jsonl build/data/lo10/valid.jsonl
 
 .PHONY: fuzz fuzz-smoke fuzz-bins teacher experiment precision all test test-unit test-cli test-san test-nodnnl bench stress demo data clean found
-all: found $(ECR) $(LIB)
+all: found $(ECR) $(LIB) $(SO)
 
 found:
 	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)$(if $(HAVE_DNNL),, (no oneDNN: fp32 only; apt-get install libdnnl-dev for bf16))$(if $(HAVE_MPI),, (no MPI: one process; apt-get install libopenmpi-dev for mpirun))$(if $(filter y,$(HAVE_LIBFUZZER)), libFuzzer(clang), (no libFuzzer: make fuzz needs apt-get install clang libfuzzer-14-dev))"
@@ -144,12 +151,21 @@ $(BUILD)/obj/%.o: src/%.c include/ecr.h $(HDR)
 $(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h) $(HDR)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
-	$(Q)$(CC) $(CFLAGS) $(CLI_CFLAGS) -Icli -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(MPI_CFLAGS) -Icli -c $< -o $@
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR   $@"
 	$(Q)rm -f $@ && ar rcs $@ $^   # from scratch: a removed source leaves no stale object
+
+$(BUILD)/pic/%.o: src/%.c include/ecr.h $(HDR)
+	@mkdir -p $(dir $@)
+	@echo "  CC   $< (-fPIC)"
+	$(Q)$(CC) $(CFLAGS) -fPIC -fno-semantic-interposition -c $< -o $@
+
+$(SO): $(PIC_OBJ)
+	@echo "  SO   $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libecr.so -Wl,--no-undefined -Wl,-Bsymbolic $^ $(filter-out $(MPI_LDLIBS),$(LDLIBS)) -o $@
 
 $(ECR): $(CLI_OBJ) $(LIB)
 	@echo "  LINK $@"
@@ -169,7 +185,7 @@ $(BUILD)/tests/%: tests/%.c tests/test.h tests/testlib.h $(TESTLIB) $(LIB)
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  BENCH $@"
-	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $(MPI_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # The bundled corpus ships xz-compressed; decompress on demand.
 build/data/lo10/%.jsonl: data/lo10/%.jsonl.xz
@@ -195,7 +211,7 @@ $(FAULTSHIM): tests/faultshim.c
 # The fault test tries every 3rd of its fault points but the renames (every 16th and at
 # most 10 random kills under the sanitizers); `make stress` tries them all. Under the
 # sanitizers the MPI test compares one objective (ecr) instead of three.
-test-cli: $(ECR) $(DATA) $(FAULTSHIM)
+test-cli: $(ECR) $(SO) $(DATA) $(FAULTSHIM)
 	@fail=0; for t in $(filter-out tests/cli_lib.sh,$(sort $(wildcard tests/cli_*.sh))); do \
 	  ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) $(if $(filter 1,$(SAN)),FAULT_EVERY=16 FAULT_RANDOM_KILLS=10 MPI_OBJECTIVES=ecr,FAULT_EVERY=3) bash $$t \
 	    || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail

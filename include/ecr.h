@@ -304,6 +304,21 @@ typedef struct ecr_corpus {
 ecr_status ecr_corpus_read(const char *path, ecr_corpus **out);
 void ecr_corpus_free(ecr_corpus *c);
 
+typedef enum ecr_text_format {
+    ECR_TEXT_JSONL = 0,       /* one JSON object per line, as ecr_corpus_read                    */
+    ECR_TEXT_LINES = 1,       /* plain UTF-8 text, one text per line                             */
+} ecr_text_format;
+
+/* Reads a corpus from an open stream (read to its end, not closed); `name` names it in
+ * messages ("name:LINE: reason"). ECR_TEXT_JSONL is ecr_corpus_read's format (blank lines
+ * skipped). ECR_TEXT_LINES: every line is one text, the newline (and a CR before it) left
+ * out, a last line without a newline included; only `text` is set (the other fields are NULL
+ * entries), so text i is line i + 1. Refused with ECR_E_INVALID naming the line: an empty
+ * line ("name:3: empty line ..."; an empty text has no tokens to embed), invalid UTF-8
+ * ("name:3: invalid UTF-8 at byte 7", 1-based), a NUL byte, a line beyond 64 MiB; and a
+ * stream without texts. ECR_E_IO on a read error. */
+ecr_status ecr_corpus_read_stream(FILE *fp, const char *name, ecr_text_format fmt, ecr_corpus **out);
+
 typedef struct ecr_data {
     ecr_st_file *file;        /* owned                                              */
     size_t n_texts;
@@ -316,6 +331,8 @@ typedef struct ecr_data {
     int n_langs, n_labels, n_groups;
     char **langs, **labels;   /* owned string tables                                */
     const char *tokenizer_json; /* the embedded tokenizer.json text (borrowed), or NULL */
+    void *mem;                /* internal: the arrays of in-memory data (ecr_data_from_texts),
+                                 whose `file` is NULL; NULL for a file                      */
 } ecr_data;
 
 /* Reads the corpus, encodes every text (in parallel; see ecr_set_threads) and writes the
@@ -326,6 +343,18 @@ ecr_status ecr_prepare(const char *corpus_path, const char *tokenizer_path,
  * index columns inside their tables). */
 ecr_status ecr_data_open(const char *path, ecr_data **out);
 void ecr_data_free(ecr_data *d);
+/* Prepared data in memory, without a file: n UTF-8 texts encoded with `tok` exactly as
+ * ecr_prepare encodes a corpus (the same tokens, offsets and n_bytes, so every function of
+ * ecr_data gives the numbers it gives on the prepared file of the same texts). texts[i]
+ * holds lens[i] bytes (lens NULL: NUL-terminated strings); both are read only during the
+ * call. No groups, languages or labels (every index -1, empty tables), file and
+ * tokenizer_json NULL, vocab_size the tokenizer's. n may be 0. ECR_E_INVALID "text I: ..."
+ * (1-based; the lowest bad index) for an empty text (it has no tokens: ecr_prepare refuses
+ * it too), invalid UTF-8 ("text 2: invalid UTF-8 at byte 5", 0-based), a text of 2^31 bytes
+ * or more. Encodes in parallel (ecr_set_threads); prints nothing. *out is the caller's
+ * (ecr_data_free). */
+ecr_status ecr_data_from_texts(const ecr_tokenizer *tok, const char *const *texts, const size_t *lens,
+                               size_t n, ecr_data **out);
 /* Token id j of the whole stream. */
 static inline uint32_t ecr_data_token(const ecr_data *d, size_t j) {
     return d->tok16 ? d->tok16[j] : d->tok32[j];
@@ -469,8 +498,10 @@ int ecr_kv_cache_len(const ecr_kv_cache *c);
  * (max_len positions) is ECR_E_INVALID. */
 ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *logits);
 
-/* Threads for OpenMP and BLAS (0 = all cores). Process-wide. Results are deterministic
- * for a given thread count. */
+/* Threads for OpenMP and BLAS (0 = all cores). BLAS's count is process-wide; OpenMP's
+ * belongs to the calling thread (another thread of the process keeps OpenMP's default,
+ * OMP_NUM_THREADS or all cores, until it calls this too). Results are deterministic for a
+ * given thread count. */
 void ecr_set_threads(int n);
 int ecr_get_threads(void);
 
@@ -1095,6 +1126,15 @@ void ecr_embed_opts_default(ecr_embed_opts *o);
  * a given thread count. Progress (texts, texts/s) on stderr unless o->quiet. */
 ecr_status ecr_embed(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, float **out,
                      int64_t *cols, int *projected);
+/* Embeddings of raw texts: ecr_data_from_texts(tok, ...) then ecr_embed, so the rows are
+ * those of ecr_prepare + ecr_embed on the same texts, bit for bit (with the same options and
+ * threads). `tok` must be the model's tokenizer (its folder's tokenizer.json); a vocabulary
+ * larger than the model's is ECR_E_INVALID. n = 0 gives 0 rows (*out still malloc'd).
+ * Failures as those two functions': "text I: empty ..." and "text I: invalid UTF-8 ..."
+ * name the text. With o->comm every rank must pass the same texts. */
+ecr_status ecr_embed_texts(ecr_model *m, const ecr_tokenizer *tok, const char *const *texts,
+                           const size_t *lens, size_t n, const ecr_embed_opts *o, float **out,
+                           int64_t *cols, int *projected);
 /* u[n, D] = P h / max(||P h||, 1e-12) for n rows h[n, dim] with the model's projection;
  * ECR_E_INVALID when the model has none (ecr_dim 0). Never used by generation. */
 ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u);
@@ -1446,6 +1486,9 @@ uint64_t ecr_hash_u64(uint64_t x);
 void ecr_hash_hex(const void *buf, size_t len, char out[17]);
 /* Monotonic seconds. */
 double ecr_now(void);
+/* free() for memory the library handed out with malloc (ecr_embed's rows, ...), for callers
+ * in other languages whose allocator may not be the library's C runtime's. */
+void ecr_free(void *p);
 
 #ifdef __cplusplus
 }

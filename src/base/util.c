@@ -292,6 +292,8 @@ double ecr_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void ecr_free(void *p) { free(p); }
+
 double ecr_unit_row(const float *x, int d, double eps, float *y) {
     double s = 0.0;
     for (int j = 0; j < d; j++) s += (double)x[j] * x[j];

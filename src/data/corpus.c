@@ -1,5 +1,6 @@
 /* corpus.c — reads a JSONL corpus: one JSON object per line with a required string
- * "text" and optional string fields "id", "group", "lang", "label". */
+ * "text" and optional string fields "id", "group", "lang", "label"; or plain text, one
+ * text per line (ecr embed --text). */
 #include "ecr.h"
 #include "util.h"
 
@@ -90,42 +91,74 @@ done:
     return st;
 }
 
-ecr_status ecr_corpus_read(const char *path, ecr_corpus **out) {
+/* One line of plain text (format ECR_TEXT_LINES) as entry c->n: the whole line is the text. */
+static ecr_status text_line(const char *name, size_t lineno, const char *line, size_t n, ecr_corpus *c) {
+    if (n == 0)
+        return ecr_fail(ECR_E_INVALID, "%s:%zu: empty line (every line is a text; an empty text has no tokens)",
+                        name, lineno);
+    const char *nul = memchr(line, '\0', n);
+    if (nul) return ecr_fail(ECR_E_INVALID, "%s:%zu: NUL byte at byte %zu", name, lineno, (size_t)(nul - line) + 1);
+    long bad = utf8_invalid_at(line, n);
+    if (bad >= 0) return ecr_fail(ECR_E_INVALID, "%s:%zu: invalid UTF-8 at byte %ld", name, lineno, bad + 1);
+    size_t i = c->n;
+    c->id[i] = c->group[i] = c->lang[i] = c->label[i] = NULL;
+    c->text[i] = malloc(n + 1);
+    if (!c->text[i]) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", name);
+    memcpy(c->text[i], line, n + 1);
+    c->n++;
+    return ECR_OK;
+}
+
+ecr_status ecr_corpus_read_stream(FILE *fp, const char *name, ecr_text_format fmt, ecr_corpus **out) {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fmt != ECR_TEXT_JSONL && fmt != ECR_TEXT_LINES)
+        return ecr_fail(ECR_E_INVALID, "%s: unknown text format %d", name, (int)fmt);
     ecr_corpus *c = calloc(1, sizeof *c);
     char *line = NULL;
     size_t cap = 0, line_cap = 0, lineno = 0;
-    ecr_status st = c ? ECR_OK : ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+    ecr_status st = c ? ECR_OK : ecr_fail(ECR_E_NOMEM, "%s: out of memory", name);
     while (st == ECR_OK) {
         errno = 0;
         long r = ecr_read_line(fp, &line, &line_cap, ECR_MAX_LINE);
         if (r == 0) break;
         lineno++;
-        if (r == -1) st = ecr_fail(ECR_E_IO, "%s: read error: %s", path, strerror(errno));
-        else if (r == -2) st = ecr_fail(ECR_E_INVALID, "%s:%zu: line longer than %zu MiB", path, lineno, ECR_MAX_LINE >> 20);
-        else if (r == -3) st = ecr_fail(ECR_E_NOMEM, "%s:%zu: out of memory", path, lineno);
+        if (r == -1) st = ecr_fail(ECR_E_IO, "%s: read error: %s", name, strerror(errno));
+        else if (r == -2) st = ecr_fail(ECR_E_INVALID, "%s:%zu: line longer than %zu MiB", name, lineno, ECR_MAX_LINE >> 20);
+        else if (r == -3) st = ecr_fail(ECR_E_NOMEM, "%s:%zu: out of memory", name, lineno);
         if (st) break;
         size_t n = (size_t)r;
         if (line[n - 1] == '\n') line[--n] = '\0';
-        size_t k = 0;
-        while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r')) k++;
-        if (k == n) continue; /* blank lines are skipped */
+        if (fmt == ECR_TEXT_LINES) {
+            if (n > 0 && line[n - 1] == '\r') line[--n] = '\0'; /* a CRLF file's lines */
+        } else {
+            size_t k = 0;
+            while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r')) k++;
+            if (k == n) continue; /* blank lines are skipped */
+        }
         if (c->n == cap && corpus_grow(c, &cap) != ECR_OK)
-            st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+            st = ecr_fail(ECR_E_NOMEM, "%s: out of memory", name);
+        else if (fmt == ECR_TEXT_LINES)
+            st = text_line(name, lineno, line, n, c);
         else
-            st = parse_line(path, lineno, line, n, c);
+            st = parse_line(name, lineno, line, n, c);
     }
     free(line);
-    fclose(fp);
-    if (st == ECR_OK && c->n == 0) st = ecr_fail(ECR_E_INVALID, "%s: no texts", path);
+    if (st == ECR_OK && c->n == 0) st = ecr_fail(ECR_E_INVALID, "%s: no texts", name);
     if (st != ECR_OK) {
         ecr_corpus_free(c);
         return st;
     }
     *out = c;
     return ECR_OK;
+}
+
+ecr_status ecr_corpus_read(const char *path, ecr_corpus **out) {
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ecr_fail(ECR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    ecr_status st = ecr_corpus_read_stream(fp, path, ECR_TEXT_JSONL, out);
+    fclose(fp);
+    return st;
 }
 
 void ecr_corpus_free(ecr_corpus *c) {

@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <cJSON.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef ECR_HAVE_OMP
@@ -28,22 +29,22 @@ static void encoded_free(encoded *e, size_t n) {
     free(e->len);
 }
 
-/* Encodes every text; the first failing text (lowest index) determines the error. */
-static ecr_status encode_all(const ecr_corpus *c, const ecr_tokenizer *tok, const char *path,
-                             encoded *e, int quiet) {
-    e->ids = calloc(c->n, sizeof *e->ids);
-    e->len = calloc(c->n, sizeof *e->len);
-    if (!e->ids || !e->len) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", path);
+/* Encodes texts[0..n) (lens[i] bytes each; lens NULL: NUL-terminated); the first failing
+ * text (lowest index) determines the error, "WHAT: text N: reason" (WHAT NULL: "text N: ..."). */
+static ecr_status encode_all(const char *const *texts, const size_t *lens, size_t n, const ecr_tokenizer *tok,
+                             const char *what, encoded *e, int quiet) {
+    e->ids = calloc(n ? n : 1, sizeof *e->ids);
+    e->len = calloc(n ? n : 1, sizeof *e->len);
+    if (!e->ids || !e->len) return ecr_fail(ECR_E_NOMEM, "%s: out of memory", what ? what : "prepare");
     long first_bad = -1;
     char bad_msg[512] = "";
     double t0 = ecr_now();
     size_t done = 0;
 #pragma omp parallel for schedule(dynamic, 256)
-    for (size_t i = 0; i < c->n; i++) {
-        size_t len = strlen(c->text[i]), n = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = lens ? lens[i] : strlen(texts[i]), k = 0;
         int32_t *ids = malloc((len + 1) * sizeof *ids); /* BPE never yields more ids than bytes */
-        ecr_status st = ids ? ecr_tokenizer_encode(tok, c->text[i], len, ids, len + 1, &n)
-                            : ECR_E_NOMEM;
+        ecr_status st = ids ? ecr_tokenizer_encode(tok, texts[i], len, ids, len + 1, &k) : ECR_E_NOMEM;
         if (st != ECR_OK) {
 #pragma omp critical(prepare_err)
             if (first_bad < 0 || (long)i < first_bad) {
@@ -54,18 +55,19 @@ static ecr_status encode_all(const ecr_corpus *c, const ecr_tokenizer *tok, cons
             continue;
         }
         e->ids[i] = ids;
-        e->len[i] = n;
+        e->len[i] = k;
         if (!quiet) {
             size_t d;
 #pragma omp atomic capture
             d = ++done;
             if (d % 20000 == 0)
-                fprintf(stderr, "\rprepare: encoded %zu/%zu texts (%.1f s)", d, c->n, ecr_now() - t0);
+                fprintf(stderr, "\rprepare: encoded %zu/%zu texts (%.1f s)", d, n, ecr_now() - t0);
         }
     }
-    if (!quiet) fprintf(stderr, "\rprepare: encoded %zu texts in %.1f s          \n", c->n, ecr_now() - t0);
+    if (!quiet) fprintf(stderr, "\rprepare: encoded %zu texts in %.1f s          \n", n, ecr_now() - t0);
     if (first_bad >= 0)
-        return ecr_fail(ECR_E_INVALID, "%s: text %ld: %s", path, first_bad + 1, bad_msg);
+        return what ? ecr_fail(ECR_E_INVALID, "%s: text %ld: %s", what, first_bad + 1, bad_msg)
+                    : ecr_fail(ECR_E_INVALID, "text %ld: %s", first_bad + 1, bad_msg);
     return ECR_OK;
 }
 
@@ -106,18 +108,19 @@ static void columns_free(columns *k) {
     free(k->label); free(k->langs_json); free(k->labels_json); free(k->tok_json);
 }
 
-static ecr_status build_columns(const ecr_corpus *c, const encoded *e, int vocab, columns *k) {
-    size_t n = c->n;
+/* The token columns (tokens, offsets, n_bytes) of n encoded texts of bytes[i] bytes each;
+ * group, lang and label allocated, to be filled by the caller. */
+static ecr_status build_columns(size_t n, const size_t *bytes, const encoded *e, int vocab, columns *k) {
     k->offsets = malloc((n + 1) * sizeof *k->offsets);
-    k->n_bytes = malloc(n * sizeof *k->n_bytes);
-    k->group = malloc(n * sizeof *k->group);
-    k->lang = malloc(n * sizeof *k->lang);
-    k->label = malloc(n * sizeof *k->label);
+    k->n_bytes = malloc((n ? n : 1) * sizeof *k->n_bytes);
+    k->group = malloc((n ? n : 1) * sizeof *k->group);
+    k->lang = malloc((n ? n : 1) * sizeof *k->lang);
+    k->label = malloc((n ? n : 1) * sizeof *k->label);
     if (!k->offsets || !k->n_bytes || !k->group || !k->lang || !k->label) return ECR_E_NOMEM;
     k->offsets[0] = 0;
     for (size_t i = 0; i < n; i++) {
         k->offsets[i + 1] = k->offsets[i] + (int64_t)e->len[i];
-        k->n_bytes[i] = (int32_t)strlen(c->text[i]);
+        k->n_bytes[i] = (int32_t)bytes[i];
     }
     k->n_tokens = (size_t)k->offsets[n];
     size_t w = vocab <= 65536 ? 2 : 4;
@@ -129,7 +132,18 @@ static ecr_status build_columns(const ecr_corpus *c, const encoded *e, int vocab
             if (w == 2) ((uint16_t *)k->tokens)[at] = (uint16_t)e->ids[i][j];
             else ((uint32_t *)k->tokens)[at] = (uint32_t)e->ids[i][j];
         }
-    ecr_status st = index_field(c->group, n, k->group, NULL, &k->n_groups);
+    return ECR_OK;
+}
+
+/* The columns of a corpus: the tokens, and the group / lang / label indices. */
+static ecr_status corpus_columns(const ecr_corpus *c, const encoded *e, int vocab, columns *k) {
+    size_t n = c->n;
+    size_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
+    if (!bytes) return ECR_E_NOMEM;
+    for (size_t i = 0; i < n; i++) bytes[i] = strlen(c->text[i]);
+    ecr_status st = build_columns(n, bytes, e, vocab, k);
+    free(bytes);
+    if (!st) st = index_field(c->group, n, k->group, NULL, &k->n_groups);
     if (!st) st = index_field(c->lang, n, k->lang, &k->langs_json, &k->n_langs);
     if (!st) st = index_field(c->label, n, k->label, &k->labels_json, &k->n_labels);
     return st;
@@ -182,10 +196,10 @@ ecr_status ecr_prepare(const char *corpus_path, const char *tokenizer_path, cons
     if (!st) {
         st = ecr_read_file(tokenizer_path, &k.tok_json, NULL);
     }
-    if (!st) st = encode_all(c, tok, corpus_path, &e, quiet);
+    if (!st) st = encode_all((const char *const *)c->text, NULL, c->n, tok, corpus_path, &e, quiet);
     int vocab = tok ? ecr_tokenizer_vocab_size(tok) : 0;
     if (!st) {
-        st = build_columns(c, &e, vocab, &k);
+        st = corpus_columns(c, &e, vocab, &k);
         if (st == ECR_E_NOMEM) ecr_fail(st, "%s: out of memory", corpus_path);
     }
     if (!st) st = write_columns(&k, c->n, vocab, corpus_path, out_path);
@@ -197,6 +211,54 @@ ecr_status ecr_prepare(const char *corpus_path, const char *tokenizer_path, cons
     ecr_corpus_free(c);
     ecr_tokenizer_free(tok);
     return st;
+}
+
+/* ---- in memory -------------------------------------------------------------------- */
+
+ecr_status ecr_data_from_texts(const ecr_tokenizer *tok, const char *const *texts, const size_t *lens,
+                               size_t n, ecr_data **out) {
+    *out = NULL;
+    size_t bad = n; /* the first empty or oversized text; the texts before it are encoded, so
+                       that invalid UTF-8 in one of them is named first (the lowest index) */
+    for (size_t i = 0; i < n && bad == n; i++) {
+        size_t len = lens ? lens[i] : strlen(texts[i]);
+        if (len == 0 || len > (size_t)INT32_MAX) bad = i;
+    }
+    encoded e = {0};
+    columns *k = calloc(1, sizeof *k);
+    ecr_data *d = calloc(1, sizeof *d);
+    size_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
+    int vocab = ecr_tokenizer_vocab_size(tok);
+    ecr_status st = k && d && bytes ? ECR_OK : ecr_fail(ECR_E_NOMEM, "texts: out of memory");
+    for (size_t i = 0; !st && i < n; i++) bytes[i] = lens ? lens[i] : strlen(texts[i]);
+    if (!st) st = encode_all(texts, bytes, bad, tok, NULL, &e, 1);
+    if (!st && bad < n)
+        st = bytes[bad] == 0 ? ecr_fail(ECR_E_INVALID, "text %zu: empty (a text needs at least one token)", bad + 1)
+                             : ecr_fail(ECR_E_INVALID, "text %zu: %zu bytes (at most %d)", bad + 1, bytes[bad], INT32_MAX);
+    if (!st && build_columns(n, bytes, &e, vocab, k) != ECR_OK)
+        st = ecr_fail(ECR_E_NOMEM, "texts: out of memory for %zu texts", n);
+    encoded_free(&e, bad);
+    free(bytes);
+    if (st) {
+        if (k) columns_free(k);
+        free(k);
+        free(d);
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) k->group[i] = k->lang[i] = k->label[i] = -1;
+    d->mem = k;
+    d->n_texts = n;
+    d->n_tokens = k->n_tokens;
+    d->vocab_size = vocab;
+    if (vocab <= 65536) d->tok16 = k->tokens;
+    else d->tok32 = k->tokens;
+    d->offsets = k->offsets;
+    d->n_bytes = k->n_bytes;
+    d->group = k->group;
+    d->lang = k->lang;
+    d->label = k->label;
+    *out = d;
+    return ECR_OK;
 }
 
 /* ---- reading ----------------------------------------------------------------------- */
@@ -336,5 +398,7 @@ void ecr_data_free(ecr_data *d) {
     free(d->langs);
     free(d->labels);
     ecr_st_close(d->file);
+    if (d->mem) columns_free(d->mem);
+    free(d->mem);
     free(d);
 }

@@ -1,6 +1,7 @@
 /* embed.c — text embeddings of prepared data: the pooled hidden state h of every text, or
  * u through the model's ECR projection (see "Embeddings" in ecr.h). The forward without
- * the LM head (ecr_model_encode) does the work; texts are packed in file order. */
+ * the LM head (ecr_model_encode) does the work; texts are packed in file order. Raw texts
+ * become prepared data in memory first (ecr_data_from_texts), so both paths are one. */
 #include "ecr.h"
 #include "losses.h"
 #include "ops.h"
@@ -103,4 +104,15 @@ ecr_status ecr_embed(ecr_model *m, const ecr_data *d, const ecr_embed_opts *o, f
     *cols = use_proj ? (int64_t)D : (int64_t)dim;
     if (projected) *projected = use_proj;
     return ECR_OK;
+}
+
+ecr_status ecr_embed_texts(ecr_model *m, const ecr_tokenizer *tok, const char *const *texts,
+                           const size_t *lens, size_t n, const ecr_embed_opts *o, float **out,
+                           int64_t *cols, int *projected) {
+    *out = NULL;
+    ecr_data *d = NULL;
+    ecr_status st = ecr_data_from_texts(tok, texts, lens, n, &d);
+    if (!st) st = ecr_embed(m, d, o, out, cols, projected);
+    ecr_data_free(d);
+    return st;
 }

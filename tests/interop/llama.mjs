@@ -18,6 +18,13 @@
 //                            returns), from llama.cpp's embedding output of each prefix
 //   tokenize IN OUT          the ids of each text line of IN, without BOS/EOS and without
 //                            parsing special tokens (as `ecr tokenizer encode`)
+//   time N REPS IN OUT       for the first sequence of IN, REPS runs of N greedy tokens
+//                            (temperature 0, going on past end-of-text), each timed from the
+//                            start of its evaluation (the prompt's included) to its N-th
+//                            token: one JSON line per run {"seconds", "prompt_ms",
+//                            "prompt_tokens", "eval_ms", "eval_runs", "tokens"}, the _ms and
+//                            counts from llama.cpp's own performance counters (its decode
+//                            time without this script's and node's overhead) (bench/)
 //
 // A sequence is a line of space-separated token ids: exactly what the model sees, BOS
 // included. OUT "-" is stdout. One thread, CPU only.
@@ -27,7 +34,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { getLlama } from "node-llama-cpp";
 
 const usage = "usage: node llama.mjs load MODEL.gguf [exact] [info OUT] [probs IN OUT] " +
-  "[generate N IN OUT] [embed IN OUT] [tokenize IN OUT] ...\n";
+  "[generate N IN OUT] [embed IN OUT] [tokenize IN OUT] [time N REPS IN OUT] ...\n";
 const args = process.argv.slice(2);
 if (args[0] !== "load") { process.stderr.write(usage); process.exit(2); }
 
@@ -48,10 +55,26 @@ const write = (path, lines) => {
 };
 const g9 = (x) => Number(x).toPrecision(9);
 
+// llama.cpp's log: errors to stderr; its performance lines (info) are kept for `time`.
+const perf = [];
 const llama = await getLlama({
   gpu: false, build: "never", skipDownload: true, usePrebuiltBinaries: true,
-  progressLogs: false, logLevel: "error", maxThreads: 1,
+  progressLogs: false, logLevel: "info", maxThreads: 1,
+  logger: (level, message) => {
+    if (/ time = /.test(message)) perf.push(message);
+    else if (level === "error" || level === "fatal") process.stderr.write(`llama.cpp: ${message}\n`);
+  },
 });
+// The prompt's and the generation's decode time from llama.cpp's performance counters since
+// the last call (which resets them).
+const timings = async (context) => {
+  perf.length = 0;
+  await context.printTimings();
+  const get = (re) => { for (const l of perf) { const m = re.exec(l); if (m) return [Number(m[1]), Number(m[2])]; } return [NaN, NaN]; };
+  const [promptMs, promptTokens] = get(/prompt eval time =\s*([\d.]+) ms \/\s*(\d+)/);
+  const [evalMs, evalRuns] = get(/[^t] eval time =\s*([\d.]+) ms \/\s*(\d+)/);
+  return { prompt_ms: promptMs, prompt_tokens: promptTokens, eval_ms: evalMs, eval_runs: evalRuns };
+};
 let model = null, exact = false;
 const contextOptions = (extra = {}) => ({
   contextSize: model.trainContextSize, batchSize: model.trainContextSize, threads: 1,
@@ -128,6 +151,27 @@ for (let i = 0; i < args.length;) {
     }
     write(out, lines);
     await ctx.dispose();
+  } else if (task === "time") {
+    const [n, reps] = need(2).map(Number);
+    const [inp, out] = need(2);
+    const ids = sequences(inp)[0];
+    const context = await model.createContext(contextOptions({ performanceTracking: true }));
+    const seq = context.getSequence();
+    const lines = [];
+    for (let r = 0; r < reps; r++) {
+      await seq.clearHistory();
+      await timings(context); // resets the counters
+      const got = [];
+      const t0 = performance.now();
+      for await (const t of seq.evaluate(ids, { temperature: 0, yieldEogToken: true })) {
+        got.push(t);
+        if (got.length >= n) break;
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      lines.push(JSON.stringify({ seconds, ...(await timings(context)), tokens: got }));
+    }
+    write(out, lines);
+    await context.dispose();
   } else {
     process.stderr.write(`llama.mjs: unknown task '${task}'\n${usage}`);
     process.exit(2);
