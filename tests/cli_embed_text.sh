@@ -113,7 +113,7 @@ cp "$T/m/config.json" "$T/m/model.safetensors" "$T/notok/"
 expect 1 "a folder without tokenizer.json" -- "$ECR" embed --model "$T/notok" --text "$T/t.txt" --out "$T/x.npy"
 has_fixed "$T/err" "$T/notok/tokenizer.json" "the missing tokenizer is named"
 expect 1 "an unwritable --out" -- "$ECR" embed --model "$T/nothing-here" --text "$T/t.txt" --out "$T/no/such/x.npy"
-one_line "an unwritable --out"; has_fixed "$T/err" "$T/no/such/x.npy: cannot create" "checked before the model loads"
+one_line "an unwritable --out"; has_fixed "$T/err" "$T/no/such/x.npy: cannot write" "checked before the model loads"
 expect 1 "an --out under a file" -- "$ECR" embed --model "$T/m" --text "$T/t.txt" --out "$T/t.txt/x.tsv" --format tsv
 expect 2 "--data and --text" -- "$ECR" embed --model "$T/m" --data "$T/t.st" --text "$T/t.txt" --out "$T/x.npy"
 expect 2 "neither --data nor --text" -- "$ECR" embed --model "$T/m" --out "$T/x.npy"

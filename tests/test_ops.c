@@ -173,6 +173,39 @@ static void test_linear(void) {
     free(dw2); free(xa);
 }
 
+/* One row (decoding) takes the matrix-vector path, ecr_sgemv: against a double reference,
+ * with beta 0 (NaN in y ignored) and 1, on shapes across the BLAS's blocking. */
+static void test_sgemv(void) {
+    static const int shapes[][2] = {{1, 1}, {6, 7}, {384, 384}, {1152, 384}, {8192, 256}, {5, 1000}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        int M = shapes[c][0], K = shapes[c][1];
+        float *A = randn((size_t)M * K, 1.0f), *x = randn((size_t)K, 1.0f), *y = randn((size_t)M, 1.0f);
+        float *y0 = copyf(y, (size_t)M), *yl = zeros((size_t)M);
+        for (int beta = 0; beta < 2; beta++) {
+            float *yy = copyf(y0, (size_t)M);
+            if (beta == 0) yy[0] = NAN;
+            ecr_sgemv(M, K, A, x, (float)beta, yy);
+            double e = 0, scale = 0;
+            for (int i = 0; i < M; i++) {
+                double ref = beta ? y0[i] : 0.0, mag = 0;
+                for (int k = 0; k < K; k++) ref += (double)A[(size_t)i * K + k] * x[k], mag += fabs((double)A[(size_t)i * K + k] * x[k]);
+                e = tl_nanmax(e, fabs(yy[i] - ref));
+                if (mag > scale) scale = mag;
+            }
+            double gamma = (K + 1) * 0x1p-24 / (1 - (K + 1) * 0x1p-24); /* any order of the fp32 sum */
+            CHECK_MSG(e <= gamma * (scale + 1.0), "sgemv %dx%d beta %d: error %g (bound %g)", M, K, beta, e,
+                      gamma * (scale + 1.0));
+            free(yy);
+        }
+        /* ecr_linear_forward of one row is that product (w = A is [out = M, in = K]) */
+        ecr_linear_forward(yl, x, A, 1, K, M, 0.0f);
+        float *ye = zeros((size_t)M);
+        ecr_sgemv(M, K, A, x, 0.0f, ye);
+        CHECK(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0);
+        free(A); free(x); free(y); free(y0); free(yl); free(ye);
+    }
+}
+
 /* ---- RMSNorm ---------------------------------------------------------------------------------- */
 
 enum { RN_N = 4, RN_D = 12 };
@@ -534,6 +567,7 @@ int main(void) {
     RUN(test_expf);
     RUN(test_sgemm);
     RUN(test_linear);
+    RUN(test_sgemv);
     RUN(test_rmsnorm);
     RUN(test_rope);
     RUN(test_attention);

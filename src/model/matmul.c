@@ -177,6 +177,23 @@ void ecr_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const 
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
+void ecr_sgemv(int M, int K, const float *A, const float *x, float beta, float *y) {
+    if (M <= 0) return;
+    if (beta == 0.0f) memset(y, 0, (size_t)M * sizeof *y); /* no NaN from y's old contents */
+#ifdef ECR_HAVE_BLAS
+    if (K > 0) cblas_sgemv(CblasRowMajor, CblasNoTrans, M, K, 1.0f, A, K, x, 1, beta, y, 1);
+    else scale_c(y, 1, 1, M, beta);
+#else
+    ECR_OMP(parallel for schedule(static) if ((double)M * K > 1e5))
+    for (int i = 0; i < M; i++) {
+        const float *a = A + (size_t)i * K;
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s += a[k] * x[k];
+        y[i] = s + (beta != 0.0f ? beta * y[i] : 0.0f);
+    }
+#endif
+}
+
 void ecr_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;

@@ -81,10 +81,12 @@ static inline void axpy(float *restrict y, float a, const float *restrict x, int
 
 /* ---- linear ------------------------------------------------------------------------------- */
 
-/* y[N,out] = x[N,in] @ w[out,in]^T + beta*y */
+/* y[N,out] = x[N,in] @ w[out,in]^T + beta*y; one row (a decoding step) as a matrix-vector
+ * product, which streams w once (ecr_sgemv) */
 void ecr_linear_forward(float *y, const float *x, const float *w, int N, int in, int out,
                         float beta) {
-    ecr_sgemm(0, 1, N, out, in, 1.0f, x, in, w, in, beta, y, out);
+    if (N == 1) ecr_sgemv(out, in, w, x, beta, y);
+    else ecr_sgemm(0, 1, N, out, in, 1.0f, x, in, w, in, beta, y, out);
 }
 
 /* dw[out,in] += dy^T[out,N] @ x[N,in];  dx[N,in] = dy[N,out] @ w[out,in] + dx_beta*dx */
