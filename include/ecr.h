@@ -1489,6 +1489,10 @@ double ecr_now(void);
 /* free() for memory the library handed out with malloc (ecr_embed's rows, ...), for callers
  * in other languages whose allocator may not be the library's C runtime's. */
 void ecr_free(void *p);
+/* sizeof the public struct named `type` ("ecr_config", "ecr_embed_opts", "ecr_gen_opts",
+ * "ecr_lm_stats", "ecr_lm_eval"), 0 for another name: bindings that mirror these structs
+ * (python/ecr) check their layout against it when they load. */
+size_t ecr_struct_size(const char *type);
 
 #ifdef __cplusplus
 }

@@ -93,6 +93,15 @@ _status_name = _proto("ecr_status_name", _c_char_p, _c_int)
 _set_threads = _proto("ecr_set_threads", None, _c_int)
 _get_threads = _proto("ecr_get_threads", _c_int)
 _free = _proto("ecr_free", None, _c_void_p)
+_struct_size = _proto("ecr_struct_size", _c_size, _c_char_p)
+# The structs above mirror ecr.h by hand: a library whose layout differs is refused here,
+# before any call could read a field at the wrong place.
+for _name, _cls in (("ecr_config", _Config), ("ecr_embed_opts", _EmbedOpts), ("ecr_gen_opts", _GenOpts),
+                    ("ecr_lm_stats", _LmStats), ("ecr_lm_eval", _LmEval)):
+    if _struct_size(_name.encode()) != ctypes.sizeof(_cls):
+        raise ImportError("ecr: %s is %d bytes in %s but %d in this module: rebuild the library and the "
+                          "module from the same sources" % (_name, _struct_size(_name.encode()), library_path,
+                                                            ctypes.sizeof(_cls)))
 _model_load = _proto("ecr_model_load", _c_int, _c_char_p, _P(_c_void_p))
 _model_free = _proto("ecr_model_free", None, _c_void_p)
 _model_config = _proto("ecr_model_config", _P(_Config), _c_void_p)

@@ -294,6 +294,17 @@ double ecr_now(void) {
 
 void ecr_free(void *p) { free(p); }
 
+size_t ecr_struct_size(const char *type) {
+    static const struct { const char *name; size_t size; } sizes[] = {
+        {"ecr_config", sizeof(ecr_config)},     {"ecr_embed_opts", sizeof(ecr_embed_opts)},
+        {"ecr_gen_opts", sizeof(ecr_gen_opts)}, {"ecr_lm_stats", sizeof(ecr_lm_stats)},
+        {"ecr_lm_eval", sizeof(ecr_lm_eval)},
+    };
+    for (size_t i = 0; type && i < sizeof sizes / sizeof sizes[0]; i++)
+        if (!strcmp(type, sizes[i].name)) return sizes[i].size;
+    return 0;
+}
+
 double ecr_unit_row(const float *x, int d, double eps, float *y) {
     double s = 0.0;
     for (int j = 0; j < d; j++) s += (double)x[j] * x[j];
