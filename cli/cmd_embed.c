@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *usage =
     "usage: ecr embed --model MODEL_DIR (--data DATA.safetensors | --text FILE|-) --out OUT|-\n"
@@ -98,20 +97,9 @@ static ecr_status write_tsv(const char *out, const float *x, int64_t rows, int64
     return ECR_OK;
 }
 
-/* The output's folder exists and is writable, so that an unwritable --out fails before
- * the model runs (access(2) only: no file is made, so the write itself stays the output's
- * only file operation). */
+/* An unwritable --out fails before the model runs ("-" is stdout). */
 static ecr_status check_out(const char *out) {
-    if (!strcmp(out, "-")) return ECR_OK;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", out);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    if (access(dir, W_OK | X_OK) != 0)
-        return ecr_fail(ECR_E_IO, "%s: cannot write: %s", out, strerror(errno));
-    return ECR_OK;
+    return strcmp(out, "-") != 0 ? ecr_atomic_check(out) : ECR_OK;
 }
 
 static int ends_with(const char *s, const char *suffix) {

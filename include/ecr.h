@@ -192,6 +192,10 @@ void ecr_atomic_abort(ecr_atomic_file *af);
  * it ("path.tmp.PID"). Only for a caller that holds the folder's lock (ecr_dir_lock), when
  * no other process can be writing them. */
 void ecr_atomic_clean(const char *path);
+/* ECR_E_IO "path: cannot write: reason" unless the folder that would hold `path` exists and
+ * is writable (access(2): nothing is made), so that a command can refuse an unwritable
+ * output before its work. */
+ecr_status ecr_atomic_check(const char *path);
 /* Writes n bytes of buf to `path` atomically (ecr_atomic_open, fwrite, ecr_atomic_commit). */
 ecr_status ecr_write_file(const char *path, const void *buf, size_t n);
 

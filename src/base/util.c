@@ -127,6 +127,13 @@ void ecr_atomic_abort(ecr_atomic_file *af) {
     memset(af, 0, sizeof *af);
 }
 
+ecr_status ecr_atomic_check(const char *path) {
+    char dir[4096];
+    if (!parent_dir(path, dir, sizeof dir)) return ecr_fail(ECR_E_IO, "%s: cannot write: path too long", path);
+    if (access(dir, W_OK | X_OK) != 0) return ecr_fail(ECR_E_IO, "%s: cannot write: %s", path, strerror(errno));
+    return ECR_OK;
+}
+
 void ecr_atomic_clean(const char *path) {
     char dir[4096], prefix[512];
     const char *name = parent_dir(path, dir, sizeof dir);
