@@ -75,7 +75,7 @@ gen_best() {
     local b=0 i r
     for i in 1 2 3; do
         r=$("$ECR_BIN" generate --model "$T/$1" --prompt "Wählen Sie" --max-tokens 240 --ignore-eot \
-            --threads 1 --seed 1 2>&1 >/dev/null | sed -n 's/.*(\([0-9.]*\) tokens\/s).*/\1/p')
+            --threads 1 --seed 1 2>&1 >/dev/null | sed -n 's/.*(\([0-9.]*\) tokens\/s decode).*/\1/p')
         b=$(awk -v a="$b" -v c="$r" 'BEGIN{print (c > a) ? c : a}')
     done
     echo "$b"

@@ -37,7 +37,7 @@ res = {}
 for p in precs:
     emb = float(open(f"{T}/embed-{p}.s").read())
     ev = float(open(f"{T}/eval-{p}.s").read())
-    gen = float(re.search(r"\(([0-9.]+) tokens/s\)", open(f"{T}/gen-{p}.err").read()).group(1))
+    gen = float(re.search(r"\(([0-9.]+) tokens/s decode\)", open(f"{T}/gen-{p}.err").read()).group(1))
     res[p] = (emb, ev, gen, json.load(open(f"{T}/eval-{p}.json")))
     print(f"bench_precision: {p}: embed {n / emb:6.0f} texts/s, eval {n / ev:6.0f} texts/s, "
           f"generate {gen:6.1f} tokens/s")

@@ -10,8 +10,10 @@ static const char *usage =
     "usage: ecr generate --model MODEL_DIR --prompt TEXT [flags]\n"
     "\n"
     "Prints the prompt and its sampled continuation on stdout as it is generated (the model\n"
-    "sees the end-of-text token, then the prompt); tokens/s on stderr. Stops at the\n"
-    "end-of-text token, after --max-tokens, or when the context is full.\n"
+    "sees the end-of-text token, then the prompt). Stops at the end-of-text token, after\n"
+    "--max-tokens, or when the context is full. On stderr, the speed of its two phases:\n"
+    "prefill (the prompt through the model, up to 64 tokens per matrix product, until the\n"
+    "first new token) and decode (one token per step, from the first new token to the last).\n"
     "\n"
     "  --model DIR            model folder (config.json, model.safetensors, tokenizer.json)\n"
     "  --prompt TEXT          the start of the text (may be empty)\n"
@@ -41,6 +43,8 @@ typedef struct gen_ctx {
     ecr_status st;
     int ids;                  /* --ids: print ids, not text                               */
     size_t n;                 /* ids printed                                              */
+    size_t n_new;             /* tokens seen by on_token                                  */
+    double t_first, t_last;   /* ecr_now() at the first and the last of them              */
 } gen_ctx;
 
 /* --ids: the space-separated ids of `s` into ids[] (room for strlen(s) / 2 + 1). */
@@ -86,6 +90,8 @@ static ecr_status print_probs(ecr_model *m, const int32_t *ids, size_t n) {
 
 static int on_token(void *p, int32_t id) {
     gen_ctx *g = p;
+    g->t_last = ecr_now();
+    if (g->n_new++ == 0) g->t_first = g->t_last;
     if (g->ids) {
         printf("%s%d", g->n++ ? " " : "", (int)id);
         return 0;
@@ -186,12 +192,21 @@ int cmd_generate(int argc, char **argv) {
     if (!st) st = ecr_generate(m, ids, n + 1, ignore_eot ? -1 : ecr_tokenizer_eot_id(tok), &go, on_token, &g, &n_gen);
     if (!st) st = g.st;
     if (!st) {
-        double dt = ecr_now() - t0;
         fputc('\n', stdout);
         fflush(stdout);
-        if (!quiet)
-            fprintf(stderr, "generate: %zu prompt + %zu new tokens in %.2f s (%.1f tokens/s)\n", n + 1,
-                    n_gen, dt, dt > 0 ? (double)(n + 1 + n_gen) / dt : 0.0);
+        /* prefill: from the start to the first new token (the prompt through the cache, then
+         * one sampling); decode: the steps between the first new token and the last */
+        double tp = (g.n_new ? g.t_first : ecr_now()) - t0, td = g.n_new > 1 ? g.t_last - g.t_first : 0;
+        if (!quiet) {
+            fprintf(stderr, "generate: %zu prompt tokens in %.3f s (%.1f tokens/s prefill)", n + 1, tp,
+                    tp > 0 ? (double)(n + 1) / tp : 0.0);
+            if (g.n_new > 1)
+                fprintf(stderr, "; %zu new tokens, %zu decode steps in %.3f s (%.1f tokens/s decode)", n_gen,
+                        g.n_new - 1, td, td > 0 ? (double)(g.n_new - 1) / td : 0.0);
+            else
+                fprintf(stderr, "; %zu new token%s", n_gen, n_gen == 1 ? "" : "s");
+            fputc('\n', stderr);
+        }
     }
 done:
     fflush(stdout);

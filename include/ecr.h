@@ -499,8 +499,16 @@ void ecr_kv_cache_reset(ecr_kv_cache *c);
 int ecr_kv_cache_len(const ecr_kv_cache *c);
 /* Feeds `token` at the next position (0, 1, 2, ...); writes the next-token logits [V].
  * Same numbers (to fp32 rounding) as the packed forward on the same text. A full cache
- * (max_len positions) is ECR_E_INVALID. */
+ * (max_len positions) is ECR_E_INVALID. Runs the matrix-vector path (one row). */
 ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *logits);
+/* Feeds tokens[0..n) (n >= 1) at the next n positions, as n calls of ecr_model_step would,
+ * but through the matrix-matrix products, up to 64 rows at a time (prompt processing);
+ * writes the next-token logits [V] after the last token when logits is non-NULL. The same
+ * numbers as the steps to fp32 rounding (the products sum in another order). A token
+ * outside the vocabulary or more tokens than the cache has room for is ECR_E_INVALID, with
+ * nothing fed; an error mid-way (out of memory in bf16) leaves the cache with the chunks
+ * fed before it. */
+ecr_status ecr_model_prefill(ecr_model *m, ecr_kv_cache *c, const int32_t *tokens, size_t n, float *logits);
 
 /* Threads for OpenMP and BLAS (0 = all cores). BLAS's count is process-wide; OpenMP's
  * belongs to the calling thread (another thread of the process keeps OpenMP's default,
@@ -1089,7 +1097,7 @@ void ecr_gen_opts_default(ecr_gen_opts *o);
 typedef int (*ecr_token_fn)(void *ctx, int32_t id);
 
 /* Feeds `prompt` (n_prompt >= 1 ids, e.g. EOT then the prompt's tokens) through a KV cache
- * and samples until `eot_id` (never when it is negative), max_tokens or the model's max_seq_len. Calls on_token for
+ * (ecr_model_prefill), then samples one token per ecr_model_step until `eot_id` (never when it is negative), max_tokens or the model's max_seq_len. Calls on_token for
  * every sampled token except the final EOT. *n_out (may be NULL) = tokens generated. */
 ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, int32_t eot_id,
                         const ecr_gen_opts *o, ecr_token_fn on_token, void *ctx, size_t *n_out);

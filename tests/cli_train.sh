@@ -108,9 +108,9 @@ else
 
     expect 0 "generate" -- "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --seed 3
     has "$T/out" "^The " "generate echoes the prompt"
-    has "$T/err" "tokens/s" "generate reports tokens/s"
+    has "$T/err" "tokens/s prefill); .* tokens/s decode)" "generate reports prefill and decode tokens/s"
     expect 0 "generate --ignore-eot" -- "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 40 --ignore-eot
-    has "$T/err" "+ 40 new tokens" "--ignore-eot generates exactly --max-tokens tokens"
+    has "$T/err" "; 40 new tokens, 39 decode steps" "--ignore-eot generates exactly --max-tokens tokens"
     "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --temperature 0 --quiet >"$T/g1" 2>&1
     "$ECR" generate --model "$T/m" --prompt "The " --max-tokens 20 --temperature 0 --quiet >"$T/g2" 2>&1
     if cmp -s "$T/g1" "$T/g2"; then ok; else bad "greedy generation is not deterministic"; fi

@@ -370,6 +370,55 @@ static void test_kv_cache(void) {
     ecr_model_free(m);
 }
 
+/* Prefill (the prompt through the matrix-matrix path, in chunks of 64 rows) against one step
+ * per token: the logits after the last token, and the cache it leaves (a step after it). */
+static void test_prefill(void) {
+    ecr_config c = tiny_cfg(0, 0);
+    c.max_seq_len = 150; /* 140 tokens: chunks of 64, 64 and 12 */
+    ecr_model *m = NULL;
+    CHECK_OK(ecr_model_create(&c, 6, &m));
+    if (!m) return;
+    tl_scramble(m, 78);
+    int V = c.vocab_size, n = 140;
+    int32_t tok[141];
+    uint64_t r = 99;
+    for (int t = 0; t < 141; t++) tok[t] = (int32_t)ecr_splitmix64_below(&r, (uint64_t)V);
+    ecr_kv_cache *a = NULL, *b = NULL;
+    CHECK_OK(ecr_kv_cache_create(m, 150, &a));
+    CHECK_OK(ecr_kv_cache_create(m, 150, &b));
+    float la[64], lb[64];
+    if (!a || !b) goto out;
+    for (int t = 0; t < n; t++) CHECK_OK(ecr_model_step(m, a, tok[t], la));
+    for (int part = 0; part < 2; part++) { /* in one call, then in two (37 + 103) */
+        ecr_kv_cache_reset(b);
+        if (part == 0) CHECK_OK(ecr_model_prefill(m, b, tok, (size_t)n, lb));
+        else {
+            CHECK_OK(ecr_model_prefill(m, b, tok, 37, NULL));
+            CHECK_OK(ecr_model_prefill(m, b, tok + 37, (size_t)n - 37, lb));
+        }
+        CHECK(ecr_kv_cache_len(b) == n);
+        double e = tl_rel_err(lb, la, (size_t)V);
+        CHECK_MSG(e < 1e-5, "prefill (%s) vs steps: logits rel err %g", part ? "two calls" : "one call", e);
+    }
+    /* the cache it left: the next step's logits */
+    CHECK_OK(ecr_model_step(m, a, tok[n], la));
+    CHECK_OK(ecr_model_step(m, b, tok[n], lb));
+    double e = tl_rel_err(lb, la, (size_t)V);
+    CHECK_MSG(e < 1e-5, "step after prefill vs steps: logits rel err %g", e);
+    /* refusals leave the cache as it was */
+    int32_t bad[2] = {3, V};
+    CHECK_STATUS(ecr_model_prefill(m, b, bad, 2, lb), ECR_E_INVALID);
+    CHECK_STATUS(ecr_model_prefill(m, b, tok, 0, lb), ECR_E_INVALID);
+    CHECK_STATUS(ecr_model_prefill(m, b, tok, 10, lb), ECR_E_INVALID); /* 141 + 10 > 150 */
+    CHECK(ecr_kv_cache_len(b) == n + 1);
+    CHECK_OK(ecr_model_prefill(m, b, tok, 9, lb));
+    CHECK(ecr_kv_cache_len(b) == 150);
+out:
+    ecr_kv_cache_free(a);
+    ecr_kv_cache_free(b);
+    ecr_model_free(m);
+}
+
 /* ---- save / load -------------------------------------------------------------------------------- */
 
 static char tmpdir[256];
@@ -655,6 +704,7 @@ int main(void) {
     RUN(test_reference);
     RUN(test_packing_and_padding);
     RUN(test_kv_cache);
+    RUN(test_prefill);
     RUN(test_save_load);
     RUN(test_determinism);
     RUN(test_overfit);

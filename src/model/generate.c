@@ -94,15 +94,15 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
     if (st) return st;
     float *logits = malloc((size_t)V * sizeof *logits);
     if (!logits) st = ecr_fail(ECR_E_NOMEM, "generate: out of memory");
-    for (size_t i = 0; !st && i < n_prompt; i++) st = ecr_model_step(m, kv, prompt[i], logits);
+    if (!st) st = ecr_model_prefill(m, kv, prompt, n_prompt, logits);
     uint64_t rng = ecr_splitmix64_stream(o->seed, ECR_STREAM_GENERATE);
-    size_t fed = n_prompt, gen = 0;
-    while (!st && gen < (size_t)(o->max_tokens > 0 ? o->max_tokens : 0)) {
+    size_t fed = n_prompt, gen = 0, max_new = (size_t)(o->max_tokens > 0 ? o->max_tokens : 0);
+    while (!st && gen < max_new) {
         int32_t id = ecr_sample_logits(logits, V, o, &rng);
         if (id == eot_id) break;
         gen++;
         if (on_token && on_token(ctx, id)) break;
-        if (fed >= (size_t)max_len) break; /* context full */
+        if (gen == max_new || fed >= (size_t)max_len) break; /* done, or the context is full */
         st = ecr_model_step(m, kv, id, logits);
         fed++;
     }

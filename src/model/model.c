@@ -36,6 +36,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ==== configuration ========================================================================== */
 
@@ -243,8 +244,21 @@ const ecr_param_info *ecr_model_find_tensor(const ecr_model *m, const char *name
     return NULL;
 }
 
+/* 64-byte aligned floats; blocks of 4 MiB and more are aligned to 2 MiB and marked for
+ * transparent huge pages (Linux's default "madvise" mode gives them only on request):
+ * decoding streams every weight once per token, and with 4 KiB pages a `base` step walks
+ * 13,000 page-table entries. */
 static void *falloc(size_t n_floats) {
     size_t bytes = (n_floats * sizeof(float) + 63) / 64 * 64;
+#ifdef MADV_HUGEPAGE
+    const size_t huge = (size_t)2 << 20;
+    if (bytes >= 2 * huge) {
+        bytes = (bytes + huge - 1) / huge * huge;
+        void *p = aligned_alloc(huge, bytes);
+        if (p) madvise(p, bytes, MADV_HUGEPAGE); /* advice: a refusal changes nothing */
+        return p;
+    }
+#endif
     return aligned_alloc(64, bytes ? bytes : 64);
 }
 
@@ -745,12 +759,22 @@ ecr_status ecr_model_backward_mid(ecr_model *m, const ecr_batch *b, float lm_sca
 
 /* ==== KV-cache decoding ====================================================================== */
 
+/* Rows a prefill call runs through the matrix-matrix path at once; longer inputs go in chunks
+ * of this many (the cache's scratch is sized for one chunk). 64 rows make the products of the
+ * presets compute-bound; more buys little and costs scratch. */
+#define KV_CHUNK 64
+
 struct ecr_kv_cache {
     ecr_config cfg;
     int max_len, n;
-    float *k, *v;                        /* [L, max_len, d] */
-    float *x, *xb, *qkv, *att, *gu, *act, *scores;
-    uint16_t *in16;                      /* [max(d, h)] a product's input in bf16 */
+    int rows;                            /* KV_CHUNK, or max_len when that is smaller           */
+    float *k, *v;                        /* [L, max_len, d] keys (rotated) and values          */
+    /* scratch for `rows` positions at a time */
+    float *x, *xb, *qkv, *att, *gu, *act; /* [rows, d], [rows, d], [rows, 3d], [rows, d], [rows, 2h], [rows, h] */
+    float *rstd;                         /* [rows]                                              */
+    float *scores;                       /* [rows, max_len] attention weights, one row per position */
+    int32_t *pos;                        /* [rows] positions of the chunk                       */
+    uint16_t *in16;                      /* [rows, max(d, h)] a product's input in bf16         */
 };
 
 void ecr_kv_cache_free(ecr_kv_cache *c) {
@@ -763,7 +787,9 @@ void ecr_kv_cache_free(ecr_kv_cache *c) {
     free(c->att);
     free(c->gu);
     free(c->act);
+    free(c->rstd);
     free(c->scores);
+    free(c->pos);
     free(c->in16);
     free(c);
 }
@@ -777,19 +803,22 @@ ecr_status ecr_kv_cache_create(const ecr_model *m, int max_len, ecr_kv_cache **o
     if (!c) return ecr_fail(ECR_E_NOMEM, "kv cache: out of memory");
     c->cfg = m->cfg;
     c->max_len = max_len;
-    size_t d = (size_t)m->d, kv = (size_t)m->L * max_len * d;
+    c->rows = max_len < KV_CHUNK ? max_len : KV_CHUNK;
+    size_t d = (size_t)m->d, h = (size_t)m->h, r = (size_t)c->rows, kv = (size_t)m->L * max_len * d;
     c->k = falloc(kv);
     c->v = falloc(kv);
-    c->x = falloc(d);
-    c->xb = falloc(d);
-    c->qkv = falloc(3 * d);
-    c->att = falloc(d);
-    c->gu = falloc(2 * (size_t)m->h);
-    c->act = falloc((size_t)m->h);
-    c->scores = falloc((size_t)max_len);
-    c->in16 = malloc((size_t)(m->h > m->d ? m->h : m->d) * sizeof *c->in16);
-    if (!c->k || !c->v || !c->x || !c->xb || !c->qkv || !c->att || !c->gu || !c->act || !c->scores ||
-        !c->in16) {
+    c->x = falloc(r * d);
+    c->xb = falloc(r * d);
+    c->qkv = falloc(r * 3 * d);
+    c->att = falloc(r * d);
+    c->gu = falloc(r * 2 * h);
+    c->act = falloc(r * h);
+    c->rstd = falloc(r);
+    c->scores = falloc(r * (size_t)max_len);
+    c->pos = malloc(r * sizeof *c->pos);
+    c->in16 = malloc(r * (h > d ? h : d) * sizeof *c->in16);
+    if (!c->k || !c->v || !c->x || !c->xb || !c->qkv || !c->att || !c->gu || !c->act || !c->rstd ||
+        !c->scores || !c->pos || !c->in16) {
         ecr_kv_cache_free(c);
         return ecr_fail(ECR_E_NOMEM, "kv cache: out of memory");
     }
@@ -803,37 +832,72 @@ void ecr_kv_cache_reset(ecr_kv_cache *c) {
 
 int ecr_kv_cache_len(const ecr_kv_cache *c) { return c ? c->n : 0; }
 
-ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *logits) {
-    if (memcmp(&c->cfg, &m->cfg, sizeof c->cfg) != 0)
-        return ecr_fail(ECR_E_INVALID, "kv cache: made for a model of another shape");
-    if (c->n >= c->max_len)
-        return ecr_fail(ECR_E_INVALID, "kv cache: full (%d positions)", c->max_len);
-    if (token < 0 || token >= m->V)
-        return ecr_fail(ECR_E_INVALID, "model step: token %d outside [0, %d)", token, m->V);
-    int d = m->d, h = m->h, H = m->H, hd = m->hd;
-    int32_t p = c->n;
-    float rstd;
+/* Feeds tokens[0..n) (n <= c->rows, positions c->n ...) through the layers, every product
+ * over the n rows at once (one row: the matrix-vector path of ecr_linear_forward), appends
+ * their keys and values to the cache and, when logits is non-NULL, writes the last row's
+ * next-token logits [V]. The caller has checked the tokens and the room. */
+static ecr_status kv_forward(ecr_model *m, ecr_kv_cache *c, const int32_t *tokens, int n, float *logits) {
+    int d = m->d, h = m->h, H = m->H, hd = m->hd, p0 = c->n;
+    float eps = m->cfg.norm_eps;
     ecr_status st = ECR_OK;
     refresh_wb(m);
-    memcpy(c->x, m->embed + (size_t)token * d, (size_t)d * sizeof(float));
+    for (int i = 0; i < n; i++) c->pos[i] = p0 + i;
+    ecr_embedding_forward(c->x, tokens, m->embed, n, d);                          /* [n, d] */
     for (int l = 0; l < m->L && !st; l++) {
         const layer_w *w = &m->lw[l];
         float *kc = c->k + (size_t)l * c->max_len * d, *vc = c->v + (size_t)l * c->max_len * d;
-        ecr_rmsnorm_forward(c->xb, &rstd, c->x, w->ln1, 1, d, m->cfg.norm_eps);
-        if ((st = lin_forward(m, c->qkv, c->xb, c->in16, w->wqkv, 1, d, 3 * d, 0.0f))) break;
-        ecr_rope_forward(c->qkv, 1, 3 * d, 2 * H, hd, &p, m->rope_cos, m->rope_sin);
-        memcpy(kc + (size_t)p * d, c->qkv + d, (size_t)d * sizeof(float));
-        memcpy(vc + (size_t)p * d, c->qkv + 2 * d, (size_t)d * sizeof(float));
-        ecr_attention_step(c->att, c->qkv, kc, vc, d, p + 1, H, hd, c->scores);
-        if ((st = lin_forward(m, c->x, c->att, c->in16, w->wo, 1, d, d, 1.0f))) break;
-        ecr_rmsnorm_forward(c->xb, &rstd, c->x, w->ln2, 1, d, m->cfg.norm_eps);
-        if ((st = lin_forward(m, c->gu, c->xb, c->in16, w->wgu, 1, d, 2 * h, 0.0f))) break;
-        ecr_swiglu_forward(c->act, c->gu, 1, h);
-        st = lin_forward(m, c->x, c->act, c->in16, w->wdown, 1, h, d, 1.0f);
+        ecr_rmsnorm_forward(c->xb, c->rstd, c->x, w->ln1, n, d, eps);
+        if ((st = lin_forward(m, c->qkv, c->xb, c->in16, w->wqkv, n, d, 3 * d, 0.0f))) break; /* [n, 3d] */
+        ecr_rope_forward(c->qkv, n, 3 * d, 2 * H, hd, c->pos, m->rope_cos, m->rope_sin);
+        for (int i = 0; i < n; i++) {
+            const float *r = c->qkv + (size_t)i * 3 * d;
+            memcpy(kc + (size_t)(p0 + i) * d, r + d, (size_t)d * sizeof(float));
+            memcpy(vc + (size_t)(p0 + i) * d, r + 2 * d, (size_t)d * sizeof(float));
+        }
+        /* row i attends to positions 0 .. p0 + i (causal; the chunk's own keys are in the cache) */
+        ECR_OMP(parallel for schedule(dynamic, 1) if (n > 1))
+        for (int i = 0; i < n; i++)
+            ecr_attention_step(c->att + (size_t)i * d, c->qkv + (size_t)i * 3 * d, kc, vc, d, p0 + i + 1, H, hd,
+                               c->scores + (size_t)i * c->max_len);
+        if ((st = lin_forward(m, c->x, c->att, c->in16, w->wo, n, d, d, 1.0f))) break; /* x += att Wo */
+        ecr_rmsnorm_forward(c->xb, c->rstd, c->x, w->ln2, n, d, eps);
+        if ((st = lin_forward(m, c->gu, c->xb, c->in16, w->wgu, n, d, 2 * h, 0.0f))) break; /* [n, 2h] */
+        ecr_swiglu_forward(c->act, c->gu, n, h);
+        st = lin_forward(m, c->x, c->act, c->in16, w->wdown, n, h, d, 1.0f);          /* x += act Wdown */
     }
     if (st) return st;
-    ecr_rmsnorm_forward(c->xb, &rstd, c->x, m->norm_f, 1, d, m->cfg.norm_eps);
-    if ((st = lin_forward(m, logits, c->xb, c->in16, m->lm_head, 1, d, m->V, 0.0f))) return st;
-    c->n++;
+    c->n += n;
+    if (!logits) return ECR_OK;
+    const float *last = c->x + (size_t)(n - 1) * d;
+    ecr_rmsnorm_forward(c->xb, c->rstd, last, m->norm_f, 1, d, eps);
+    return lin_forward(m, logits, c->xb, c->in16, m->lm_head, 1, d, m->V, 0.0f);     /* [V] */
+}
+
+/* Shared checks of ecr_model_step and ecr_model_prefill. */
+static ecr_status kv_check(const ecr_model *m, const ecr_kv_cache *c, const int32_t *tokens, size_t n,
+                           const char *who) {
+    if (memcmp(&c->cfg, &m->cfg, sizeof c->cfg) != 0)
+        return ecr_fail(ECR_E_INVALID, "kv cache: made for a model of another shape");
+    if (n > (size_t)(c->max_len - c->n))
+        return ecr_fail(ECR_E_INVALID, "kv cache: full (%d positions, %d used, %zu more asked)", c->max_len,
+                        c->n, n);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->V)
+            return ecr_fail(ECR_E_INVALID, "%s: token %zu is id %d, outside [0, %d)", who, i, tokens[i], m->V);
     return ECR_OK;
+}
+
+ecr_status ecr_model_step(ecr_model *m, ecr_kv_cache *c, int32_t token, float *logits) {
+    ecr_status st = kv_check(m, c, &token, 1, "model step");
+    return st ? st : kv_forward(m, c, &token, 1, logits);
+}
+
+ecr_status ecr_model_prefill(ecr_model *m, ecr_kv_cache *c, const int32_t *tokens, size_t n, float *logits) {
+    if (n < 1) return ecr_fail(ECR_E_INVALID, "prefill: no tokens");
+    ecr_status st = kv_check(m, c, tokens, n, "prefill");
+    for (size_t i = 0; i < n && !st; i += (size_t)c->rows) {
+        int k = n - i < (size_t)c->rows ? (int)(n - i) : c->rows;
+        st = kv_forward(m, c, tokens + i, k, i + (size_t)k == n ? logits : NULL);
+    }
+    return st;
 }
