@@ -202,6 +202,12 @@ static void test_sgemv(void) {
         float *ye = zeros((size_t)M);
         ecr_sgemv(M, K, A, x, 0.0f, ye);
         CHECK(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0);
+        /* the same bytes whatever the thread count (each row summed by one thread) */
+        int th = ecr_get_threads();
+        ecr_set_threads(th > 1 ? 1 : 2);
+        ecr_sgemv(M, K, A, x, 0.0f, yl);
+        ecr_set_threads(th);
+        CHECK_MSG(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0, "sgemv %dx%d: differs across thread counts", M, K);
         free(A); free(x); free(y); free(y0); free(yl); free(ye);
     }
 }
@@ -406,6 +412,21 @@ static void test_attention_long(void) {
     for (int i = 0; i < N * D; i++) eo = tl_nanmax(eo, fabs(o1[i] - o2[i])), so = tl_nanmax(so, fabs(o2[i]));
     for (int i = 0; i < N * 3 * D; i++) ed = tl_nanmax(ed, fabs(d1[i] - d2[i])), sd = tl_nanmax(sd, fabs(d2[i]));
     CHECK_MSG(eo <= 1e-5 * so && ed <= 1e-5 * sd, "long segments: out %g, dqkv %g", eo / so, ed / sd);
+    /* decoding's step (head width a multiple of 8: its own loops, four keys at a time, then
+     * the tails) over the first segment's keys and values as a cache equals the forward */
+    float kc[45 * D], vc[45 * D], os[D], sc[45];
+    for (int j = 0; j < 45; j++) {
+        memcpy(kc + j * D, qkv + (size_t)j * 3 * D + D, sizeof(float) * D);
+        memcpy(vc + j * D, qkv + (size_t)j * 3 * D + 2 * D, sizeof(float) * D);
+    }
+    static const int at[] = {0, 1, 2, 3, 4, 6, 7, 44};
+    double es = 0;
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        int p = at[k];
+        ecr_attention_step(os, qkv + (size_t)p * 3 * D, kc, vc, D, p + 1, H, HD, sc);
+        for (int i = 0; i < D; i++) es = tl_nanmax(es, fabs(os[i] - o1[p * D + i]));
+    }
+    CHECK_MSG(es <= 1e-5 * so, "attention step vs forward: %g", es / so);
     free(qkv); free(R); free(scr); free(o1); free(o2); free(l1); free(l2); free(d1); free(d2);
 }
 

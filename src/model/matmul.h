@@ -24,9 +24,9 @@ void ecr_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 /* y[M] = A[M, K] x[K] + beta y (A row-major, contiguous rows; beta == 0 ignores y's old
  * contents, NaN too). For one row of activations against a weight matrix (decoding): each
  * weight is read once, where sgemm with M = 1 would first copy the whole matrix into its
- * packed layout (OpenBLAS spends four fifths of a decode step there). cblas_sgemv with
- * BLAS, else a dot product per row (OpenMP over rows); deterministic for a fixed thread
- * count. */
+ * packed layout (OpenBLAS spends four fifths of a decode step there). Our own kernel (AVX2
+ * four rows at a time; see matmul.c for why not cblas_sgemv), OpenMP over rows; the same
+ * numbers for every thread count. */
 void ecr_sgemv(int M, int K, const float *A, const float *x, float beta, float *y);
 void ecr_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const float *A,
                         int lda, const float *B, int ldb, float beta, float *C, int ldc);
