@@ -1,39 +1,42 @@
 #!/usr/bin/env bash
-# bench_generate.sh — generation speed of `ecr generate` against llama.cpp, and embedding
-# throughput of the Python module against `ecr embed`, in one run.
+# bench_generate.sh — inference speed of `ecr generate` against llama.cpp on the same models,
+# prefill and decode apart, and embedding throughput of the Python module against
+# `ecr embed`, in one run.
 #
-# The model: a `small` student (4 layers x 256, vocabulary 8,192, 5.3 M parameters), trained
-# for a few steps on lo10 with the shipped teacher's tokenizer and anchors (speed does not
-# depend on how well it is trained), kept in build/bench-generate/ for the next run.
+# Models: `tiny` (2 x 128) and `small` (4 x 256) students, trained for a few steps on lo10
+# with the shipped teacher's tokenizer and anchors (speed does not depend on how well they
+# are trained; kept in build/bench-generate/ for the next run), and the shipped `base`
+# teacher (6 x 384); vocabulary 8,192 each. Each is exported to GGUF (`ecr export --type
+# f32`) for llama.cpp: node-llama-cpp's prebuilt CPU libraries (the ones tests/cli_export.sh
+# checks ecr's numbers against), driven through llama.cpp's C API by bench/llama_time.c (built
+# here against the llama.h of the same release, from node-llama-cpp's bundled sources), with
+# an F32 KV cache and no flash attention: the same precision as ecr's fp32 (weights, cache
+# and arithmetic). Not through node: node-llama-cpp's hand-offs between tokens cost llama.cpp's
+# thread pool most of its decode speed at 2 threads on 2 cores (14 ms a token for `tiny`).
 #
-# Generation: the same model in the same precision, F32 weights (`ecr export --type f32`),
-# 1 thread, greedy, the prompt "Click the" (BOS, then its tokens), NEW tokens (default 128) going
-# on past end-of-text, best of REPS (default 3) runs each:
-#   ecr generate --ids --temperature 0 --ignore-eot --precision fp32 --threads 1: its own
-#     timer (from the first prompt token to the last new one, the model loaded);
-#   llama.cpp through node-llama-cpp's prebuilt CPU build (tests/interop/llama.mjs `time`),
-#     1 thread, with an F32 KV cache and no flash attention (ecr's cache is fp32) and at
-#     llama.cpp's defaults (F16 KV cache, flash attention where it has it): the wall time
-#     from node (which includes node-llama-cpp's overhead per token) and llama.cpp's own
-#     decode time from its performance counters (prompt + generation).
-# tokens/s = NEW / seconds, the prompt's evaluation included in the seconds. The runs
-# alternate (ecr, then llama.cpp, REPS rounds). The greedy tokens of both must agree (a check
-# that they ran the same model).
+# Each measurement: the prompt PROMPT tokens of lo10 validation text (BOS first; default 64),
+# then NEW greedy tokens (default 128) going on past end-of-text, at 1 and 2 threads, best
+# of REPS (default 3) runs, ecr and llama.cpp alternating run after run so that the load of
+# a shared machine touches both alike:
+#   prefill tokens/s = PROMPT / (time from the start to the first new token's logits);
+#   decode tokens/s  = steps / (time of the NEW - 1 steps after it).
+# Both are timed the same way, inside the process, the model loaded (`ecr generate` prints its
+# times; llama_time.c times llama_decode and the argmax). The greedy tokens of both must agree
+# (a check that they ran the same model).
 #
-# Embedding: the first EMBED_TEXTS (default 1,000) lo10 validation texts, 1 thread, best of
-# REPS: `ecr embed --data` (prepared beforehand), `ecr embed --text` (tokenization included)
-# and ecr.Model.embed from Python (python/ecr over libecr.so; tokenization and the copy into
-# NumPy included; the model loaded once). Rows of all three must be the same bytes.
+# Precision: F32. BF16 too when this build and CPU have ecr's bf16 engine (`ecr --version`);
+# otherwise that row says why not.
 #
-# Goal (issue 17): ecr at least as fast as llama.cpp at generation. The verdict is printed,
-# not enforced: the benchmark reports whatever it measures. Needs node with
-# tests/interop/node_modules (npm ci --omit=optional --prefix tests/interop) for llama.cpp
-# and python3 with numpy for the module; each part says SKIP without them.
+# Goal (issue: inference speed): decode and prefill at least 1.0x llama.cpp at every size
+# and thread count. The verdict is printed, not enforced. Needs tests/interop/node_modules
+# (npm ci --omit=optional --prefix tests/interop) and git for llama.cpp, and python3 with numpy
+# for the module; each part says SKIP without them.
 set -eu
 ECR_BIN=${ECR_BIN:-build/ecr}
 case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NEW=${BENCH_GEN_TOKENS:-128}
+NPROMPT=${BENCH_GEN_PROMPT:-64}
 REPS=${BENCH_REPS:-3}
 NTEXTS=${EMBED_TEXTS:-1000}
 W=${BENCH_GEN_DIR:-$ROOT/build/bench-generate}
@@ -42,75 +45,97 @@ mkdir -p "$W"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
-# ---- the model ---------------------------------------------------------------------------------
-if [ ! -f "$W/small/model.safetensors" ]; then
-    echo "bench_generate: training a small student for 30 steps into $W/small (kept for the next run)"
-    "$ECR_BIN" prepare --data "$DATA/train.jsonl" --tokenizer "$ROOT/teacher/model/tokenizer.json" \
-        --out "$W/train.safetensors" --quiet
-    "$ECR_BIN" train --data "$W/train.safetensors" --model small --anchors "$ROOT/teacher/anchors.safetensors" \
-        --steps 30 --threads 2 --quiet --out "$W/small.tmp"
-    rm -rf "$W/small" && mv "$W/small.tmp" "$W/small" && rm -f "$W/train.safetensors"
-fi
-M=$W/small
-"$ECR_BIN" export --model "$M" --out "$T/small.gguf" --type f32 --quiet
-PROMPT_IDS="0 $(echo "Click the" | "$ECR_BIN" tokenizer encode --tokenizer "$M/tokenizer.json")"
+# ---- the models --------------------------------------------------------------------------------
+for size in tiny small; do
+    [ -f "$W/$size/model.safetensors" ] && continue
+    echo "bench_generate: training a $size student for 30 steps into $W/$size (kept for the next run)"
+    [ -f "$W/train.safetensors" ] || "$ECR_BIN" prepare --data "$DATA/train.jsonl" \
+        --tokenizer "$ROOT/teacher/model/tokenizer.json" --out "$W/train.safetensors" --quiet
+    "$ECR_BIN" train --data "$W/train.safetensors" --model "$size" --anchors "$ROOT/teacher/anchors.safetensors" \
+        --steps 30 --threads 2 --quiet --out "$W/$size.tmp"
+    rm -rf "$W/$size" && mv "$W/$size.tmp" "$W/$size"
+done
+rm -f "$W/train.safetensors"
+declare -A MDIR=([tiny]=$W/tiny [small]=$W/small [base]=$ROOT/teacher/model)
+for size in tiny small base; do "$ECR_BIN" export --model "${MDIR[$size]}" --out "$T/$size.gguf" --type f32 --quiet; done
+# The prompt: BOS, then the first NPROMPT - 1 tokens of the validation texts, one after another.
+PROMPT_IDS="0 $(head -n 50 "$DATA/valid.jsonl" | /usr/bin/env python3 -c 'import json, sys
+print(" ".join(json.loads(l)["text"] for l in sys.stdin))' |
+    "$ECR_BIN" tokenizer encode --tokenizer "$ROOT/teacher/model/tokenizer.json" | tr ' ' '\n' | head -n $((NPROMPT - 1)) | tr '\n' ' ' | sed 's/ $//')"
 echo "$PROMPT_IDS" >"$T/prompt.ids"
-echo "bench_generate: small (4 x 256, vocabulary 8192), F32, 1 thread, greedy, prompt \"Click the\" (ids $PROMPT_IDS), $NEW new tokens, best of $REPS"
 
 # ---- generation: ecr and llama.cpp, run after run ---------------------------------------------------
-# Each round runs ecr, then llama.cpp in both configurations, so that a change in the load of
-# a shared machine touches both sides alike; the best round of each side counts.
+# llama_time: built once into $W against the headers of the release the libraries come from.
 LLAMA=1
-if ! command -v node >/dev/null 2>&1 || [ ! -d "$ROOT/tests/interop/node_modules/node-llama-cpp" ]; then
+LLIBS=$ROOT/tests/interop/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
+BUNDLE=$ROOT/tests/interop/node_modules/node-llama-cpp/llama/gitRelease.bundle
+if [ ! -d "$LLIBS" ] || [ ! -f "$BUNDLE" ] || ! command -v git >/dev/null 2>&1; then
     LLAMA=0
+elif [ ! -x "$W/llama_time" ] || [ "$ROOT/bench/llama_time.c" -nt "$W/llama_time" ]; then
+    [ -f "$W/llama.cpp/include/llama.h" ] || { rm -rf "$W/llama.cpp" && git -c advice.detachedHead=false clone -q "$BUNDLE" "$W/llama.cpp"; }
+    ${CC:-cc} -O2 -Wall -Wextra -Werror "$ROOT/bench/llama_time.c" -I"$W/llama.cpp/include" -I"$W/llama.cpp/ggml/include" \
+        "$(ls "$LLIBS"/libllama.*so | head -1)" "$(ls "$LLIBS"/libggml.*so | head -1)" "$LLIBS/libggml-base.so" \
+        -Wl,-rpath,"$LLIBS" -o "$W/llama_time"
 fi
-best_ecr=0
-: >"$T/ll_default.json"
-: >"$T/ll_f32.json"
-for r in $(seq "$REPS"); do
-    "$ECR_BIN" generate --model "$M" --ids --prompt "$PROMPT_IDS" --temperature 0 --max-tokens "$NEW" --ignore-eot \
-        --precision fp32 --threads 1 >"$T/ecr.ids" 2>"$T/ecr.err"
-    # "generate: P prompt + N new tokens in S s (R tokens/s)": seconds = (P + N) / R
-    tps=$(awk '/tokens\/s/ { gsub(/[()]/, ""); for (i = 1; i <= NF; i++) { if ($i == "prompt") p = $(i - 1); if ($i == "new") n = $(i - 1); if ($i == "tokens/s") r = $(i - 1) }
-        printf "%.1f\n", n / ((p + n) / r) }' "$T/ecr.err")
-    best_ecr=$(awk -v a="$best_ecr" -v b="$tps" 'BEGIN { print (b > a ? b : a) }')
-    if [ "$LLAMA" = 1 ]; then
-        node "$ROOT/tests/interop/llama.mjs" load "$T/small.gguf" time "$NEW" 1 "$T/prompt.ids" "$T/d.json" \
-            exact time "$NEW" 1 "$T/prompt.ids" "$T/f.json"
-        cat "$T/d.json" >>"$T/ll_default.json"
-        cat "$T/f.json" >>"$T/ll_f32.json"
-    fi
-done
-printf '  %-58s %8.1f tokens/s\n' "ecr generate" "$best_ecr"
-
-best_ll=""
-if [ "$LLAMA" = 0 ]; then
-    echo "  llama.cpp: SKIP (node or tests/interop/node_modules missing: npm ci --omit=optional --prefix tests/interop)"
+PRECS=F32
+if "$ECR_BIN" --version | grep -q '^bf16: none'; then
+    NOBF16=$("$ECR_BIN" --version | sed -n 's/^bf16: none: //p')
 else
-    for c in "f32:F32 KV cache, no flash attn" "default:F16 KV cache, flash attn auto"; do
-        f=$T/ll_${c%%:*}.json
-        read -r wall own < <(/usr/bin/env python3 - "$f" "$NEW" <<'PY'
+    PRECS="F32 BF16"
+fi
+echo "bench_generate: $NPROMPT prompt tokens, then $NEW greedy new tokens; best of $REPS; tokens/s (ecr / llama.cpp = ratio)"
+printf '  %-6s %-5s %-8s %-31s %-31s %s\n' model prec threads "prefill: ecr / llama.cpp" "decode: ecr / llama.cpp" "greedy tokens"
+: >"$T/verdict"
+for prec in $PRECS; do
+    ep=fp32 lt=f32
+    [ "$prec" = BF16 ] && ep=bf16 lt=bf16
+    for size in ${BENCH_MODELS:-tiny small base}; do
+        M=${MDIR[$size]}
+        [ "$lt" = f32 ] || "$ECR_BIN" export --model "$M" --out "$T/$size.gguf" --type "$lt" --quiet
+        for th in ${BENCH_THREADS:-1 2}; do
+            : >"$T/ll.json"
+            : >"$T/ll.err"
+            bp=0 bd=0
+            for r in $(seq "$REPS"); do
+                "$ECR_BIN" generate --model "$M" --ids --prompt "$PROMPT_IDS" --temperature 0 --max-tokens "$NEW" \
+                    --ignore-eot --precision "$ep" --threads "$th" >"$T/ecr.ids" 2>"$T/ecr.err"
+                read -r p d < <(sed -n 's/.*(\([0-9.]*\) tokens\/s prefill).*(\([0-9.]*\) tokens\/s decode).*/\1 \2/p' "$T/ecr.err")
+                bp=$(awk -v a="$bp" -v b="$p" 'BEGIN { print (b > a ? b : a) }')
+                bd=$(awk -v a="$bd" -v b="$d" 'BEGIN { print (b > a ? b : a) }')
+                if [ "$LLAMA" = 1 ]; then
+                    "$W/llama_time" "$LLIBS" "$T/$size.gguf" "$th" "$NEW" 1 "$T/prompt.ids" >>"$T/ll.json" 2>>"$T/ll.err" ||
+                        { cat "$T/ll.err" >&2; exit 1; }
+                fi
+            done
+            if [ "$LLAMA" = 1 ]; then
+                read -r lp ld same < <(/usr/bin/env python3 - "$T/ll.json" "$T/ecr.ids" <<'PY'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-n = int(sys.argv[2])
-print("%.1f %.1f" % (max(n / r["seconds"] for r in runs), max(n / ((r["prompt_ms"] + r["eval_ms"]) / 1000) for r in runs)))
+ecr = open(sys.argv[2]).read().split()
+print("%.1f %.1f %s" % (max(r["prefill_tps"] for r in runs), max(r["decode_tps"] for r in runs),
+      "same" if all(list(map(str, r["tokens"])) == ecr for r in runs) else "DIFFER"))
 PY
 )
-        printf '  %-58s %8.1f tokens/s wall (from node); %.1f by its own decode time\n' "llama.cpp (${c#*:})" "$wall" "$own"
-        [ "${c%%:*}" = f32 ] && best_ll=$wall && best_own=$own
+                printf '  %-6s %-5s %-8s %8.0f / %8.0f = %5.2fx     %8.0f / %8.0f = %5.2fx     %s\n' "$size" "$prec" "$th" \
+                    "$bp" "$lp" "$(awk -v a="$bp" -v b="$lp" 'BEGIN { print a / b }')" \
+                    "$bd" "$ld" "$(awk -v a="$bd" -v b="$ld" 'BEGIN { print a / b }')" "$same"
+                echo "$size $prec $th $bp $lp $bd $ld" >>"$T/verdict"
+            else
+                printf '  %-6s %-5s %-8s %8.0f / SKIP                %8.0f / SKIP\n' "$size" "$prec" "$th" "$bp" "$bd"
+            fi
+        done
     done
-    head -1 "$T/ll_f32.json" | /usr/bin/env python3 -c 'import json, sys; print(" ".join(map(str, json.loads(sys.stdin.read())["tokens"])))' >"$T/ll.ids"
-    if cmp -s <(tr -s ' \n' ' ' <"$T/ecr.ids" | sed 's/ $//') <(tr -s ' \n' ' ' <"$T/ll.ids" | sed 's/ $//'); then
-        echo "  greedy tokens: the same $NEW in both"
-    else
-        echo "  greedy tokens DIFFER: ecr $(head -c 80 "$T/ecr.ids") ... llama.cpp $(head -c 80 "$T/ll.ids") ..."
-    fi
-    awk -v e="$best_ecr" -v l="$best_ll" -v o="$best_own" 'BEGIN {
-        printf "  ecr / llama.cpp (F32 cache): %.2fx against its wall time, %.2fx against its own decode time\n", e / l, e / o
-        if (e >= l) print "  goal (ecr at least as fast as llama.cpp): met against the wall time from node"
-        else printf "  goal (ecr at least as fast as llama.cpp): NOT met: ecr is %.0f%% slower\n", 100 * (1 - e / l)
-        if (e < o) printf "  (llama.cpp'"'"'s own decode loop is %.2fx ecr'"'"'s speed)\n", o / e }'
+done
+[ "$PRECS" = F32 ] && echo "  BF16: SKIP (ecr: $NOBF16)"
+if [ "$LLAMA" = 0 ]; then
+    echo "  llama.cpp: SKIP (git or tests/interop/node_modules missing: npm ci --omit=optional --prefix tests/interop)"
+else
+    awk '{ for (k = 0; k < 2; k++) { e = $(4 + 2 * k); l = $(5 + 2 * k); ph = k ? "decode" : "prefill"; n++
+             if (e < l) { miss++; printf "  below llama.cpp: %s %s %s threads %s: %.2fx\n", $1, $2, $3, ph, e / l } } }
+         END { if (miss) printf "  goal (prefill and decode at least 1.0x llama.cpp): NOT met in %d of %d\n", miss, n
+               else printf "  goal (prefill and decode at least 1.0x llama.cpp): met in all %d\n", n }' "$T/verdict"
 fi
+M=$W/small
 
 # ---- embedding: ecr embed against the Python module -------------------------------------------------
 PY=""

@@ -3,6 +3,7 @@
 // done in order in one process:
 //
 //   load MODEL.gguf          loads a model (the tasks below use the last one loaded)
+//   threads N                later contexts use N threads (default 1)
 //   exact                    later contexts use an F32 KV cache and no flash attention
 //                            (llama.cpp's defaults, used before this, are an F16 cache and
 //                            flash attention where the CPU backend has it)
@@ -27,13 +28,13 @@
 //                            time without this script's and node's overhead) (bench/)
 //
 // A sequence is a line of space-separated token ids: exactly what the model sees, BOS
-// included. OUT "-" is stdout. One thread, CPU only.
+// included. OUT "-" is stdout. One thread unless `threads` says otherwise; CPU only.
 //
 //   node tests/interop/llama.mjs load m.gguf probs ids.txt p.txt generate 32 ids.txt g.txt
 import { readFileSync, writeFileSync } from "node:fs";
 import { getLlama } from "node-llama-cpp";
 
-const usage = "usage: node llama.mjs load MODEL.gguf [exact] [info OUT] [probs IN OUT] " +
+const usage = "usage: node llama.mjs load MODEL.gguf [threads N] [exact] [info OUT] [probs IN OUT] " +
   "[generate N IN OUT] [embed IN OUT] [tokenize IN OUT] [time N REPS IN OUT] ...\n";
 const args = process.argv.slice(2);
 if (args[0] !== "load") { process.stderr.write(usage); process.exit(2); }
@@ -57,9 +58,12 @@ const g9 = (x) => Number(x).toPrecision(9);
 
 // llama.cpp's log: errors to stderr; its performance lines (info) are kept for `time`.
 const perf = [];
+// The most threads any `threads` task asks for: llama.cpp's pool is made once, that large.
+const maxThreads = args.reduce((mx, a, k) => (a === "threads" && k + 1 < args.length ? Math.max(mx, Number(args[k + 1]) || 1) : mx), 1);
+let threads = 1;
 const llama = await getLlama({
   gpu: false, build: "never", skipDownload: true, usePrebuiltBinaries: true,
-  progressLogs: false, logLevel: "info", maxThreads: 1,
+  progressLogs: false, logLevel: "info", maxThreads,
   logger: (level, message) => {
     if (/ time = /.test(message)) perf.push(message);
     else if (level === "error" || level === "fatal") process.stderr.write(`llama.cpp: ${message}\n`);
@@ -77,7 +81,7 @@ const timings = async (context) => {
 };
 let model = null, exact = false;
 const contextOptions = (extra = {}) => ({
-  contextSize: model.trainContextSize, batchSize: model.trainContextSize, threads: 1,
+  contextSize: model.trainContextSize, batchSize: model.trainContextSize, threads,
   ...(exact ? { flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" } : {}),
   ...extra,
 });
@@ -95,6 +99,9 @@ for (let i = 0; i < args.length;) {
     const [path] = need(1);
     if (model) await model.dispose();
     model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  } else if (task === "threads") {
+    threads = Number(need(1)[0]);
+    if (!Number.isInteger(threads) || threads < 1) { process.stderr.write(`llama.mjs: threads needs a count >= 1\n${usage}`); process.exit(2); }
   } else if (task === "exact") {
     exact = true;
   } else if (task === "info") {
