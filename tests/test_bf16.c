@@ -321,9 +321,11 @@ static void test_kv_cache(void) {
         for (int v = 0; v < c.vocab_size; v++)
             worst = tl_nanmax(worst, fabs(logits[v] - o.logits[(size_t)t * c.vocab_size + v]) / scale);
     }
-    /* the same rounded inputs, products of another shape: fp32 summation order only on the
-     * reference engine; oneDNN may block differently, within the bf16 input rounding */
-    double tol = ecr_bf16_onednn() ? 2e-2 : 1e-5;
+    /* the same rounding, products of another shape: decoding's one-row products (ecr_sgemv_bf16)
+     * and the engine's matrix products sum in other orders, so an activation can round to the
+     * neighbouring bf16 value (2^-8 relative) before the next product: within the bf16 input
+     * rounding, not within fp32's (measured 7e-4 on the reference engine) */
+    double tol = 2e-2;
     CHECK_MSG(worst <= tol, "decoding differs from the forward by %.3g of the largest logit", worst);
     ecr_kv_cache_free(kv);
     ecr_model_free(m);

@@ -208,6 +208,37 @@ static void test_sgemv(void) {
         ecr_sgemv(M, K, A, x, 0.0f, yl);
         ecr_set_threads(th);
         CHECK_MSG(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0, "sgemv %dx%d: differs across thread counts", M, K);
+        /* bf16 inputs (decoding in bf16): the exact products of the rounded values, summed in fp32 */
+        uint16_t *Ab = malloc((size_t)M * K * sizeof *Ab), *xb = malloc((size_t)K * sizeof *xb);
+        float *Aw = zeros((size_t)M * K), *xw = zeros((size_t)K);
+        ecr_bf16_from_f32(Ab, A, (size_t)M * K);
+        ecr_bf16_from_f32(xb, x, (size_t)K);
+        ecr_bf16_to_f32_n(Aw, Ab, (size_t)M * K);
+        ecr_bf16_to_f32_n(xw, xb, (size_t)K);
+        for (int beta = 0; beta < 2; beta++) {
+            memcpy(yl, y0, (size_t)M * sizeof(float));
+            if (beta == 0) yl[0] = NAN;
+            ecr_sgemv_bf16(M, K, Ab, xb, (float)beta, yl);
+            double e = 0, scale = 0;
+            for (int i = 0; i < M; i++) {
+                double ref = beta ? y0[i] : 0.0, mag = 0;
+                for (int k = 0; k < K; k++) ref += (double)Aw[(size_t)i * K + k] * xw[k], mag += fabs((double)Aw[(size_t)i * K + k] * xw[k]);
+                e = tl_nanmax(e, fabs(yl[i] - ref));
+                if (mag > scale) scale = mag;
+            }
+            double gamma = (K + 1) * 0x1p-24 / (1 - (K + 1) * 0x1p-24);
+            CHECK_MSG(e <= gamma * (scale + 1.0), "sgemv_bf16 %dx%d beta %d: error %g (bound %g)", M, K, beta, e,
+                      gamma * (scale + 1.0));
+        }
+        ecr_sgemv_bf16(M, K, Ab, xb, 0.0f, ye);
+        ecr_set_threads(th > 1 ? 1 : 2);
+        ecr_sgemv_bf16(M, K, Ab, xb, 0.0f, yl);
+        ecr_set_threads(th);
+        CHECK_MSG(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0, "sgemv_bf16 %dx%d: differs across thread counts", M, K);
+        /* and ecr_linear_forward_bf16 of one row is that product */
+        CHECK_OK(ecr_linear_forward_bf16(yl, xb, Ab, 1, K, M, 0.0f));
+        CHECK(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0);
+        free(Ab); free(xb); free(Aw); free(xw);
         free(A); free(x); free(y); free(y0); free(yl); free(ye);
     }
 }

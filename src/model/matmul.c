@@ -245,6 +245,75 @@ void ecr_sgemv(int M, int K, const float *A, const float *x, float beta, float *
     }
 }
 
+/* ---- the same product with bf16 inputs ------------------------------------------------ */
+
+static inline float bf16_widen(uint16_t v) {
+    uint32_t b = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+/* 8 bf16 values from p, widened to fp32 (exact: the top half of the bit pattern). */
+static inline __m256 bf16x8(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+/* sgemv_rows4 with A and x in bf16: the same accumulators and order. */
+static void sgemv_bf16_rows4(int K, const uint16_t *A, const uint16_t *x, float *y) {
+    const uint16_t *a0 = A, *a1 = a0 + K, *a2 = a1 + K, *a3 = a2 + K;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m256 xa = bf16x8(x + k), xb = bf16x8(x + k + 8);
+        s0 = _mm256_fmadd_ps(bf16x8(a0 + k), xa, s0);
+        s1 = _mm256_fmadd_ps(bf16x8(a1 + k), xa, s1);
+        s2 = _mm256_fmadd_ps(bf16x8(a2 + k), xa, s2);
+        s3 = _mm256_fmadd_ps(bf16x8(a3 + k), xa, s3);
+        t0 = _mm256_fmadd_ps(bf16x8(a0 + k + 8), xb, t0);
+        t1 = _mm256_fmadd_ps(bf16x8(a1 + k + 8), xb, t1);
+        t2 = _mm256_fmadd_ps(bf16x8(a2 + k + 8), xb, t2);
+        t3 = _mm256_fmadd_ps(bf16x8(a3 + k + 8), xb, t3);
+    }
+    float r0 = hsum8(_mm256_add_ps(s0, t0)), r1 = hsum8(_mm256_add_ps(s1, t1));
+    float r2 = hsum8(_mm256_add_ps(s2, t2)), r3 = hsum8(_mm256_add_ps(s3, t3));
+    for (; k < K; k++) {
+        float xk = bf16_widen(x[k]);
+        r0 += bf16_widen(a0[k]) * xk;
+        r1 += bf16_widen(a1[k]) * xk;
+        r2 += bf16_widen(a2[k]) * xk;
+        r3 += bf16_widen(a3[k]) * xk;
+    }
+    y[0] = r0, y[1] = r1, y[2] = r2, y[3] = r3;
+}
+#endif
+
+static float sgemv_bf16_row(int K, const uint16_t *a, const uint16_t *x) {
+    float s = 0.0f;
+    for (int k = 0; k < K; k++) s += bf16_widen(a[k]) * bf16_widen(x[k]);
+    return s;
+}
+
+/* Half the bytes of ecr_sgemv's weights: decoding in bf16 streams 2 bytes a weight. Every
+ * product of two bf16 values is exact in fp32, so this is the bf16 engines' sum in another
+ * order (see matmul_bf16.c); oneDNN's matmul for one row would not stream the weights once. */
+void ecr_sgemv_bf16(int M, int K, const uint16_t *A, const uint16_t *x, float beta, float *y) {
+    if (M <= 0) return;
+    int blocks = M / 4;
+    ECR_OMP(parallel for schedule(static) if ((double)M * K >= 65536.0))
+    for (int b = 0; b <= blocks; b++) {
+        int i0 = 4 * b, n = b < blocks ? 4 : M - i0;
+        float r[4];
+#if defined(__AVX2__) && defined(__FMA__)
+        if (n == 4) sgemv_bf16_rows4(K, A + (size_t)i0 * K, x, r);
+        else
+#endif
+            for (int i = 0; i < n; i++) r[i] = sgemv_bf16_row(K, A + (size_t)(i0 + i) * K, x);
+        for (int i = 0; i < n; i++) y[i0 + i] = r[i] + (beta != 0.0f ? beta * y[i0 + i] : 0.0f);
+    }
+}
+
 void ecr_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;

@@ -96,9 +96,14 @@ void ecr_linear_backward(float *dx, float *dw, const float *dy, const float *x, 
     if (dx) ecr_sgemm(0, 0, N, in, out, 1.0f, dy, out, w, in, dx_beta, dx, in);
 }
 
-/* y[N,out] = xb[N,in] @ wb[out,in]^T + beta*y, bf16 inputs */
+/* y[N,out] = xb[N,in] @ wb[out,in]^T + beta*y, bf16 inputs; one row (a decoding step) as a
+ * matrix-vector product (ecr_sgemv_bf16) */
 ecr_status ecr_linear_forward_bf16(float *y, const uint16_t *xb, const uint16_t *wb, int N, int in,
                                    int out, float beta) {
+    if (N == 1) {
+        ecr_sgemv_bf16(out, in, wb, xb, beta, y);
+        return ECR_OK;
+    }
     return ecr_gemm_bf16(0, 1, N, out, in, xb, in, wb, in, beta, y, out);
 }
 
