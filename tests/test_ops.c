@@ -176,7 +176,7 @@ static void test_linear(void) {
 /* One row (decoding) takes the matrix-vector path, ecr_sgemv: against a double reference,
  * with beta 0 (NaN in y ignored) and 1, on shapes across the BLAS's blocking. */
 static void test_sgemv(void) {
-    static const int shapes[][2] = {{1, 1}, {6, 7}, {384, 384}, {1152, 384}, {8192, 256}, {5, 1000}};
+    static const int shapes[][2] = {{1, 1}, {6, 7}, {384, 384}, {1152, 384}, {8192, 256}, {5, 1000}, {4, 4100}};
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         int M = shapes[c][0], K = shapes[c][1];
         float *A = randn((size_t)M * K, 1.0f), *x = randn((size_t)K, 1.0f), *y = randn((size_t)M, 1.0f);

@@ -28,8 +28,8 @@ void ecr_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
  * four rows at a time; see matmul.c for why not cblas_sgemv), OpenMP over rows; the same
  * numbers for every thread count. */
 void ecr_sgemv(int M, int K, const float *A, const float *x, float beta, float *y);
-/* The same with A and x in bf16 (decoding in bf16: half the bytes); the sum of the exact
- * products in fp32, the order of ecr_sgemv's. */
+/* The same with A and x in bf16 (decoding in bf16: half the bytes); the exact products
+ * summed in fp32, in a fixed order (not ecr_sgemv's). */
 void ecr_sgemv_bf16(int M, int K, const uint16_t *A, const uint16_t *x, float beta, float *y);
 void ecr_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const float *A,
                         int lda, const float *B, int ldb, float beta, float *C, int ldc);

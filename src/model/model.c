@@ -526,7 +526,7 @@ ecr_status ecr_model_set_precision(ecr_model *m, ecr_precision p) {
     free(m->wb);
     m->wb = NULL;
     m->wb_fresh = 0;
-    if (r == ECR_PRECISION_BF16 && !(m->wb = malloc(m->n_params * sizeof *m->wb))) {
+    if (r == ECR_PRECISION_BF16 && !(m->wb = falloc((m->n_params + 1) / 2)) /* n_params bf16 values, huge pages like params */) {
         m->prec = ECR_PRECISION_FP32;
         return ecr_fail(ECR_E_NOMEM, "model: out of memory for a bf16 copy of %zu parameters", m->n_params);
     }
