@@ -14,9 +14,9 @@
 # and arithmetic). Not through node: node-llama-cpp's hand-offs between tokens cost llama.cpp's
 # thread pool most of its decode speed at 2 threads on 2 cores (14 ms a token for `tiny`).
 #
-# Each measurement: the prompt PROMPT tokens of lo10 validation text (BOS first; default 64),
+# Each measurement: the prompt PROMPT tokens of lo10 validation text (BOS first; default 128),
 # then NEW greedy tokens (default 128) going on past end-of-text, at 1 and 2 threads, best
-# of REPS (default 3) runs, ecr and llama.cpp alternating run after run so that the load of
+# of REPS (default 5) runs, ecr and llama.cpp alternating run after run so that the load of
 # a shared machine touches both alike:
 #   prefill tokens/s = PROMPT / (time from the start to the first new token's logits);
 #   decode tokens/s  = steps / (time of the NEW - 1 steps after it).
@@ -39,8 +39,8 @@ ECR_BIN=${ECR_BIN:-build/ecr}
 case "$ECR_BIN" in /*) ;; *) ECR_BIN="$PWD/$ECR_BIN" ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NEW=${BENCH_GEN_TOKENS:-128}
-NPROMPT=${BENCH_GEN_PROMPT:-64}
-REPS=${BENCH_REPS:-3}
+NPROMPT=${BENCH_GEN_PROMPT:-128}
+REPS=${BENCH_REPS:-5}
 NTEXTS=${EMBED_TEXTS:-1000}
 W=${BENCH_GEN_DIR:-$ROOT/build/bench-generate}
 DATA=$ROOT/build/data/lo10
