@@ -173,73 +173,60 @@ static void test_linear(void) {
     free(dw2); free(xa);
 }
 
-/* One row (decoding) takes the matrix-vector path, ecr_sgemv: against a double reference,
- * with beta 0 (NaN in y ignored) and 1, on shapes across the BLAS's blocking. */
+/* Checks y (a product's output for beta 0 or 1 from y0) against the exact A x + beta y0 in
+ * double: within the bound of any order of an fp32 sum of K + 1 terms. */
+static void check_gemv(const char *what, int M, int K, const float *A, const float *x, const float *y0,
+                       int beta, const float *y) {
+    double e = 0, scale = 0;
+    for (int i = 0; i < M; i++) {
+        double ref = beta ? y0[i] : 0.0, mag = 0;
+        for (int k = 0; k < K; k++) ref += (double)A[(size_t)i * K + k] * x[k], mag += fabs((double)A[(size_t)i * K + k] * x[k]);
+        e = tl_nanmax(e, fabs(y[i] - ref));
+        if (mag > scale) scale = mag;
+    }
+    double gamma = (K + 1) * 0x1p-24 / (1 - (K + 1) * 0x1p-24);
+    CHECK_MSG(e <= gamma * (scale + 1.0), "%s %dx%d beta %d: error %g (bound %g)", what, M, K, beta, e,
+              gamma * (scale + 1.0));
+}
+
+/* One row (decoding) takes the matrix-vector path, ecr_sgemv (fp32) and ecr_sgemv_bf16 (bf16
+ * inputs: the exact products of the rounded values): against a double reference, with beta 0
+ * (NaN in y ignored) and 1, on shapes across the kernels' blocking and tails; the same bytes
+ * whatever the thread count, and the same as ecr_linear_forward(_bf16) of one row. */
 static void test_sgemv(void) {
     static const int shapes[][2] = {{1, 1}, {6, 7}, {384, 384}, {1152, 384}, {8192, 256}, {5, 1000}, {4, 4100}};
+    int th = ecr_get_threads();
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         int M = shapes[c][0], K = shapes[c][1];
-        float *A = randn((size_t)M * K, 1.0f), *x = randn((size_t)K, 1.0f), *y = randn((size_t)M, 1.0f);
-        float *y0 = copyf(y, (size_t)M), *yl = zeros((size_t)M);
-        for (int beta = 0; beta < 2; beta++) {
-            float *yy = copyf(y0, (size_t)M);
-            if (beta == 0) yy[0] = NAN;
-            ecr_sgemv(M, K, A, x, (float)beta, yy);
-            double e = 0, scale = 0;
-            for (int i = 0; i < M; i++) {
-                double ref = beta ? y0[i] : 0.0, mag = 0;
-                for (int k = 0; k < K; k++) ref += (double)A[(size_t)i * K + k] * x[k], mag += fabs((double)A[(size_t)i * K + k] * x[k]);
-                e = tl_nanmax(e, fabs(yy[i] - ref));
-                if (mag > scale) scale = mag;
-            }
-            double gamma = (K + 1) * 0x1p-24 / (1 - (K + 1) * 0x1p-24); /* any order of the fp32 sum */
-            CHECK_MSG(e <= gamma * (scale + 1.0), "sgemv %dx%d beta %d: error %g (bound %g)", M, K, beta, e,
-                      gamma * (scale + 1.0));
-            free(yy);
-        }
-        /* ecr_linear_forward of one row is that product (w = A is [out = M, in = K]) */
-        ecr_linear_forward(yl, x, A, 1, K, M, 0.0f);
-        float *ye = zeros((size_t)M);
-        ecr_sgemv(M, K, A, x, 0.0f, ye);
-        CHECK(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0);
-        /* the same bytes whatever the thread count (each row summed by one thread) */
-        int th = ecr_get_threads();
-        ecr_set_threads(th > 1 ? 1 : 2);
-        ecr_sgemv(M, K, A, x, 0.0f, yl);
-        ecr_set_threads(th);
-        CHECK_MSG(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0, "sgemv %dx%d: differs across thread counts", M, K);
-        /* bf16 inputs (decoding in bf16): the exact products of the rounded values, summed in fp32 */
+        float *A = randn((size_t)M * K, 1.0f), *x = randn((size_t)K, 1.0f), *y0 = randn((size_t)M, 1.0f);
+        float *y = zeros((size_t)M), *ye = zeros((size_t)M), *Aw = zeros((size_t)M * K), *xw = zeros((size_t)K);
         uint16_t *Ab = malloc((size_t)M * K * sizeof *Ab), *xb = malloc((size_t)K * sizeof *xb);
-        float *Aw = zeros((size_t)M * K), *xw = zeros((size_t)K);
         ecr_bf16_from_f32(Ab, A, (size_t)M * K);
         ecr_bf16_from_f32(xb, x, (size_t)K);
         ecr_bf16_to_f32_n(Aw, Ab, (size_t)M * K);
         ecr_bf16_to_f32_n(xw, xb, (size_t)K);
-        for (int beta = 0; beta < 2; beta++) {
-            memcpy(yl, y0, (size_t)M * sizeof(float));
-            if (beta == 0) yl[0] = NAN;
-            ecr_sgemv_bf16(M, K, Ab, xb, (float)beta, yl);
-            double e = 0, scale = 0;
-            for (int i = 0; i < M; i++) {
-                double ref = beta ? y0[i] : 0.0, mag = 0;
-                for (int k = 0; k < K; k++) ref += (double)Aw[(size_t)i * K + k] * xw[k], mag += fabs((double)Aw[(size_t)i * K + k] * xw[k]);
-                e = tl_nanmax(e, fabs(yl[i] - ref));
-                if (mag > scale) scale = mag;
+        for (int bf = 0; bf < 2; bf++) {
+            const char *what = bf ? "sgemv_bf16" : "sgemv";
+            for (int beta = 0; beta < 2; beta++) {
+                memcpy(y, y0, (size_t)M * sizeof(float));
+                if (beta == 0) y[0] = NAN;
+                if (bf) ecr_sgemv_bf16(M, K, Ab, xb, (float)beta, y);
+                else ecr_sgemv(M, K, A, x, (float)beta, y);
+                check_gemv(what, M, K, bf ? Aw : A, bf ? xw : x, y0, beta, y);
             }
-            double gamma = (K + 1) * 0x1p-24 / (1 - (K + 1) * 0x1p-24);
-            CHECK_MSG(e <= gamma * (scale + 1.0), "sgemv_bf16 %dx%d beta %d: error %g (bound %g)", M, K, beta, e,
-                      gamma * (scale + 1.0));
+            if (bf) ecr_sgemv_bf16(M, K, Ab, xb, 0.0f, ye);
+            else ecr_sgemv(M, K, A, x, 0.0f, ye);
+            ecr_set_threads(th > 1 ? 1 : 2);
+            if (bf) ecr_sgemv_bf16(M, K, Ab, xb, 0.0f, y);
+            else ecr_sgemv(M, K, A, x, 0.0f, y);
+            ecr_set_threads(th);
+            CHECK_MSG(memcmp(y, ye, (size_t)M * sizeof(float)) == 0, "%s %dx%d: differs across thread counts", what, M, K);
+            /* the layer's one-row forward is that product (w = A is [out = M, in = K]) */
+            if (bf) CHECK_OK(ecr_linear_forward_bf16(y, xb, Ab, 1, K, M, 0.0f));
+            else ecr_linear_forward(y, x, A, 1, K, M, 0.0f);
+            CHECK_MSG(memcmp(y, ye, (size_t)M * sizeof(float)) == 0, "%s %dx%d: linear forward differs", what, M, K);
         }
-        ecr_sgemv_bf16(M, K, Ab, xb, 0.0f, ye);
-        ecr_set_threads(th > 1 ? 1 : 2);
-        ecr_sgemv_bf16(M, K, Ab, xb, 0.0f, yl);
-        ecr_set_threads(th);
-        CHECK_MSG(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0, "sgemv_bf16 %dx%d: differs across thread counts", M, K);
-        /* and ecr_linear_forward_bf16 of one row is that product */
-        CHECK_OK(ecr_linear_forward_bf16(yl, xb, Ab, 1, K, M, 0.0f));
-        CHECK(memcmp(yl, ye, (size_t)M * sizeof(float)) == 0);
-        free(Ab); free(xb); free(Aw); free(xw);
-        free(A); free(x); free(y); free(y0); free(yl); free(ye);
+        free(A); free(x); free(y0); free(y); free(ye); free(Aw); free(xw); free(Ab); free(xb);
     }
 }
 
