@@ -63,15 +63,19 @@ static int32_t sample_sorted(cand *c, int V, const ecr_gen_opts *o, uint64_t *rn
     return c[n - 1].id; /* rounding: u landed on the total */
 }
 
-int32_t ecr_sample_logits(float *logits, int V, const ecr_gen_opts *o, uint64_t *rng) {
-    if (!(o->temperature > 0)) return argmax(logits, V);
-    cand *c = malloc((size_t)V * sizeof *c);
-    if (!c) return argmax(logits, V);
+/* ecr_sample_logits with the candidates' scratch c[V] given (NULL: argmax). */
+static int32_t sample(float *logits, int V, const ecr_gen_opts *o, uint64_t *rng, cand *c) {
+    if (!(o->temperature > 0) || !c) return argmax(logits, V);
     for (int i = 0; i < V; i++) {
         c[i].logit = logits[i];
         c[i].id = i;
     }
-    int32_t id = sample_sorted(c, V, o, rng);
+    return sample_sorted(c, V, o, rng);
+}
+
+int32_t ecr_sample_logits(float *logits, int V, const ecr_gen_opts *o, uint64_t *rng) {
+    cand *c = o->temperature > 0 ? malloc((size_t)V * sizeof *c) : NULL;
+    int32_t id = sample(logits, V, o, rng, c); /* out of memory: argmax */
     free(c);
     return id;
 }
@@ -93,12 +97,13 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
     ecr_status st = ecr_kv_cache_create(m, max_len, &kv);
     if (st) return st;
     float *logits = malloc((size_t)V * sizeof *logits);
-    if (!logits) st = ecr_fail(ECR_E_NOMEM, "generate: out of memory");
+    cand *scratch = o->temperature > 0 ? malloc((size_t)V * sizeof *scratch) : NULL; /* once, not per token */
+    if (!logits || (o->temperature > 0 && !scratch)) st = ecr_fail(ECR_E_NOMEM, "generate: out of memory");
     if (!st) st = ecr_model_prefill(m, kv, prompt, n_prompt, logits);
     uint64_t rng = ecr_splitmix64_stream(o->seed, ECR_STREAM_GENERATE);
     size_t fed = n_prompt, gen = 0, max_new = (size_t)(o->max_tokens > 0 ? o->max_tokens : 0);
     while (!st && gen < max_new) {
-        int32_t id = ecr_sample_logits(logits, V, o, &rng);
+        int32_t id = sample(logits, V, o, &rng, scratch);
         if (id == eot_id) break;
         gen++;
         if (on_token && on_token(ctx, id)) break;
@@ -107,6 +112,7 @@ ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, in
         fed++;
     }
     free(logits);
+    free(scratch);
     ecr_kv_cache_free(kv);
     if (n_out) *n_out = gen;
     return st;
