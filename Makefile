@@ -32,7 +32,11 @@ OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no
 else ifeq ($(SAN),1)
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 else
-OPT     := -O3 -march=native -g
+# -fno-trapping-math: we never unmask floating-point exceptions, and without it gcc keeps the
+# selects of the kernels' exp (ops.c fexp) as branches and vectorises no loop that calls it
+# (SwiGLU, the softmaxes). It changes no value: each operation is the same IEEE operation,
+# in the same order (reassociation would need -fassociative-math, which we do not use).
+OPT     := -O3 -march=native -g -fno-trapping-math
 endif
 
 # V=1 shows full command lines.
@@ -117,6 +121,11 @@ endif
 
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(EXTRA_CFLAGS)
 LDFLAGS := $(OPT)
+# The compiler flags of the last build of this folder: objects depend on the file, which is
+# rewritten only when the flags change, so a change of flags (or EXTRA_CFLAGS=...) rebuilds.
+FLAGS_STAMP := $(BUILD)/.cflags
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(MPI_CFLAGS)' | cmp -s - $(FLAGS_STAMP) || \
+        echo '$(CC) $(CFLAGS) $(MPI_CFLAGS)' > $(FLAGS_STAMP))
 
 SRC      := $(sort $(foreach d,$(SRC_DIRS),$(wildcard src/$(d)/*.c)))
 HDR      := $(wildcard src/*/*.h)
@@ -143,12 +152,12 @@ all: found $(ECR) $(LIB) $(SO)
 found:
 	@echo "ecr: found $(FOUND)$(if $(filter 1,$(NO_BLAS)), (NO_BLAS: portable matmul),)$(if $(filter 1,$(NO_OMP)), (NO_OMP: one thread),)$(if $(HAVE_DNNL),, (no oneDNN: fp32 only; apt-get install libdnnl-dev for bf16))$(if $(HAVE_MPI),, (no MPI: one process; apt-get install libopenmpi-dev for mpirun))$(if $(filter y,$(HAVE_LIBFUZZER)), libFuzzer(clang), (no libFuzzer: make fuzz needs apt-get install clang libfuzzer-14-dev))"
 
-$(BUILD)/obj/%.o: src/%.c include/ecr.h $(HDR)
+$(BUILD)/obj/%.o: src/%.c include/ecr.h $(HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h) $(HDR)
+$(BUILD)/cli/%.o: cli/%.c include/ecr.h $(wildcard cli/*.h) $(HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
 	$(Q)$(CC) $(CFLAGS) $(MPI_CFLAGS) -Icli -c $< -o $@
@@ -158,7 +167,7 @@ $(LIB): $(OBJ)
 	@echo "  AR   $@"
 	$(Q)rm -f $@ && ar rcs $@ $^   # from scratch: a removed source leaves no stale object
 
-$(BUILD)/pic/%.o: src/%.c include/ecr.h $(HDR)
+$(BUILD)/pic/%.o: src/%.c include/ecr.h $(HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $< (-fPIC)"
 	$(Q)$(CC) $(CFLAGS) -fPIC -fno-semantic-interposition -c $< -o $@
@@ -172,7 +181,7 @@ $(ECR): $(CLI_OBJ) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 
 # Helpers shared by the unit tests (tests/testlib.h), linked into each of them.
-$(TESTLIB): tests/testlib.c tests/testlib.h include/ecr.h $(HDR)
+$(TESTLIB): tests/testlib.c tests/testlib.h include/ecr.h $(HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
 	$(Q)$(CC) $(CFLAGS) -Itests -c $< -o $@
