@@ -432,14 +432,12 @@ void ecr_attention_backward(float *dqkv, const float *dout, const float *qkv, co
 }
 
 typedef float v8f __attribute__((vector_size(32)));
+typedef float v8f_u __attribute__((vector_size(32), aligned(4), may_alias)); /* unaligned loads */
 
-static inline v8f v8_load(const float *p) {
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline float v8_sum(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+/* Macros, not functions: a 32-byte vector passed or returned by value changes the ABI in
+ * builds without AVX (the sanitizer builds; gcc's -Wpsabi). */
+#define V8_LOAD(p) (*(const v8f_u *)(p))
+#define V8_SUM(v) ((((v)[0] + (v)[4]) + ((v)[1] + (v)[5])) + (((v)[2] + (v)[6]) + ((v)[3] + (v)[7])))
 
 /* Decoding's attention, written for one query: four cached keys at a time share each load of
  * q (independent accumulators, where attend_one's dot products wait on one another), the
@@ -464,14 +462,14 @@ void ecr_attention_step(float *out, const float *q, const float *kc, const float
             const float *k0 = kh + (size_t)j * ld, *k1 = k0 + ld, *k2 = k1 + ld, *k3 = k2 + ld;
             v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
             for (int c = 0; c < hd; c += 8) {
-                v8f qv = v8_load(qh + c);
-                a0 += qv * v8_load(k0 + c);
-                a1 += qv * v8_load(k1 + c);
-                a2 += qv * v8_load(k2 + c);
-                a3 += qv * v8_load(k3 + c);
+                v8f qv = V8_LOAD(qh + c);
+                a0 += qv * V8_LOAD(k0 + c);
+                a1 += qv * V8_LOAD(k1 + c);
+                a2 += qv * V8_LOAD(k2 + c);
+                a3 += qv * V8_LOAD(k3 + c);
             }
-            sc[j] = v8_sum(a0) * scale, sc[j + 1] = v8_sum(a1) * scale;
-            sc[j + 2] = v8_sum(a2) * scale, sc[j + 3] = v8_sum(a3) * scale;
+            sc[j] = V8_SUM(a0) * scale, sc[j + 1] = V8_SUM(a1) * scale;
+            sc[j + 2] = V8_SUM(a2) * scale, sc[j + 3] = V8_SUM(a3) * scale;
         }
         for (; j < n; j++) sc[j] = dot(qh, kh + (size_t)j * ld, hd) * scale;
         float m = row_max(sc, n), sum = 0.0f;
@@ -483,7 +481,7 @@ void ecr_attention_step(float *out, const float *q, const float *kc, const float
             v8f b[4] = {{0}, {0}, {0}, {0}};
             for (j = 0; j < n; j++) {
                 const float *v = vh + (size_t)j * ld + c;
-                for (int u = 0; u < nb; u++) b[u] += sc[j] * v8_load(v + 8 * u);
+                for (int u = 0; u < nb; u++) b[u] += sc[j] * V8_LOAD(v + 8 * u);
             }
             for (int u = 0; u < nb; u++) {
                 v8f r = b[u] * inv;
