@@ -227,11 +227,13 @@ $(FAULTSHIM): tests/faultshim.c
 CLI_TESTS := $(filter-out tests/cli_lib.sh $(if $(filter 1,$(SAN)),tests/cli_export.sh tests/cli_python.sh),$(sort $(wildcard tests/cli_*.sh)))
 test-cli: $(ECR) $(if $(filter 1,$(SAN)),,$(SO)) $(DATA) $(FAULTSHIM)
 	@mkdir -p $(BUILD)/cli-logs
-	@printf '%s\n' $(CLI_TESTS) | xargs -P 2 -I{} sh -c 'n=$$(basename {} .sh); \
+	@printf '%s\n' $(CLI_TESTS) | xargs -P 2 -I{} sh -c 'n=$$(basename {} .sh); t0=$$(date +%s); \
 	  ECR_BIN=$(ECR) FAULTSHIM=$(abspath $(FAULTSHIM)) $(if $(filter 1,$(SAN)),FAULT_EVERY=16 FAULT_RANDOM_KILLS=10 MPI_OBJECTIVES=ecr,FAULT_EVERY=3) \
-	  bash {} >$(BUILD)/cli-logs/$$n.log 2>&1; echo $$? >$(BUILD)/cli-logs/$$n.rc'
+	  bash {} >$(BUILD)/cli-logs/$$n.log 2>&1; echo $$? >$(BUILD)/cli-logs/$$n.rc; echo $$(( $$(date +%s) - t0 )) >$(BUILD)/cli-logs/$$n.s'
 	@fail=0; for t in $(CLI_TESTS); do n=$$(basename $$t .sh); cat $(BUILD)/cli-logs/$$n.log; \
-	  [ "$$(cat $(BUILD)/cli-logs/$$n.rc)" = 0 ] || { echo "FAILED: $$t"; fail=1; }; done; exit $$fail
+	  [ "$$(cat $(BUILD)/cli-logs/$$n.rc)" = 0 ] || { echo "FAILED: $$t"; fail=1; }; done; \
+	  echo "test-cli: seconds per script (two at a time):$$(for t in $(CLI_TESTS); do n=$$(basename $$t .sh); \
+	  printf ' %s %s' $$n $$(cat $(BUILD)/cli-logs/$$n.s); done)"; exit $$fail
 
 test-san:
 	$(MAKE) --no-print-directory SAN=1 test-unit test-cli
