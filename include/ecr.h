@@ -1097,8 +1097,9 @@ void ecr_gen_opts_default(ecr_gen_opts *o);
 typedef int (*ecr_token_fn)(void *ctx, int32_t id);
 
 /* Feeds `prompt` (n_prompt >= 1 ids, e.g. EOT then the prompt's tokens) through a KV cache
- * (ecr_model_prefill), then samples one token per ecr_model_step until `eot_id` (never when it is negative), max_tokens or the model's max_seq_len. Calls on_token for
- * every sampled token except the final EOT. *n_out (may be NULL) = tokens generated. */
+ * (ecr_model_prefill), then samples one token per ecr_model_step until `eot_id` (never
+ * when it is negative), max_tokens or the model's max_seq_len. Calls on_token for every
+ * sampled token except the final EOT. *n_out (may be NULL) = tokens generated. */
 ecr_status ecr_generate(ecr_model *m, const int32_t *prompt, size_t n_prompt, int32_t eot_id,
                         const ecr_gen_opts *o, ecr_token_fn on_token, void *ctx, size_t *n_out);
 
