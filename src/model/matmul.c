@@ -225,9 +225,8 @@ static float sgemv_row(int K, const float *a, const float *x) {
 }
 
 /* A kernel of our own rather than cblas_sgemv: on the weight matrices of a `base` decode step
- * (2 cores, AVX2) OpenBLAS 0.3.21's sgemv streamed 14-16 GB/s on 1 thread and 26 on 2, this
- * one 16-18 and 31-33 (+16% and +24% tokens/s on the products, best of repeated passes over
- * all the step's weights). Each row is summed by one thread in a fixed order, so y does not
+ * (2 cores, AVX2) OpenBLAS 0.3.21's sgemv streamed 14-19 GB/s on 1 thread and 26 on 2, this
+ * one 16-21 and 31-33 (best of repeated passes over all the step's weights). Each row is summed by one thread in a fixed order, so y does not
  * depend on the thread count. */
 void ecr_sgemv(int M, int K, const float *A, const float *x, float beta, float *y) {
     if (M <= 0) return;

@@ -3,7 +3,6 @@
 // done in order in one process:
 //
 //   load MODEL.gguf          loads a model (the tasks below use the last one loaded)
-//   threads N                later contexts use N threads (default 1)
 //   exact                    later contexts use an F32 KV cache and no flash attention
 //                            (llama.cpp's defaults, used before this, are an F16 cache and
 //                            flash attention where the CPU backend has it)
@@ -19,23 +18,16 @@
 //                            returns), from llama.cpp's embedding output of each prefix
 //   tokenize IN OUT          the ids of each text line of IN, without BOS/EOS and without
 //                            parsing special tokens (as `ecr tokenizer encode`)
-//   time N REPS IN OUT       for the first sequence of IN, REPS runs of N greedy tokens
-//                            (temperature 0, going on past end-of-text), each timed from the
-//                            start of its evaluation (the prompt's included) to its N-th
-//                            token: one JSON line per run {"seconds", "prompt_ms",
-//                            "prompt_tokens", "eval_ms", "eval_runs", "tokens"}, the _ms and
-//                            counts from llama.cpp's own performance counters (its decode
-//                            time without this script's and node's overhead) (bench/)
 //
 // A sequence is a line of space-separated token ids: exactly what the model sees, BOS
-// included. OUT "-" is stdout. One thread unless `threads` says otherwise; CPU only.
+// included. OUT "-" is stdout. One thread, CPU only.
 //
 //   node tests/interop/llama.mjs load m.gguf probs ids.txt p.txt generate 32 ids.txt g.txt
 import { readFileSync, writeFileSync } from "node:fs";
 import { getLlama } from "node-llama-cpp";
 
-const usage = "usage: node llama.mjs load MODEL.gguf [threads N] [exact] [info OUT] [probs IN OUT] " +
-  "[generate N IN OUT] [embed IN OUT] [tokenize IN OUT] [time N REPS IN OUT] ...\n";
+const usage = "usage: node llama.mjs load MODEL.gguf [exact] [info OUT] [probs IN OUT] " +
+  "[generate N IN OUT] [embed IN OUT] [tokenize IN OUT] ...\n";
 const args = process.argv.slice(2);
 if (args[0] !== "load") { process.stderr.write(usage); process.exit(2); }
 
@@ -56,34 +48,18 @@ const write = (path, lines) => {
 };
 const g9 = (x) => Number(x).toPrecision(9);
 
-// llama.cpp's log: errors to stderr; its performance lines (info) are kept for `time`.
-const perf = [];
-// The most threads any `threads` task asks for: llama.cpp's pool is made once, that large.
-const maxThreads = args.reduce((mx, a, k) => (a === "threads" && k + 1 < args.length ? Math.max(mx, Number(args[k + 1]) || 1) : mx), 1);
-let threads = 1;
+// llama.cpp's log: errors to stderr.
 const llama = await getLlama({
   gpu: false, build: "never", skipDownload: true, usePrebuiltBinaries: true,
-  progressLogs: false, logLevel: "info", maxThreads,
+  progressLogs: false, logLevel: "error", maxThreads: 1,
   logger: (level, message) => {
-    if (/ time = /.test(message)) perf.push(message);
-    else if (level === "error" || level === "fatal") process.stderr.write(`llama.cpp: ${message}\n`);
+    if (level === "error" || level === "fatal") process.stderr.write(`llama.cpp: ${message}\n`);
   },
 });
-// The prompt's and the generation's decode time from llama.cpp's performance counters since
-// the last call (which resets them).
-const timings = async (context) => {
-  perf.length = 0;
-  await context.printTimings();
-  const get = (re) => { for (const l of perf) { const m = re.exec(l); if (m) return [Number(m[1]), Number(m[2])]; } return [NaN, NaN]; };
-  const [promptMs, promptTokens] = get(/prompt eval time =\s*([\d.]+) ms \/\s*(\d+)/);
-  const [evalMs, evalRuns] = get(/[^t] eval time =\s*([\d.]+) ms \/\s*(\d+)/);
-  return { prompt_ms: promptMs, prompt_tokens: promptTokens, eval_ms: evalMs, eval_runs: evalRuns };
-};
 let model = null, exact = false;
-const contextOptions = (extra = {}) => ({
-  contextSize: model.trainContextSize, batchSize: model.trainContextSize, threads,
+const contextOptions = () => ({
+  contextSize: model.trainContextSize, batchSize: model.trainContextSize, threads: 1,
   ...(exact ? { flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" } : {}),
-  ...extra,
 });
 const greedy = { temperature: 0 };
 
@@ -99,9 +75,6 @@ for (let i = 0; i < args.length;) {
     const [path] = need(1);
     if (model) await model.dispose();
     model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-  } else if (task === "threads") {
-    threads = Number(need(1)[0]);
-    if (!Number.isInteger(threads) || threads < 1) { process.stderr.write(`llama.mjs: threads needs a count >= 1\n${usage}`); process.exit(2); }
   } else if (task === "exact") {
     exact = true;
   } else if (task === "info") {
@@ -158,27 +131,6 @@ for (let i = 0; i < args.length;) {
     }
     write(out, lines);
     await ctx.dispose();
-  } else if (task === "time") {
-    const [n, reps] = need(2).map(Number);
-    const [inp, out] = need(2);
-    const ids = sequences(inp)[0];
-    const context = await model.createContext(contextOptions({ performanceTracking: true }));
-    const seq = context.getSequence();
-    const lines = [];
-    for (let r = 0; r < reps; r++) {
-      await seq.clearHistory();
-      await timings(context); // resets the counters
-      const got = [];
-      const t0 = performance.now();
-      for await (const t of seq.evaluate(ids, { temperature: 0, yieldEogToken: true })) {
-        got.push(t);
-        if (got.length >= n) break;
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      lines.push(JSON.stringify({ seconds, ...(await timings(context)), tokens: got }));
-    }
-    write(out, lines);
-    await context.dispose();
   } else {
     process.stderr.write(`llama.mjs: unknown task '${task}'\n${usage}`);
     process.exit(2);
