@@ -52,7 +52,9 @@
 # convergence, one report over its runs (docs/report-convergence/).
 #
 # Budget (env): EXP_TINY_STEPS, EXP_SMALL_STEPS (steps of 4,096 tokens; the study's by
-# default), EXP_THREADS.
+# default), EXP_THREADS, EXP_PRECISION (fp32 by default, on every machine: the committed
+# results are fp32, and --precision auto would pick bf16 where the CPU has it, so runs of one
+# study would differ by machine; bf16 to measure that precision on purpose).
 # Elsewhere (env, for trying the runner out): EXP_WORK (build/exp), EXP_RESULTS
 # (results/experiment), EXP_REPORTS (docs: the reports go to EXP_REPORTS/report-*).
 set -euo pipefail
@@ -60,6 +62,7 @@ cd "$(dirname "$0")/.."
 ECR=${ECR_BIN:-build/ecr}
 W=${EXP_WORK:-build/exp}
 THREADS=${EXP_THREADS:-2}
+PREC=${EXP_PRECISION:-fp32}
 STUDY=main
 ONLY=.
 LIST=0
@@ -211,7 +214,7 @@ need() {
     */teacher_train.npy | */teacher_valid.npy)
         local set=${f##*/teacher_}
         set=${set%.npy}
-        "$ECR" embed --model teacher/model --data "$W/$set.safetensors" --raw --threads "$THREADS" --out "$f" ;;
+        "$ECR" embed --model teacher/model --data "$W/$set.safetensors" --raw --threads "$THREADS" --precision "$PREC" --out "$f" ;;
     */anchors_k*.safetensors)
         local k=${f##*/anchors_k}
         need "$W/teacher_train.npy"
@@ -230,7 +233,7 @@ run_one() {
     local out=$W/runs/$name steps
     steps=$(steps_of "$preset")
     local args=(--data "$W/train.safetensors" --model "$preset" --steps "$steps" --seed "$seed"
-        --threads "$THREADS" --save-every 250 --log-every 100 --out "$out")
+        --threads "$THREADS" --precision "$PREC" --save-every 250 --log-every 100 --out "$out")
     [ "$EVALS" = 0 ] || args+=(--valid "$W/valid.safetensors" --eval-every $((steps / EVALS)))
     [ "$tag" = - ] || args+=(--tag "$tag")
     # shellcheck disable=SC2207
@@ -273,7 +276,7 @@ run_one() {
         local anchors=$ANCH i
         for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[$i]}" = --anchors ] && anchors=${args[$((i + 1))]}; done
         "$ECR" eval --model "$out" --data "$W/valid.safetensors" --teacher-emb "$W/teacher_valid.npy" \
-            --anchors "$anchors" --log "$out/log.jsonl" --threads "$THREADS" --quiet --json "$out/eval.json" \
+            --anchors "$anchors" --log "$out/log.jsonl" --threads "$THREADS" --precision "$PREC" --quiet --json "$out/eval.json" \
             >"$out/eval.txt"
         awk '/"val_loss"/ || /"step":[0-9]*0,/ {print}' "$out/log.jsonl" >"$tmp/log.jsonl"
     fi
