@@ -10,7 +10,9 @@
 # Skips when the binary was built without MPI or mpirun is missing. MPI_OBJECTIVES (default
 # "lm ecr lm+contrastive") picks the objectives compared.
 #
-# Tolerance. Both sides pack the same global batch; what differs is rounding. (1) The
+# Tolerance. Both sides run in fp32 (--precision fp32: auto would pick bf16 on a CPU with
+# AVX512-BF16 or AMX, whose roundings are 2^-8, not 2^-24, and the bounds below would not
+# hold) and pack the same global batch; what differs is rounding. (1) The
 # matrix products of a forward run over 4 rows in each rank and over 8 in one process, and
 # a BLAS may block them differently: each element of h can move by a float32 rounding,
 # 2^-24 = 6e-8 relative. (2) The step's gradient is one fp32 accumulation over all rows in
@@ -52,7 +54,7 @@ head -n 400 "$VALID" >"$T/small.jsonl"
     bad "could not prepare the data"
 # 8 rows of 64 per step: each rank 4
 B=(--data "$T/small.safetensors" --model tiny --set dim=32 --set n_layers=2 --set n_heads=2 --set hidden_dim=64
-   --set max_seq_len=64 --seq-len 64 --tokens-per-step 512 --seed 5 --quiet)
+   --set max_seq_len=64 --seq-len 64 --tokens-per-step 512 --seed 5 --precision fp32 --quiet)
 "$ECR" train "${B[@]}" --steps 6 --threads 2 --out "$T/teacher" 2>"$T/err" &&
     "$ECR" embed --model "$T/teacher" --data "$T/small.safetensors" --raw --out "$T/emb.npy" --quiet 2>>"$T/err" &&
     "$ECR" anchors --emb "$T/emb.npy" --k 8 --out "$T/anchors.safetensors" --quiet 2>>"$T/err" ||
