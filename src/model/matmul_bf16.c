@@ -195,7 +195,9 @@ static void probe_bf16(void) {
     memset(&k, 0, sizeof k);
     k = (onednn_key){ECR_BF16, 0, 1, 256, 256, 256, 256, 256, 256, 0, 0.0f};
     pthread_mutex_lock(&g_lock);
-    g_bf16_ok = onednn_make(&k, g_bf16_impl, sizeof g_bf16_impl) != NULL;
+    dnnl_primitive_t p = onednn_make(&k, g_bf16_impl, sizeof g_bf16_impl);
+    g_bf16_ok = p != NULL;
+    if (p) dnnl_primitive_destroy(p);   /* a probe: the cache makes the ones used */
     pthread_mutex_unlock(&g_lock);
 }
 #endif
