@@ -130,18 +130,20 @@ plan_main() {
         echo "abl-shuffled-s$s tiny $s control:shuffled-codes ecr@$W/anchors_shuffled.safetensors"
         echo "abl-random-s$s tiny $s control:random-anchors ecr@$W/anchors_random.safetensors"
     done
-    for s in 1 2 3; do # codes-only variants (issue: the method at convergence), tiny
+    # codes-only variants (issue: the method at convergence), tiny; each on top of ECR's
+    # default, orth, except the K = 1,024, tau = 0.02 pair that measures it
+    for s in 1 2 3; do
         echo "var-k1024-tau0.02-s$s tiny $s K=1024,tau=0.02 ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02"
         echo "var-orth-s$s tiny $s +orth(1) ecr --orth-weight 1"
         echo "var-small-orth-s$s small $s +orth(1) ecr --orth-weight 1"
         echo "var-k1024-tau0.02-orth-s$s tiny $s K=1024,tau=0.02,+orth(1) ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02 --orth-weight 1"
-        echo "var-rel-h-s$s tiny $s +rel(h,1) ecr --rel-weight 1 --rel-on-h"
-        echo "var-con-h-s$s tiny $s +con(h,0.1) ecr --con-weight 0.1 --con-on-h"
-        echo "var-lam0.1-warmup-s$s tiny $s lambda=0.1,warm-up=0.5 ecr --ecr-weight 0.1 --ecr-warmup 0.5"
-        echo "var-k1024-tau0.02-lam0.1-s$s tiny $s K=1024,tau=0.02,lambda=0.1 ecr@$W/anchors_k1024.safetensors --ecr-tau 0.02 --ecr-weight 0.1"
-        echo "var-rel-u-s$s tiny $s +rel(u,1) ecr --rel-weight 1"
-        echo "var-con-u-s$s tiny $s +con(u,0.1) ecr --con-weight 0.1"
-        echo "var-lam0.1-decay-s$s tiny $s lambda=0.1,decay=0.5 ecr --ecr-weight 0.1 --ecr-decay 0.5"
+        echo "var-rel-h-s$s tiny $s +orth(1),+rel(h,1) ecr --orth-weight 1 --rel-weight 1 --rel-on-h"
+        echo "var-con-h-s$s tiny $s +orth(1),+con(h,0.1) ecr --orth-weight 1 --con-weight 0.1 --con-on-h"
+        echo "var-lam0.1-warmup-s$s tiny $s lambda=0.1,warm-up=0.5,+orth(1) ecr --orth-weight 1 --ecr-weight 0.1 --ecr-warmup 0.5"
+        echo "var-k1024-tau0.02-lam0.1-s$s tiny $s K=1024,tau=0.02,lambda=0.1,+orth(1) ecr@$W/anchors_k1024.safetensors --orth-weight 1 --ecr-tau 0.02 --ecr-weight 0.1"
+        echo "var-rel-u-s$s tiny $s +orth(1),+rel(u,1) ecr --orth-weight 1 --rel-weight 1"
+        echo "var-con-u-s$s tiny $s +orth(1),+con(u,0.1) ecr --orth-weight 1 --con-weight 0.1"
+        echo "var-lam0.1-decay-s$s tiny $s lambda=0.1,decay=0.5,+orth(1) ecr --orth-weight 1 --ecr-weight 0.1 --ecr-decay 0.5"
         echo "var-mres-s$s tiny $s +orth(1),+mres(K=64,1024) ecr --orth-weight 1" \
             "--mres-anchors $W/anchors_k64.safetensors,$W/anchors_k1024.safetensors"
         echo "var-mres-w0.02-s$s tiny $s +orth(1),+mres(K=64,1024;0.02) ecr --orth-weight 1 --mres-weight 0.02" \
