@@ -26,7 +26,7 @@
 # 5 epochs instead of 1 (tiny 4,000 steps, small 3,000), validation every 1/8 of the run
 # (loss, effective rank and P@1 over training):
 #   conv-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none, ecr+orth (ECR at its defaults),
-#                            feat; seeds 1-3
+#                            feat, ecr+orth+rel (the best variant of the screening); seeds 1-3
 # Study "stress" (the same issue: does ECR stabilise training?): tiny students, 300 steps of
 # 2,048 tokens, with the stabilisers taken away: no warm-up, no gradient clipping, and a
 # constant learning rate (--min-lr = --lr) raised far above the default 1e-3. Only the
@@ -97,6 +97,7 @@ plan_convergence() {
     for size in tiny small; do  # seed by seed, so that a part compares the methods
         for s in 1 2 3; do
             for m in none ecr+orth feat; do echo "conv-$size-$m-s$s $size $s - $m"; done
+            echo "conv-$size-ecr+orth+rel-s$s $size $s +rel(u,1) ecr+orth --rel-weight 1"
         done
     done
 }
@@ -142,6 +143,7 @@ plan_main() {
         echo "var-lam0.1-warmup-s$s tiny $s lambda=0.1,warm-up=0.5,+orth(1) ecr --orth-weight 1 --ecr-weight 0.1 --ecr-warmup 0.5"
         echo "var-k1024-tau0.02-lam0.1-s$s tiny $s K=1024,tau=0.02,lambda=0.1,+orth(1) ecr@$W/anchors_k1024.safetensors --orth-weight 1 --ecr-tau 0.02 --ecr-weight 0.1"
         echo "var-rel-u-s$s tiny $s +orth(1),+rel(u,1) ecr --orth-weight 1 --rel-weight 1"
+        echo "var-small-rel-u-s$s small $s +orth(1),+rel(u,1) ecr --orth-weight 1 --rel-weight 1"
         echo "var-con-u-s$s tiny $s +orth(1),+con(u,0.1) ecr --orth-weight 1 --con-weight 0.1"
         echo "var-lam0.1-decay-s$s tiny $s lambda=0.1,decay=0.5,+orth(1) ecr --orth-weight 1 --ecr-weight 0.1 --ecr-decay 0.5"
         echo "var-mres-s$s tiny $s +orth(1),+mres(K=64,1024) ecr --orth-weight 1" \
