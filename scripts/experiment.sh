@@ -182,14 +182,15 @@ steps_of() { [ "$1" = tiny ] && echo "$TINY_STEPS" || echo "$SMALL_STEPS"; }
 # runs of the same kind in results/, else a first guess measured on the 2-core machine.
 sec_per_step() {
     local preset=$1 kd=$2 f v=()
-    for f in "$RES"/*/run.json; do
-        [ -f "$f" ] || continue
+    # the 3 newest runs of this kind: older ones may come from a slower build or machine
+    while IFS= read -r f; do
+        [ ${#v[@]} -lt 3 ] || break
         grep -q "\"preset\":[[:space:]]*\"$preset\"" "$f" || continue
         if grep -q '"kd":' "$f"; then [ "$kd" = 1 ] || continue; else [ "$kd" = 0 ] || continue; fi
         local d=${f%/run.json} last
         last=$(grep '"loss"' "$d/log.jsonl" | tail -1)
         v+=("$(echo "$last" | sed -E 's/.*"step":([0-9]+).*"elapsed_s":([0-9.]+).*/\2 \1/' | awk '{print $1/$2}')")
-    done
+    done < <(for f in "$RES"/*/run.json; do [ -f "$f" ] && stat -c '%Y %n' "$f"; done | sort -rn | cut -d' ' -f2-)
     if [ ${#v[@]} -gt 0 ]; then
         printf '%s\n' "${v[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
     else
