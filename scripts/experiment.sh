@@ -179,10 +179,10 @@ flags() {
 steps_of() { [ "$1" = tiny ] && echo "$TINY_STEPS" || echo "$SMALL_STEPS"; }
 
 # Seconds per step of PRESET with or without a KD teacher pass: the median of the 3 newest
-# finished runs of the same kind in results/, else a first guess measured on the 2-core machine.
+# finished runs of the same kind in results/ (older ones may come from a slower build or
+# machine), else a first guess measured on the 2-core machine.
 sec_per_step() {
     local preset=$1 kd=$2 f v=()
-    # the 3 newest runs of this kind: older ones may come from a slower build or machine
     while IFS= read -r f; do
         [ ${#v[@]} -lt 3 ] || break
         grep -q "\"preset\":[[:space:]]*\"$preset\"" "$f" || continue
