@@ -961,7 +961,7 @@ typedef struct ecr_train_opts {
                                    linearly (default 0: none)                                 */
     float ecr_decay;            /* share at the end over which it ramps down to 0 (default 0) */
     float rel_weight;           /* w_rel: relational consistency on the codes' anchors;
-                                   0 (default) = off; needs anchors_path                     */
+                                   part of ECR: on only with anchors; default 1, 0 = off     */
     int rel_on_h;               /* rel on h / ||h|| instead of u (default 0)                 */
     float con_weight;           /* w_con: code-contrastive; 0 (default) = off; needs anchors  */
     float con_tau;              /* its temperature (default 0.1)                             */

@@ -25,8 +25,9 @@
 # Study "convergence" (issue: the method at convergence): the same students trained about
 # 5 epochs instead of 1 (tiny 4,000 steps, small 3,000), validation every 1/8 of the run
 # (loss, effective rank and P@1 over training):
-#   conv-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none, ecr+orth (ECR at its defaults),
-#                            feat, ecr+orth+rel (the best variant of the screening); seeds 1-3
+#   conv-SIZE-METHOD-sSEED   SIZE tiny | small; METHOD none, ecr+orth (ECR with orth, the
+#                            defaults then), feat, ecr+orth+rel (the best variant of the
+#                            screening, ECR's defaults since); seeds 1-3
 # Study "stress" (the same issue: does ECR stabilise training?): tiny students, 300 steps of
 # 2,048 tokens, with the stabilisers taken away: no warm-up, no gradient clipping, and a
 # constant learning rate (--min-lr = --lr) raised far above the default 1e-3. Only the
@@ -34,7 +35,7 @@
 # passes. First the probes, plain LM at three learning rates, to find where `none` blows up:
 #   probe-lrLR-sSEED         none, LR 3e-2 | 1e-1 | 3e-1, seeds 1-2
 # then the protocol at the learning rate the probes choose (EXP_STRESS_LR, default 1e-1):
-#   stress-METHOD-sSEED      METHOD none, ecr (ECR alone), ecr+orth (ECR at its defaults),
+#   stress-METHOD-sSEED      METHOD none, ecr (ECR alone), ecr+orth (ECR with orth),
 #                            kd; seeds 1-5
 # A diverged run (a non-finite loss stops training) counts as a divergence; its run.json is
 # written by the runner with "diverged" and its log kept. scripts/stress_summary.py then
@@ -155,22 +156,24 @@ plan_main() {
 }
 
 # flags METHOD [EXTRA...]: the training flags of a method (ecr@FILE: ECR with other anchors).
-# ecr, ecr@FILE and ecr+kd are ECR as the main study ran it, without the orth term (which
-# became part of ECR's defaults after it): --orth-weight 0 unless EXTRA sets it; ecr+orth
-# is ECR at today's defaults.
+# ecr, ecr@FILE and ecr+kd are ECR as the main study ran it, without the orth and rel terms
+# (which became part of ECR's defaults after it): --orth-weight 0 and --rel-weight 0 unless
+# EXTRA sets them; ecr+orth is ECR with orth, as the defaults were before rel joined them
+# (--rel-weight 0 unless EXTRA sets it).
 flags() {
-    local m=$1 orth="--orth-weight 0"
+    local m=$1 orth="--orth-weight 0" rel="--rel-weight 0"
     shift
     case " $* " in *" --orth-weight "*) orth= ;; esac
+    case " $* " in *" --rel-weight "*) rel= ;; esac
     case $m in
     none) ;;
     kd) echo "--kd teacher/model" ;;
     feat) echo "--feat $W/teacher_train.npy" ;;
     rkd) echo "--rkd $W/teacher_train.npy" ;;
-    ecr) echo "--anchors $ANCH $orth" ;;
-    ecr@*) echo "--anchors ${m#ecr@} $orth" ;;
-    ecr+kd) echo "--anchors $ANCH --kd teacher/model $orth" ;;
-    ecr+orth) echo "--anchors $ANCH" ;;
+    ecr) echo "--anchors $ANCH $orth $rel" ;;
+    ecr@*) echo "--anchors ${m#ecr@} $orth $rel" ;;
+    ecr+kd) echo "--anchors $ANCH --kd teacher/model $orth $rel" ;;
+    ecr+orth) echo "--anchors $ANCH $rel" ;;
     *) echo "experiment: unknown method $m" >&2; return 2 ;;
     esac
     [ $# -eq 0 ] || echo "$@"

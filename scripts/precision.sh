@@ -6,7 +6,8 @@
 # Runs (each NAME-fp32 beside NAME-bf16, same seed, data, steps and evaluation):
 #   demo-none, demo-ecr   the `make demo` students: tiny, 600 steps of 4,096 tokens, seed 1,
 #                         without and with ECR from the shipped anchors (ECR as the
-#                         study ran it, before orth joined ECR's defaults: --orth-weight 0)
+#                         study ran it, before orth and rel joined ECR's defaults:
+#                         --orth-weight 0 --rel-weight 0)
 #   small-none            small, 500 steps (the experiment's main-small-none-s1)
 #   tiny-ecr-bf16-s1      the experiment's main-tiny-ecr-s1 (tiny, 1,000 steps) in bf16, to
 #                         set its geometry beside that run's 3-seed spread in fp32
@@ -45,9 +46,9 @@ if "$ECR" --version | grep -q '^bf16: none'; then export ECR_BF16_EMULATE=1; fi
 plan() {
     local p
     for p in fp32 bf16; do echo "demo-none-$p tiny 600 1 $p"; done
-    for p in fp32 bf16; do echo "demo-ecr-$p tiny 600 1 $p --anchors $ANCH --orth-weight 0"; done
+    for p in fp32 bf16; do echo "demo-ecr-$p tiny 600 1 $p --anchors $ANCH --orth-weight 0 --rel-weight 0"; done
     for p in fp32 bf16; do echo "small-none-$p small 500 1 $p"; done
-    echo "tiny-ecr-bf16-s1 tiny 1000 1 bf16 --anchors $ANCH --orth-weight 0"
+    echo "tiny-ecr-bf16-s1 tiny 1000 1 bf16 --anchors $ANCH --orth-weight 0 --rel-weight 0"
 }
 
 setup() {

@@ -139,8 +139,8 @@ for run, method in (("kd", "kd"), ("feat", "feat"), ("rkd", "rkd")):
     r = json.load(open(f"{d}/{run}/run.json"))
     assert r["method"] == method and r["preset"] == "tiny" and r["tag"] is None, r
 r = json.load(open(f"{d}/ekd/run.json"))
-assert r["method"] == "ecr+kd+orth" and r["tag"] == "ECR + KD, K=4" and r["ecr_weight"] == 0.05, r
-assert r["orth_weight"] == 1, r  # orth is part of ECR's defaults
+assert r["method"] == "ecr+kd+rel+orth" and r["tag"] == "ECR + KD, K=4" and r["ecr_weight"] == 0.05, r
+assert r["orth_weight"] == 1 and r["rel_weight"] == 1, r  # orth and rel are part of ECR's defaults
 assert r["kd_alpha"] == 0.5 and r["objective"] == "lm" and r["steps"] == 4, r
 print("baseline logs, metadata and run.json: ok")
 EOF
@@ -156,9 +156,9 @@ rs = [json.loads(l) for l in open(f"{d}/all/log.jsonl") if '"loss"' in l]
 assert len(rs) == 4
 for r in rs:
     want = (0.5 * r["loss"] + r["contrastive"] + 0.05 * r["ecr"] + 0.5 * r["kd"] + r["feat"] + 0.1 * r["rkd"]
-            + r["orth"])
+            + r["rel"] + r["orth"])
     assert abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
-assert json.load(open(f"{d}/all/run.json"))["method"] == "ecr+kd+feat+rkd+orth"
+assert json.load(open(f"{d}/all/run.json"))["method"] == "ecr+kd+feat+rkd+rel+orth"
 EOF
 
 # ---- the codes-only terms: rel, con and orth with ECR, from the anchors alone -------------------
@@ -181,27 +181,28 @@ b = open(f"{d}/codes/model.safetensors", "rb").read()
 meta = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
 assert [round(float(meta[k]), 6) for k in ("rel_weight", "con_weight", "orth_weight")] == [0.5, 0.2, 0.1], meta
 EOF
-# orth is on by default beside ECR (--orth-weight 0: ECR alone, as the main study ran it), and
-# only beside it: the feat run above has no "orth" in its log, and the flag alone is an orphan
-expect 0 "ECR with --orth-weight 0" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
-    "${RUN[@]}" --anchors "$T/anchors.safetensors" --orth-weight 0 --out "$T/ecr_alone"
-"$PY" - "$T" <<'EOF' && ok || bad "--orth-weight 0 leaves orth in, or the default leaves it out"
+# orth and rel are on by default beside ECR (--orth-weight 0 --rel-weight 0: ECR alone, as the
+# main study ran it), and only beside it: the feat run above has neither in its log, and either
+# flag alone is an orphan
+expect 0 "ECR with --orth-weight 0 --rel-weight 0" -- "$ECR" train --data "$T/small.safetensors" --model tiny \
+    "${SSET[@]}" "${RUN[@]}" --anchors "$T/anchors.safetensors" --orth-weight 0 --rel-weight 0 --out "$T/ecr_alone"
+"$PY" - "$T" <<'EOF' && ok || bad "a weight of 0 leaves orth or rel in, or the default leaves them out"
 import json, sys
 d = sys.argv[1]
 def recs(run): return [json.loads(l) for l in open(f"{d}/{run}/log.jsonl") if '"loss"' in l]
-assert all("orth" not in r and abs(r["total"] - r["loss"] - 0.05 * r["ecr"]) < 1e-5 * r["total"]
+assert all("orth" not in r and "rel" not in r and abs(r["total"] - r["loss"] - 0.05 * r["ecr"]) < 1e-5 * r["total"]
            for r in recs("ecr_alone"))
 run = json.load(open(f"{d}/ecr_alone/run.json"))
-assert run["method"] == "ecr" and "orth_weight" not in run, run
-assert all(r["orth"] >= 0 for r in recs("ekd")) and all("orth" not in r for r in recs("feat"))
+assert run["method"] == "ecr" and "orth_weight" not in run and "rel_weight" not in run, run
+assert all(r["orth"] >= 0 and r["rel"] >= 0 for r in recs("ekd"))
+assert all("orth" not in r and "rel" not in r for r in recs("feat"))
 EOF
 expect 2 "--orth-weight without anchors" -- "$ECR" train --data x --model tiny --out "$T/o" --orth-weight 2
 has "$T/err" "--orth-weight needs --anchors" "the term orth needs is named"
 expect 2 "--con-tau without --con-weight" -- "$ECR" train --data x --model tiny --out "$T/o" --con-tau 0.3
 has "$T/err" "--con-tau needs --con-weight" "the orphan flag is named"
-expect 2 "--rel-weight without anchors" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
-    "${RUN[@]}" --rel-weight 0.5 --out "$T/rel_alone"
-has "$T/err" "rel term needs the anchors (--anchors)" "the missing anchors are named"
+expect 2 "--rel-weight without anchors" -- "$ECR" train --data x --model tiny --out "$T/o" --rel-weight 0.5
+has "$T/err" "--rel-weight needs --anchors" "the term rel needs is named"
 expect 2 "resume with another rel weight" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
     --steps 8 --tokens-per-step 256 --threads 1 --quiet --anchors "$T/anchors.safetensors" --rel-weight 0.4 \
     --con-weight 0.2 --con-tau 0.3 --orth-weight 0.1 --out "$T/codes" --resume
@@ -222,10 +223,10 @@ d = sys.argv[1]
 rs = [json.loads(l) for l in open(f"{d}/mres/log.jsonl") if '"loss"' in l]
 assert len(rs) == 4
 for r in rs:
-    want = r["loss"] + 0.05 * r["ecr"] + r["orth"] + 0.3 * r["mres"]
+    want = r["loss"] + 0.05 * r["ecr"] + r["rel"] + r["orth"] + 0.3 * r["mres"]
     assert r["mres"] > 0 and abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
 run = json.load(open(f"{d}/mres/run.json"))
-assert run["method"] == "ecr+orth+mres" and run["mres_weight"] == 0.3, run
+assert run["method"] == "ecr+rel+orth+mres" and run["mres_weight"] == 0.3, run
 assert run["mres_anchors"].endswith("anchors2.safetensors," + d + "/anchors8.safetensors"), run
 b = open(f"{d}/mres/model.safetensors", "rb").read()
 meta = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
@@ -258,10 +259,10 @@ d = sys.argv[1]
 rs = [json.loads(l) for l in open(f"{d}/mid/log.jsonl") if '"loss"' in l]
 assert len(rs) == 4
 for r in rs:
-    want = r["loss"] + 0.05 * r["ecr"] + r["orth"] + 0.5 * r["mid"]
+    want = r["loss"] + 0.05 * r["ecr"] + r["rel"] + r["orth"] + 0.5 * r["mid"]
     assert r["mid"] > 0 and abs(r["total"] - want) < 1e-5 * abs(want), (r, want)
 run = json.load(open(f"{d}/mid/run.json"))
-assert run["method"] == "ecr+orth+mid" and run["mid_weight"] == 0.5 and run["mid_layer"] == 1, run
+assert run["method"] == "ecr+rel+orth+mid" and run["mid_weight"] == 0.5 and run["mid_layer"] == 1, run
 EOF
 expect 2 "mid on a one-layer model" -- "$ECR" train --data "$T/small.safetensors" --model tiny "${SSET[@]}" \
     "${RUN[@]}" --anchors "$T/anchors.safetensors" --mid-weight 0.5 --out "$T/mid1"

@@ -106,7 +106,8 @@ void ecr_rel_backward(ecr_rel *w, const float *P, const float *h, float scale, f
     ecr_loss_project_backward(w->on_h ? NULL : P, h, w->used, n, d, D, w->x, w->rz, w->clamped, w->dx, w->acc, dP, dh);
 }
 
-/* ---- the term (term.h): on with a weight and the anchors; targets the anchors of the codes --- */
+/* ---- the term (term.h): on with a weight beside ECR (terms.c: it needs "ecr"); targets the
+ *      anchors of the codes ------------------------------------------------------------------ */
 
 typedef struct rel_term {
     ecr_rel *w;
@@ -115,7 +116,9 @@ typedef struct rel_term {
     size_t cap_t, cap_u;
 } rel_term;
 
-static int rel_on(const ecr_objective_opts *o) { return o->train && o->train->rel_weight != 0; }
+static int rel_on(const ecr_objective_opts *o) {
+    return o->train && o->train->rel_weight != 0 && o->anchors != NULL;
+}
 static float rel_weight(const ecr_objective_opts *o, double progress) {
     (void)progress;
     return o->train->rel_weight; }
@@ -123,7 +126,6 @@ static float rel_weight(const ecr_objective_opts *o, double progress) {
 static ecr_status rel_check(const ecr_objective_opts *o, const ecr_model *m) {
     if (ecr_term_bad_weight(o->train->rel_weight))
         return ecr_fail(ECR_E_INVALID, "objective: rel weight %g out of range", (double)o->train->rel_weight);
-    if (!o->anchors) return ecr_fail(ECR_E_INVALID, "objective: the rel term needs the anchors (--anchors)");
     return o->train->rel_on_h ? ECR_OK : ecr_term_check_proj(m, o->anchors->dim, "the anchors");
 }
 

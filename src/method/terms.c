@@ -45,7 +45,8 @@ static const ecr_term_opt ecr_opts[] = {
     {"--anchors", "anchors", ECR_TERM_PATH, OPT(anchors_path), 0, 0, 0, "FILE",
      "add the ECR regulariser with these anchors (ecr anchors); their\n"
      "codes must cover the training data's texts. Adds the projection\n"
-     "ecr.proj.weight [D, dim] to the model. No teacher is read."},
+     "ecr.proj.weight [D, dim] to the model, and by default the rel and\n"
+     "orth terms (--rel-weight, --orth-weight). No teacher is read."},
     {"--ecr-weight", "ecr_weight", ECR_TERM_FLOAT, OPT(ecr_weight), 0, 1e6, 0, "L", "ECR weight lambda"},
     {"--ecr-tau", "ecr_tau", ECR_TERM_FLOAT, OPT(ecr_tau), 1e-6, 1e6, 1, "T",
      "ECR temperature (default: the anchors file's, normally 0.05)"},
@@ -83,9 +84,10 @@ static const ecr_term_opt rkd_opts[] = {
 
 static const ecr_term_opt rel_opts[] = {
     {"--rel-weight", "rel_weight", ECR_TERM_FLOAT, OPT(rel_weight), 0, 1e6, 0, "W",
-     "relational consistency, codes only (needs --anchors): adds W x\n"
-     "the mean over the step's text pairs of (cos(u_i, u_j) - <a_ci, a_cj>)^2,\n"
-     "a_c the anchor of code c; 0 = off"},
+     "part of ECR, on with --anchors: relational consistency from the\n"
+     "codes alone, adding W x the mean over the step's text pairs of\n"
+     "(cos(u_i, u_j) - <a_ci, a_cj>)^2, a_c the anchor of code c;\n"
+     "0 = off"},
     {"--rel-on-h", "rel_on_h", ECR_TERM_FLAG, OPT(rel_on_h), 0, 1, 0, NULL, "on h itself instead of u"},
 };
 static const ecr_term_opt con_opts[] = {
@@ -101,7 +103,8 @@ static const ecr_term_opt orth_opts[] = {
     {"--orth-weight", "orth_weight", ECR_TERM_FLOAT, OPT(orth_weight), 0, 1e6, 0, "W",
      "part of ECR, on with --anchors: keeps the projection near an\n"
      "isometry, adding W ||P^T P - I||^2 / dim, so that cosines of u are\n"
-     "cosines of h; 0 = off (ECR as before, method \"ecr\")"},
+     "cosines of h; 0 = off (with --rel-weight 0 too: ECR alone, method\n"
+     "\"ecr\", as the main study ran it)"},
 };
 
 static const ecr_term_opt mres_opts[] = {
@@ -130,7 +133,7 @@ static const ecr_term_info TERMS[] = {
     ROW("kd", 1, ECR_TERM_ON_PATH, NULL, kd_opts, ecr_term_ops_kd),
     ROW("feat", 2, ECR_TERM_ON_PATH, NULL, feat_opts, ecr_term_ops_feat),
     ROW("rkd", 3, ECR_TERM_ON_PATH, NULL, rkd_opts, ecr_term_ops_rkd),
-    ROW("rel", 5, ECR_TERM_ON_WEIGHT, NULL, rel_opts, ecr_term_ops_rel),
+    ROW("rel", 5, ECR_TERM_ON_WEIGHT, "ecr", rel_opts, ecr_term_ops_rel),
     ROW("con", 6, ECR_TERM_ON_WEIGHT, NULL, con_opts, ecr_term_ops_con),
     ROW("orth", 7, ECR_TERM_ON_WEIGHT, "ecr", orth_opts, ecr_term_ops_orth),
     ROW("mres", 8, ECR_TERM_ON_PATH, "ecr", mres_opts, ecr_term_ops_mres),

@@ -51,6 +51,7 @@ void ecr_train_opts_default(ecr_train_opts *o) {
     o->kd_temp = 2.0f;
     o->feat_weight = 1.0f;
     o->rkd_weight = 1.0f;
+    o->rel_weight = 1.0f;
     o->con_tau = 0.1f;
     o->orth_weight = 1.0f;
     o->mres_weight = 0.05f;
