@@ -36,7 +36,7 @@
 #   probe-lrLR-sSEED         none, LR 3e-2 | 1e-1 | 3e-1, seeds 1-2
 # then the protocol at the learning rate the probes choose (EXP_STRESS_LR, default 1e-1):
 #   stress-METHOD-sSEED      METHOD none, ecr (ECR alone), ecr+orth (ECR with orth),
-#                            kd; seeds 1-5
+#                            kd, ecr+orth+rel (ECR at today's defaults); seeds 1-5
 # A diverged run (a non-finite loss stops training) counts as a divergence; its run.json is
 # written by the runner with "diverged" and its log kept. scripts/stress_summary.py then
 # writes results/stress/summary.md: blow-ups (the loss above ln(vocab) + 1, worse than a
@@ -113,6 +113,7 @@ plan_stress() {
         for m in none ecr ecr+orth kd; do
             echo "stress-$m-s$s tiny $s stress-lr=$lr $m --lr $lr --min-lr $lr ${STRESS[*]}"
         done
+        echo "stress-ecr+orth+rel-s$s tiny $s stress-lr=$lr ecr+orth --rel-weight 1 --lr $lr --min-lr $lr ${STRESS[*]}"
     done
 }
 plan_main() {

@@ -101,7 +101,7 @@ def main():
     if probes:
         lines += table("Probes: plain LM by learning rate",
                        [(f"lr {lr}", probes[lr]) for lr in sorted(probes, key=float)])
-    order = ["none", "ecr", "ecr+orth", "kd"]
+    order = ["none", "ecr", "ecr+orth", "ecr+orth+rel", "kd"]
     if stress:
         keys = sorted(stress, key=lambda k: (order.index(k) if k in order else len(order), k))
         lines += table("The protocol, by method", [(k, stress[k]) for k in keys])
