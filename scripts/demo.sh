@@ -5,8 +5,8 @@
 #      teacher-side metrics and anchor agreement; training never reads the teacher)
 #   3. two compact students (`tiny`, 2 layers x 128), same seed, data and steps: plain LM
 #      training, and LM + ECR at its defaults (lambda 0.05, tau 0.05, the rel and orth
-#      terms on, method "ecr+rel+orth") with the shipped anchors (teacher/anchors.safetensors: K = 256
-#      anchors and a 2-byte code per training text)
+#      terms on, method "ecr+rel+orth") with the shipped anchors
+#      (teacher/anchors.safetensors: K = 256 anchors and a 2-byte code per training text)
 #   4. both evaluated on lo10 validation (ecr eval)
 #   5. the two side by side (ecr report), and a sample from the ECR student
 # Everything lands in build/demo/. Progress is shown on stderr throughout.
