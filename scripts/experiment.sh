@@ -153,6 +153,8 @@ plan_main() {
         echo "var-mres-w0.02-s$s tiny $s +orth(1),+mres(K=64,1024;0.02) ecr --orth-weight 1 --mres-weight 0.02" \
             "--mres-anchors $W/anchors_k64.safetensors,$W/anchors_k1024.safetensors"
         echo "var-mid-s$s tiny $s +orth(1),+mid(layer=1,0.05) ecr --orth-weight 1 --mid-weight 0.05 --mid-layer 1"
+        echo "var-rel-mres-w0.02-s$s tiny $s +orth(1),+rel(u,1),+mres(K=64,1024;0.02) ecr --orth-weight 1 --rel-weight 1" \
+            "--mres-weight 0.02 --mres-anchors $W/anchors_k64.safetensors,$W/anchors_k1024.safetensors"
     done
 }
 
